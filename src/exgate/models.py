@@ -1,0 +1,150 @@
+"""Normalized market-data models shared by every venue.
+
+Every price and size is a :class:`~decimal.Decimal` (serialized as a decimal string in JSON),
+every time is integer milliseconds since the Unix epoch, and sides and market types are enums.
+Models are frozen: a value read from the cache can be shared between callers safely.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Side(StrEnum):
+    """Taker side of a trade or side of an order: ``buy`` or ``sell``."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class MarketType(StrEnum):
+    """Kind of instrument: ``spot``, ``perpetual`` (swap, no expiry) or dated ``future``."""
+
+    SPOT = "spot"
+    PERPETUAL = "perpetual"
+    FUTURE = "future"
+    OPTION = "option"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="null")
+
+
+class Market(_Frozen):
+    """One tradable instrument of a venue.
+
+    ``symbol`` is the ccxt unified symbol (``BTC/USDT:USDT``), ``id`` the venue's own
+    (``BTCUSDT``). ``tick_size`` is the price increment (quote currency), ``lot_size`` the size
+    increment and ``min_size`` the smallest order size (base currency, or contracts where
+    ``contract_size`` is set). ``max_leverage`` is ``None`` where the venue does not say.
+    """
+
+    exchange: str
+    symbol: str
+    id: str
+    base: str
+    quote: str
+    settle: str | None = None
+    type: MarketType
+    contract_size: Decimal | None = None
+    tick_size: Decimal | None = None
+    lot_size: Decimal | None = None
+    min_size: Decimal | None = None
+    max_leverage: Decimal | None = None
+    active: bool = True
+
+
+class Ticker(_Frozen):
+    """Latest prices of one market (quote currency) with 24 h statistics.
+
+    ``volume_24h`` is in base currency, ``quote_volume_24h`` in quote currency, ``change_24h_pct``
+    in percent. ``mark``, ``index`` and ``funding_rate`` are set where the venue reports them
+    (perpetuals). ``timestamp`` is the venue's time of the data in ms, or the time exgate
+    received it when the venue gives none.
+    """
+
+    exchange: str
+    symbol: str
+    last: Decimal | None = None
+    bid: Decimal | None = None
+    ask: Decimal | None = None
+    mark: Decimal | None = None
+    index: Decimal | None = None
+    high_24h: Decimal | None = None
+    low_24h: Decimal | None = None
+    volume_24h: Decimal | None = None
+    quote_volume_24h: Decimal | None = None
+    change_24h_pct: Decimal | None = None
+    funding_rate: Decimal | None = None
+    timestamp: int | None = None
+
+
+BookLevel = tuple[Decimal, Decimal]
+"""One price level ``(price, size)``: price in quote currency, size in base currency or contracts."""
+
+
+class OrderBook(_Frozen):
+    """Order book snapshot: ``bids`` best (highest) first, ``asks`` best (lowest) first."""
+
+    exchange: str
+    symbol: str
+    bids: list[BookLevel]
+    asks: list[BookLevel]
+    timestamp: int | None = None
+    sequence: int | None = None
+
+
+class Trade(_Frozen):
+    """One public trade; ``side`` is the taker's side."""
+
+    exchange: str
+    symbol: str
+    id: str | None = None
+    price: Decimal
+    size: Decimal
+    side: Side | None = None
+    timestamp: int
+
+
+class Candle(_Frozen):
+    """One kline/candle: OHLC in quote currency, ``volume`` in base currency.
+
+    ``close_time`` is the last millisecond the candle covers (``open_time + interval - 1``);
+    ``closed`` is false for the candle still forming at the time of the read.
+    """
+
+    open_time: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    close_time: int
+    closed: bool
+
+
+class FundingRate(_Frozen):
+    """Current funding of a perpetual: ``rate`` per funding interval (0.0001 = 0.01 %)."""
+
+    exchange: str
+    symbol: str
+    rate: Decimal | None = None
+    next_funding_time: int | None = None
+    interval_ms: int | None = None
+    mark: Decimal | None = None
+    index: Decimal | None = None
+    timestamp: int | None = None
+
+
+class ExchangeInfo(_Frozen):
+    """A venue the gateway serves, with what its adapter supports and its load state."""
+
+    id: str
+    name: str
+    capabilities: dict[str, bool] = Field(default_factory=dict)
+    status: str
+    markets: int | None = None
+    error: str | None = None

@@ -1,0 +1,69 @@
+"""The sandbox ASGI app: every simulated venue under ``/{venue}/`` plus ``/__sandbox/*``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
+
+from exgate.sandbox.data import Recordings, default_data_dir
+from exgate.sandbox.sim import Clock, wall_clock_ms
+from exgate.sandbox.stats import SandboxStats, StatsMiddleware
+from exgate.sandbox.venue import SandboxVenue, json_response
+from exgate.sandbox.venues import VENUES
+
+DEFAULT_SEED = 7
+
+
+def create_sandbox_app(
+    data_dir: Path | None = None,
+    *,
+    seed: int = DEFAULT_SEED,
+    clock: Clock = wall_clock_ms,
+    venues: list[str] | None = None,
+) -> Starlette:
+    """Build the sandbox app.
+
+    Args:
+        data_dir: folder of recorded payloads (default: :func:`default_data_dir`).
+        seed: random-walk seed; the same seed and clock give the same data.
+        clock: returns the time in ms; inject a fixed one in tests for exact values.
+        venues: venue names to serve (default: all of :data:`VENUES`).
+
+    The app's ``state.venues`` maps names to :class:`SandboxVenue`, ``state.stats`` is the
+    :class:`SandboxStats`.
+    """
+    root = data_dir if data_dir is not None else default_data_dir()
+    recordings = Recordings(root)
+    t0 = clock()
+    sims: dict[str, SandboxVenue] = {
+        name: cls(recordings, seed=seed, clock=clock, t0_ms=t0)
+        for name, cls in VENUES.items()
+        if venues is None or name in venues
+    }
+    stats = SandboxStats()
+
+    async def get_stats(request: Request) -> Response:
+        snap = stats.snapshot(list(sims))
+        for name, venue in sims.items():
+            snap["venues"][name]["synthetic"] = venue.synthetic
+        return json_response(snap)
+
+    async def reset_stats(request: Request) -> Response:
+        stats.reset()
+        return json_response({"reset": True})
+
+    routes = [
+        Route("/__sandbox/stats", get_stats, methods=["GET"]),
+        Route("/__sandbox/reset", reset_stats, methods=["POST"]),
+        *(Mount(f"/{name}", routes=venue.routes()) for name, venue in sims.items()),
+    ]
+    app = Starlette(routes=routes)
+    app.add_middleware(StatsMiddleware, stats=stats, venues=set(sims))
+    app.state.venues = sims
+    app.state.stats = stats
+    app.state.data_dir = root
+    return app

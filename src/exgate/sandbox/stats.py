@@ -1,0 +1,76 @@
+"""Request counting for the sandbox: per venue, per path and per status (``/__sandbox/stats``)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class SandboxStats:
+    """Counters of requests the sandbox answered.
+
+    ``snapshot()`` shape: ``{"venues": {venue: {"requests": N, "by_path": {path: N},
+    "by_status": {"200": N}}}}``; the path excludes the ``/{venue}`` prefix.
+    """
+
+    def __init__(self) -> None:
+        self._requests: Counter[str] = Counter()
+        self._by_path: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._by_status: defaultdict[str, Counter[str]] = defaultdict(Counter)
+
+    def record(self, venue: str, path: str, status: int) -> None:
+        """Count one answered request."""
+        self._requests[venue] += 1
+        self._by_path[venue][path] += 1
+        self._by_status[venue][str(status)] += 1
+
+    def reset(self) -> None:
+        """Zero every counter."""
+        self._requests.clear()
+        self._by_path.clear()
+        self._by_status.clear()
+
+    def snapshot(self, venues: list[str]) -> dict:
+        """The counters as a JSON-ready dict; every known venue appears, counted or not."""
+        return {
+            "venues": {
+                venue: {
+                    "requests": self._requests[venue],
+                    "by_path": dict(self._by_path[venue]),
+                    "by_status": dict(self._by_status[venue]),
+                }
+                for venue in sorted(set(venues) | set(self._requests))
+            }
+        }
+
+
+class StatsMiddleware:
+    """ASGI middleware recording the status of every request under a venue prefix."""
+
+    def __init__(self, app: ASGIApp, stats: SandboxStats, venues: set[str]):
+        self.app = app
+        self.stats = stats
+        self.venues = venues
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        venue, _, rest = path.lstrip("/").partition("/")
+        if venue not in self.venues:
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def counting_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, counting_send)
+        finally:
+            self.stats.record(venue, "/" + rest, status)

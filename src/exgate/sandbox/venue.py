@@ -1,0 +1,64 @@
+"""Base class of a simulated venue: its instruments, their simulations and its routes."""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+
+import orjson
+
+from exgate.sandbox.data import Recordings
+from exgate.sandbox.sim import Clock, Instrument, InstrumentSim
+
+_UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "M": 2_592_000_000}
+
+
+def interval_ms(interval: str) -> int | None:
+    """``"15m"`` → 900000; ``None`` when the text is not ``<int><s|m|h|d|w|M>``."""
+    if len(interval) < 2 or interval[-1] not in _UNITS_MS or not interval[:-1].isdigit():
+        return None
+    return int(interval[:-1]) * _UNITS_MS[interval[-1]]
+
+
+def json_response(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A JSON response encoded with orjson (Decimals must already be strings)."""
+    return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)
+
+
+class SandboxVenue(abc.ABC):
+    """One simulated exchange, served under ``/{name}/``.
+
+    Subclasses load their :class:`Instrument` list from recorded payloads (or synthesize one)
+    and expose the venue's real REST paths as Starlette routes.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int):
+        self.clock = clock
+        self.recordings = recordings
+        instruments = self.load(recordings)
+        self.synthetic = not instruments
+        if not instruments:
+            instruments = self.synthetic_instruments()
+        self.instruments: dict[str, Instrument] = {i.venue_id: i for i in instruments}
+        self.sims: dict[str, InstrumentSim] = {i.venue_id: InstrumentSim(i, seed, t0_ms) for i in instruments}
+
+    def now(self) -> int:
+        """The sandbox clock in ms."""
+        return self.clock()
+
+    @abc.abstractmethod
+    def load(self, recordings: Recordings) -> list[Instrument]:
+        """Instruments built from recorded payloads; empty when none are available."""
+
+    @abc.abstractmethod
+    def synthetic_instruments(self) -> list[Instrument]:
+        """A small generated instrument set used when no recordings are available."""
+
+    @abc.abstractmethod
+    def routes(self) -> list[BaseRoute]:
+        """The venue's REST routes, relative to ``/{name}``."""

@@ -1,0 +1,251 @@
+"""Binance USD-M futures, as served by the sandbox under ``/binanceusdm/fapi/...``.
+
+Wire formats follow https://developers.binance.com/docs/derivatives/usds-margined-futures
+(exchangeInfo, ticker/24hr, premiumIndex, depth, trades, aggTrades, klines, fundingRate).
+Recorded sources: the futures exchangeInfo of nautilus_trader's test data (instruments), the
+real BTCUSDT swap order book and spot 24 h tickers of ccxt's static tests (book, prices,
+24 h statistics), nautilus_trader's premiumIndex (funding). Errors use Binance's
+``{"code": -1121, "msg": "Invalid symbol."}`` shape with HTTP 400.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from exgate.sandbox.data import D, Recordings, fmt
+from exgate.sandbox.sim import Instrument, InstrumentSim
+from exgate.sandbox.venue import SandboxVenue, interval_ms, json_response
+
+_NAUTILUS = "nautilus_trader/tests/integration_tests/adapters/binance/resources/http_responses/"
+_DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+_EIGHT_HOURS = 8 * 3_600_000
+
+
+def _error(code: int, msg: str, status: int = 400) -> Response:
+    return json_response({"code": code, "msg": msg}, status=status)
+
+
+def _filter(raw: dict, kind: str) -> dict:
+    return next((f for f in raw.get("filters", []) if f.get("filterType") == kind), {})
+
+
+class BinanceUsdm(SandboxVenue):
+    """Binance USD-M perpetuals (``fapi``)."""
+
+    name = "binanceusdm"
+
+    def load(self, recordings: Recordings) -> list[Instrument]:
+        info = recordings.json(_NAUTILUS + "http_futures_market_exchange_info.json")
+        if not info:
+            return []
+        self._info_doc = info
+        tickers = {t["symbol"]: t for t in recordings.ccxt_response("binance", "fetchTickers") or []}
+        spot_ticker = recordings.ccxt_response("binance", "fetchTicker") or {}
+        if spot_ticker.get("symbol"):
+            tickers[spot_ticker["symbol"]] = spot_ticker  # the fuller record (bid/ask, counts)
+        book = recordings.ccxt_response("binance", "fetchOrderBook", "swap orderbook") or {}
+        premium = recordings.json(_NAUTILUS + "http_futures_market_premium_index.json") or {}
+        out = []
+        for raw in info["symbols"]:
+            symbol = raw["symbol"]
+            tick = D(_filter(raw, "PRICE_FILTER").get("tickSize", "0.01"))
+            lot = D(_filter(raw, "LOT_SIZE").get("stepSize", "0.001"))
+            inst = Instrument(venue_id=symbol, base=raw["baseAsset"], quote=raw["quoteAsset"],
+                              tick=tick, lot=lot, price=Decimal(0), raw=raw)
+            if symbol == "BTCUSDT" and book.get("bids"):
+                inst.bids = [(D(p), D(s)) for p, s in book["bids"]]
+                inst.asks = [(D(p), D(s)) for p, s in book["asks"]]
+                inst.price = inst.bids[0][0]
+            ticker = tickers.get(symbol) or tickers.get(raw.get("pair", ""))
+            if ticker:
+                inst.volume_24h = D(ticker["volume"])
+                if not inst.price:
+                    inst.price = D(ticker["lastPrice"])
+                raw.setdefault("_ticker", ticker)
+            if premium.get("symbol") == symbol:
+                inst.funding_rate = D(premium["lastFundingRate"])
+            if not inst.price:  # e.g. the quarterly contract: follow the perpetual of its pair
+                inst.price = next((i.price for i in out if i.venue_id == raw.get("pair")), Decimal(0))
+            if inst.price:
+                out.append(inst)
+        return out
+
+    def synthetic_instruments(self) -> list[Instrument]:
+        out = []
+        for base, price, tick, lot in (("BTC", "65000.0", "0.10", "0.001"), ("ETH", "3200.00", "0.01", "0.001"),
+                                       ("SOL", "150.000", "0.001", "1")):
+            symbol = f"{base}USDT"
+            raw = {
+                "symbol": symbol, "pair": symbol, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+                "onboardDate": 1569398400000, "status": "TRADING", "baseAsset": base, "quoteAsset": "USDT",
+                "marginAsset": "USDT", "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8,
+                "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [], "settlePlan": 0,
+                "triggerProtect": "0.0500",
+                "filters": [
+                    {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000", "tickSize": tick},
+                    {"filterType": "LOT_SIZE", "stepSize": lot, "maxQty": "1000", "minQty": lot},
+                    {"filterType": "MARKET_LOT_SIZE", "stepSize": lot, "maxQty": "1000", "minQty": lot},
+                    {"filterType": "MIN_NOTIONAL", "notional": "5"},
+                ],
+                "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+            }
+            out.append(Instrument(venue_id=symbol, base=base, quote="USDT", tick=D(tick), lot=D(lot),
+                                  price=D(price), raw=raw))
+        self._info_doc = {"timezone": "UTC", "futuresType": "U_MARGINED", "rateLimits": [], "exchangeFilters": [],
+                              "assets": [{"asset": "USDT", "marginAvailable": True}], "symbols": [i.raw for i in out]}
+        return out
+
+    # -- helpers --------------------------------------------------------------------------
+    def _sim(self, request: Request) -> InstrumentSim | None:
+        return self.sims.get(request.query_params.get("symbol", "").upper())
+
+    def _ticker(self, sim: InstrumentSim, now: int) -> dict:
+        inst = sim.instrument
+        last = sim.price(now)
+        rec = inst.raw.get("_ticker") or {}
+        change_pct = D(rec.get("priceChangePercent", "0"))
+        open_ = D(rec["openPrice"]) * last / D(rec["lastPrice"]) if rec else last
+        open_ = open_.quantize(inst.tick)
+        high = max(D(rec["highPrice"]) * last / D(rec["lastPrice"]), last).quantize(inst.tick) if rec else last
+        low = min(D(rec["lowPrice"]) * last / D(rec["lastPrice"]), last).quantize(inst.tick) if rec else last
+        volume = inst.volume_24h
+        change = last - open_
+        pct = (change / open_ * 100).quantize(Decimal("0.001")) if open_ else change_pct
+        return {
+            "symbol": inst.venue_id, "priceChange": fmt(change), "priceChangePercent": fmt(pct),
+            "weightedAvgPrice": fmt(((high + low + last) / 3).quantize(inst.tick)), "lastPrice": fmt(last),
+            "lastQty": fmt(inst.lot * 10), "openPrice": fmt(open_), "highPrice": fmt(high), "lowPrice": fmt(low),
+            "volume": fmt(volume), "quoteVolume": fmt((volume * last).quantize(Decimal("0.01"))),
+            "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": sim.step_at(now) + 1_000_000,
+            "count": sim.step_at(now) + 1_000_000,
+        }
+
+    def _premium(self, sim: InstrumentSim, now: int) -> dict:
+        mark = sim.price(now)
+        return {
+            "symbol": sim.instrument.venue_id, "markPrice": fmt(mark), "indexPrice": fmt(mark),
+            "estimatedSettlePrice": fmt(mark), "lastFundingRate": fmt(sim.instrument.funding_rate),
+            "interestRate": "0.00010000", "nextFundingTime": (now // _EIGHT_HOURS + 1) * _EIGHT_HOURS, "time": now,
+        }
+
+    def _limit(self, request: Request, default: int, maximum: int) -> int | None:
+        raw = request.query_params.get("limit")
+        if raw is None:
+            return default
+        if not raw.isdigit() or not 0 < int(raw) <= maximum:
+            return None
+        return int(raw)
+
+    # -- endpoints --------------------------------------------------------------------------
+    async def exchange_info(self, request: Request) -> Response:
+        symbols = [{k: v for k, v in i.raw.items() if not k.startswith("_")} for i in self.instruments.values()]
+        return json_response({**self._info_doc, "serverTime": self.now(), "symbols": symbols})
+
+    async def ticker_24hr(self, request: Request) -> Response:
+        now = self.now()
+        if "symbol" in request.query_params:
+            sim = self._sim(request)
+            return json_response(self._ticker(sim, now)) if sim else _error(-1121, "Invalid symbol.")
+        return json_response([self._ticker(s, now) for s in self.sims.values()])
+
+    async def premium_index(self, request: Request) -> Response:
+        now = self.now()
+        if "symbol" in request.query_params:
+            sim = self._sim(request)
+            return json_response(self._premium(sim, now)) if sim else _error(-1121, "Invalid symbol.")
+        return json_response([self._premium(s, now) for s in self.sims.values()])
+
+    async def depth(self, request: Request) -> Response:
+        sim = self._sim(request)
+        if sim is None:
+            return _error(-1121, "Invalid symbol.")
+        limit = self._limit(request, 500, 1000)
+        if limit not in _DEPTH_LIMITS:
+            return _error(-1100, f"Illegal characters found in parameter 'limit'; legal range is {_DEPTH_LIMITS}.")
+        now = self.now()
+        bids, asks = sim.book(now, limit)
+        return json_response({
+            "lastUpdateId": 35263532345 + sim.step_at(now), "E": now, "T": now,
+            "bids": [[fmt(p), fmt(s)] for p, s in bids], "asks": [[fmt(p), fmt(s)] for p, s in asks],
+        })
+
+    async def trades(self, request: Request) -> Response:
+        sim = self._sim(request)
+        if sim is None:
+            return _error(-1121, "Invalid symbol.")
+        limit = self._limit(request, 500, 1000)
+        if limit is None:
+            return _error(-1100, "Illegal characters found in parameter 'limit'; legal range is '1 - 1000'.")
+        return json_response([
+            {"id": t["id"], "price": fmt(t["price"]), "qty": fmt(t["size"]),
+             "quoteQty": fmt(t["price"] * t["size"]), "time": t["time"], "isBuyerMaker": t["buyer_maker"]}
+            for t in sim.trades(self.now(), limit)
+        ])
+
+    async def agg_trades(self, request: Request) -> Response:
+        sim = self._sim(request)
+        if sim is None:
+            return _error(-1121, "Invalid symbol.")
+        limit = self._limit(request, 500, 1000)
+        if limit is None:
+            return _error(-1100, "Illegal characters found in parameter 'limit'; legal range is '1 - 1000'.")
+        return json_response([
+            {"a": t["id"], "p": fmt(t["price"]), "q": fmt(t["size"]), "f": t["id"], "l": t["id"],
+             "T": t["time"], "m": t["buyer_maker"]}
+            for t in sim.trades(self.now(), limit)
+        ])
+
+    async def klines(self, request: Request) -> Response:
+        sim = self._sim(request)
+        if sim is None:
+            return _error(-1121, "Invalid symbol.")
+        step = interval_ms(request.query_params.get("interval", ""))
+        if step is None:
+            return _error(-1120, "Invalid interval.")
+        limit = self._limit(request, 500, 1500)
+        if limit is None:
+            return _error(-1100, "Illegal characters found in parameter 'limit'; legal range is '1 - 1500'.")
+        q = request.query_params
+        start = int(q["startTime"]) if q.get("startTime", "").isdigit() else None
+        end = int(q["endTime"]) if q.get("endTime", "").isdigit() else None
+        rows = []
+        for c in sim.candles(step, self.now(), start_ms=start, end_ms=end, limit=limit):
+            quote_volume = (c["volume"] * c["close"]).quantize(Decimal("0.00001"))
+            rows.append([c["open_time"], fmt(c["open"]), fmt(c["high"]), fmt(c["low"]), fmt(c["close"]),
+                         fmt(c["volume"]), c["close_time"], fmt(quote_volume), 100,
+                         fmt(c["volume"] / 2), fmt(quote_volume / 2), "0"])
+        return json_response(rows)
+
+    async def funding_rate(self, request: Request) -> Response:
+        sim = self._sim(request)
+        if sim is None and "symbol" in request.query_params:
+            return _error(-1121, "Invalid symbol.")
+        limit = self._limit(request, 100, 1000)
+        if limit is None:
+            return _error(-1100, "Illegal characters found in parameter 'limit'; legal range is '1 - 1000'.")
+        now = self.now()
+        last = now // _EIGHT_HOURS * _EIGHT_HOURS
+        sims = [sim] if sim else list(self.sims.values())
+        rows = []
+        for s in sims:
+            for k in range(limit - 1, -1, -1):
+                when = last - k * _EIGHT_HOURS
+                rows.append({"symbol": s.instrument.venue_id, "fundingTime": when,
+                             "fundingRate": fmt(s.instrument.funding_rate), "markPrice": fmt(s.price(when))})
+        return json_response(rows[-limit:])
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/fapi/v1/exchangeInfo", self.exchange_info),
+            Route("/fapi/v1/ticker/24hr", self.ticker_24hr),
+            Route("/fapi/v1/premiumIndex", self.premium_index),
+            Route("/fapi/v1/depth", self.depth),
+            Route("/fapi/v1/trades", self.trades),
+            Route("/fapi/v1/aggTrades", self.agg_trades),
+            Route("/fapi/v1/klines", self.klines),
+            Route("/fapi/v1/fundingRate", self.funding_rate),
+        ]

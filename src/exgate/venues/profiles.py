@@ -1,0 +1,116 @@
+"""Per-venue profiles: the few facts that differ between venues, declared once.
+
+Everything else goes through ccxt's unified methods on the generic path, so any ccxt id works
+for public market data with :data:`GENERIC` defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class VenueProfile:
+    """What exgate needs to know about one venue beyond ccxt.
+
+    Attributes:
+        id: exgate's venue id (also the ccxt id unless ``ccxt_id`` says otherwise).
+        name: display name.
+        ccxt_id: the ccxt exchange class to instantiate.
+        ccxt_options: merged into the ccxt instance's ``options`` (e.g. which market types
+            ``load_markets`` fetches).
+        settle_preference: settle currencies in order, to pick the "main perpetual" a bare
+            base (``BTC``) means.
+        depth_levels: order book depths the venue accepts upstream (ascending); a requested
+            depth is served from the smallest one at least as deep, then truncated. Empty:
+            the venue returns its fixed book and exgate truncates.
+        max_depth: deepest order book a client may ask for.
+        max_trades: most recent trades the venue returns in one call.
+        max_candles: most candles the venue returns in one call.
+        tickers_with_funding: also read funding rates (mark, index, funding) for the prices
+            route because the venue's ticker lacks them.
+        trades: false where the venue has no public REST trades endpoint ccxt can call.
+        docs: the venue's API documentation, for the rate limits and formats.
+    """
+
+    id: str
+    name: str
+    ccxt_id: str = ""
+    ccxt_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    settle_preference: tuple[str, ...] = ("USDT", "USDC", "USD")
+    depth_levels: tuple[int, ...] = ()
+    max_depth: int = 1000
+    max_trades: int = 1000
+    max_candles: int = 1000
+    tickers_with_funding: bool = False
+    trades: bool = True
+    docs: str = ""
+
+    @property
+    def exchange_class(self) -> str:
+        """The ccxt class name to build."""
+        return self.ccxt_id or self.id
+
+    def upstream_depth(self, depth: int) -> int | None:
+        """The depth to request upstream for a client's ``depth`` (``None``: venue default)."""
+        for level in self.depth_levels:
+            if level >= depth:
+                return level
+        return self.depth_levels[-1] if self.depth_levels else None
+
+
+def _options(**values: Any) -> MappingProxyType:
+    return MappingProxyType(values)
+
+
+PROFILES: dict[str, VenueProfile] = {
+    profile.id: profile
+    for profile in (
+        VenueProfile(
+            id="binanceusdm",
+            name="Binance USD-M Futures",
+            ccxt_options=_options(fetchMarkets={"types": ["linear"]}),
+            settle_preference=("USDT", "USDC"),
+            depth_levels=(5, 10, 20, 50, 100, 500, 1000),
+            max_candles=1500,
+            tickers_with_funding=True,  # ticker/24hr has no mark/index/funding; premiumIndex does
+            docs="https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api",
+        ),
+        VenueProfile(
+            id="bybit",
+            name="Bybit (linear perpetuals)",
+            ccxt_options=_options(
+                fetchMarkets={"types": ["linear"]}, defaultType="swap", defaultSubType="linear",
+            ),
+            settle_preference=("USDT", "USDC"),
+            depth_levels=(1, 25, 50, 100, 200, 500),
+            max_depth=500,
+            docs="https://bybit-exchange.github.io/docs/v5/market/orderbook",
+        ),
+        VenueProfile(
+            id="hyperliquid",
+            name="Hyperliquid (perpetuals)",
+            ccxt_options=_options(fetchMarkets={"types": ["swap"]}, defaultType="swap"),
+            settle_preference=("USDC",),
+            max_depth=20,  # l2Book returns at most 20 levels per side
+            max_candles=5000,
+            trades=False,  # public trades are WebSocket-only; ccxt's fetchTrades reads a user's fills
+            docs="https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint",
+        ),
+        VenueProfile(
+            id="pacifica",
+            name="Pacifica",
+            settle_preference=("USDC",),
+            max_depth=100,
+            max_trades=100,
+            docs="https://docs.pacifica.fi/api-documentation/api/rest-api",
+        ),
+    )
+}
+
+
+def profile_for(venue: str) -> VenueProfile:
+    """The profile of ``venue``, or generic defaults for any other ccxt id."""
+    return PROFILES.get(venue) or VenueProfile(id=venue, name=venue)

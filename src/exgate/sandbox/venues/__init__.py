@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from exgate.sandbox.venue import SandboxVenue
 from exgate.sandbox.venues.binanceusdm import BinanceUsdm
+from exgate.sandbox.venues.hyperliquid import Hyperliquid
+from exgate.sandbox.venues.pacifica import Pacifica
 
 VENUES: dict[str, type[SandboxVenue]] = {
     BinanceUsdm.name: BinanceUsdm,
+    Hyperliquid.name: Hyperliquid,
+    Pacifica.name: Pacifica,
 }

@@ -1,0 +1,3 @@
+from exgate.cli import main
+
+main()

@@ -1,0 +1,87 @@
+"""Read routes: thin handlers that pass raw parameters to :class:`~exgate.service.MarketData`
+and return its cached bytes as they are, with ``X-Cache`` and ``Age``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+import orjson
+
+from exgate.cache import CacheResult
+from exgate.models import ExchangeInfo, FundingRate, OrderBook
+from exgate.service import CandlesPage, MarketData, MarketsPage, PricesPage, TradesPage
+
+router = APIRouter()
+
+_JSON = "application/json"
+
+
+def _cached(result: CacheResult) -> Response:
+    return Response(result.body, media_type=_JSON,
+                    headers={"X-Cache": result.status.value, "Age": str(result.age_s)})
+
+
+def _service(request: Request) -> MarketData:
+    return request.app.state.market_data
+
+
+def _doc(model: type) -> dict:
+    return {200: {"model": model, "description": "cached JSON; see X-Cache and Age headers"}}
+
+
+@router.get("/healthz", tags=["ops"])
+async def healthz(request: Request) -> Response:
+    """Liveness, with each venue's load status."""
+    statuses = {info.id: info.status for info in _service(request).exchanges()}
+    return Response(orjson.dumps({"status": "ok", "exchanges": statuses}), media_type=_JSON)
+
+
+@router.get("/v1/exchanges", tags=["market data"], responses={200: {"model": list[ExchangeInfo]}})
+async def exchanges(request: Request) -> Response:
+    """Venues served, with capabilities and whether their markets are loaded."""
+    infos = _service(request).exchanges()
+    return Response(orjson.dumps({"exchanges": [i.model_dump(mode="json") for i in infos]}), media_type=_JSON)
+
+
+@router.get("/v1/{exchange}/markets", tags=["market data"], responses=_doc(MarketsPage))
+async def markets(request: Request, exchange: str) -> Response:
+    """All markets of a venue (cached 300 s)."""
+    return _cached(await _service(request).markets(exchange))
+
+
+@router.get("/v1/{exchange}/prices", tags=["market data"], responses=_doc(PricesPage))
+async def prices(request: Request, exchange: str,
+                 symbols: str | None = Query(None, description="comma-separated symbols; all when absent")) -> Response:
+    """Tickers (last, bid, ask, mark, index, 24 h stats, funding) of a venue (cached 5 s)."""
+    return _cached(await _service(request).prices(exchange, symbols))
+
+
+@router.get("/v1/{exchange}/markets/{symbol:path}/orderbook", tags=["market data"], responses=_doc(OrderBook))
+async def orderbook(request: Request, exchange: str, symbol: str,
+                    depth: int | None = Query(None, description="levels per side (default 20)")) -> Response:
+    """Order book snapshot (cached 1 s)."""
+    return _cached(await _service(request).order_book(exchange, symbol, depth))
+
+
+@router.get("/v1/{exchange}/markets/{symbol:path}/trades", tags=["market data"], responses=_doc(TradesPage))
+async def trades(request: Request, exchange: str, symbol: str,
+                 limit: int | None = Query(None, description="most recent trades (default 100)")) -> Response:
+    """Recent public trades, oldest first (cached 2 s)."""
+    return _cached(await _service(request).trades(exchange, symbol, limit))
+
+
+@router.get("/v1/{exchange}/markets/{symbol:path}/klines", tags=["market data"], responses=_doc(CandlesPage))
+async def klines(request: Request, exchange: str, symbol: str,
+                 interval: str | None = Query(None, description="e.g. 1m, 1h, 1d (venue-specific list)"),
+                 start: int | None = Query(None, description="first open time, ms"),
+                 end: int | None = Query(None, description="last open time, ms"),
+                 limit: int | None = Query(None, description="most candles (default 200)")) -> Response:
+    """Candles, oldest first (cached 5 s; 1 h once every candle in range is closed)."""
+    return _cached(await _service(request).klines(exchange, symbol, interval, start, end, limit))
+
+
+@router.get("/v1/{exchange}/markets/{symbol:path}/funding", tags=["market data"], responses=_doc(FundingRate))
+async def funding(request: Request, exchange: str, symbol: str) -> Response:
+    """Current funding rate, next funding time, mark and index of a perpetual (cached 10 s)."""
+    return _cached(await _service(request).funding(exchange, symbol))

@@ -1,0 +1,365 @@
+"""Hyperliquid perpetuals, as served by the sandbox under ``POST /hyperliquid/info``.
+
+Every public query is one ``POST /info`` with a JSON body ``{"type": ...}``; wire formats follow
+https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint (and its
+``perpetuals`` page): ``meta``, ``metaAndAssetCtxs``, ``allMids``, ``l2Book``, ``candleSnapshot``,
+``recentTrades``, ``fundingHistory``, ``perpDexs``, ``spotMeta``, ``spotMetaAndAssetCtxs`` and
+``exchangeStatus``. Numbers are decimal strings printed the way Hyperliquid prints them
+(``"110427.0"``, ``"4.11882"``); times are integer ms.
+
+Recorded sources (nautilus_trader's Hyperliquid test data): the perp universe
+(``http_meta_perp_sample.json``: BTC, ETH, ATOM), the real asset contexts of the main dex
+(``ws_all_dexs_asset_ctxs.json``, dex ``""``; aligned by index with the universe, as Hyperliquid
+never reorders it: 0 BTC, 1 ETH, 2 ATOM), the BTC order book (``http_l2_book_btc.json``) and the
+spot token list (``http_spot_meta_non_usdc_collateral.json``). The BTC book (Oct 2025) and the
+contexts (a later capture) disagree on BTC's price level; the book wins and BTC's context prices
+(mark, oracle, impact, previous day) are scaled to it. Coins without a recorded book get one
+built around their recorded ``midPx``.
+
+Prices obey Hyperliquid's perp rule at every clock reading: at most 5 significant figures
+(integers always allowed) and at most ``6 - szDecimals`` decimals.
+
+Errors as Hyperliquid answers them: a body that is not JSON gets HTTP 400, an unknown ``type``
+or a missing/invalid field HTTP 422 with a plain-text ``Failed to deserialize the JSON body into
+the target type: ...``; ``l2Book`` and ``recentTrades`` of an unknown coin answer ``null``,
+``candleSnapshot`` and ``fundingHistory`` of one an empty list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from exgate.sandbox.data import D, Recordings
+from exgate.sandbox.sim import Clock, Instrument, InstrumentSim
+from exgate.sandbox.venue import SandboxVenue, interval_ms, json_response
+
+_NAUTILUS = "nautilus_trader/crates/adapters/hyperliquid/test_data/"
+_PERP_MAX_DECIMALS = 6
+_SIG_FIGS = 5
+_BOOK_LEVELS = 20
+_MAX_CANDLES = 5000
+_RECENT_TRADES = 10
+_FUNDING_PAGE = 500
+_HOUR = 3_600_000
+_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d", "3d", "1w", "1M")
+_USDC = {"index": 0, "isCanonical": True, "name": "USDC", "szDecimals": 8,
+         "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054", "weiDecimals": 8}
+
+
+# -- Hyperliquid number rules ------------------------------------------------------------------
+def price_decimals(price: Decimal, sz_decimals: int) -> int:
+    """Decimals a perp price may carry: 5 significant figures, at most ``6 - szDecimals``."""
+    if price <= 0:
+        return _PERP_MAX_DECIMALS - sz_decimals
+    exponent = price.adjusted()  # floor(log10(price))
+    return max(0, min(_PERP_MAX_DECIMALS - sz_decimals, _SIG_FIGS - 1 - exponent))
+
+
+def price_tick(price: Decimal, sz_decimals: int) -> Decimal:
+    """The smallest valid price step at ``price``."""
+    return Decimal(1).scaleb(-price_decimals(price, sz_decimals))
+
+
+def hl_price(price: Decimal, sz_decimals: int, rounding: str = ROUND_HALF_EVEN) -> Decimal:
+    """``price`` rounded onto Hyperliquid's perp price grid."""
+    return price.quantize(price_tick(price, sz_decimals), rounding=rounding)
+
+
+def num(value: Decimal) -> str:
+    """A Decimal as Hyperliquid prints it: no exponent, no trailing zeros, ``.0`` on integers."""
+    text = f"{value.normalize():f}"
+    return text if "." in text else text + ".0"
+
+
+def _hash_int(*parts: object) -> int:
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _hex(nbytes: int, *parts: object) -> str:
+    return "0x" + hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=nbytes).hexdigest()
+
+
+def _reject(detail: str, status: int = 422) -> Response:
+    """Hyperliquid's (axum's) plain-text refusal of a body it cannot read."""
+    prefix = ("Failed to deserialize the JSON body into the target type" if status == 422
+              else "Failed to parse the request body as JSON")
+    return PlainTextResponse(f"{prefix}: {detail}", status_code=status)
+
+
+def _ms(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+class Hyperliquid(SandboxVenue):
+    """Hyperliquid perpetuals (main dex, USDC collateral) behind one ``POST /info``."""
+
+    name = "hyperliquid"
+
+    def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int):
+        self._ctxs: dict[str, dict] = {}
+        self._spot_meta: dict = {"tokens": [_USDC], "universe": []}
+        self.seed = seed
+        super().__init__(recordings, seed=seed, clock=clock, t0_ms=t0_ms)
+        self._t0_mid = {coin: self._mid(sim, t0_ms) for coin, sim in self.sims.items()}
+
+    # -- instruments ------------------------------------------------------------------------
+    def load(self, recordings: Recordings) -> list[Instrument]:
+        meta = recordings.json(_NAUTILUS + "http_meta_perp_sample.json") or {}
+        feed = recordings.json(_NAUTILUS + "ws_all_dexs_asset_ctxs.json") or {}
+        main_ctxs = next((ctxs for dex, ctxs in feed.get("data", {}).get("ctxs", []) if dex == ""), [])
+        book = recordings.json(_NAUTILUS + "http_l2_book_btc.json") or {}
+        spot = recordings.json(_NAUTILUS + "http_spot_meta_non_usdc_collateral.json")
+        if isinstance(spot, dict) and spot.get("tokens"):
+            self._spot_meta = spot
+        out = []
+        for record, ctx in zip(meta.get("universe", []), main_ctxs):
+            raw = {k: v for k, v in record.items() if v is not None}  # the wire omits unset flags
+            inst = self._instrument(raw, ctx)
+            if book.get("coin") == inst.venue_id and len(book.get("levels", [])) == 2:
+                bids, asks = book["levels"]
+                inst.bids = [(D(lv["px"]), D(lv["sz"])) for lv in bids]
+                inst.asks = [(D(lv["px"]), D(lv["sz"])) for lv in asks]
+                inst.price = inst.bids[0][0]
+            out.append(inst)
+        return out
+
+    def _instrument(self, raw: dict, ctx: dict) -> Instrument:
+        """An instrument from a universe record and its asset context, with a book at ``midPx``."""
+        sz_decimals = int(raw["szDecimals"])
+        lot = Decimal(1).scaleb(-sz_decimals)
+        mid = D(ctx.get("midPx") or ctx["markPx"])
+        tick = price_tick(mid, sz_decimals)
+        best_bid = mid.quantize(tick, rounding=ROUND_FLOOR)
+        best_ask = mid.quantize(tick, rounding=ROUND_CEILING)
+        if best_bid == best_ask:
+            best_bid, best_ask = best_bid - tick, best_ask + tick
+        unit = max(lot, (Decimal(2000) / mid).quantize(lot))
+        inst = Instrument(venue_id=raw["name"], base=raw["name"], quote="USDC", tick=tick, lot=lot,
+                          price=best_bid, funding_rate=D(ctx.get("funding") or "0"),
+                          volume_24h=D(ctx.get("dayBaseVlm") or "0") or unit * 1000, trade_size=unit, raw=raw)
+        inst.bids = [(best_bid - tick * i, unit * (1 + i * 7 % 5)) for i in range(_BOOK_LEVELS)]
+        inst.asks = [(best_ask + tick * i, unit * (1 + i * 3 % 5)) for i in range(_BOOK_LEVELS)]
+        inst.bids = [(p, s) for p, s in inst.bids if p > 0]
+        self._ctxs[inst.venue_id] = ctx
+        return inst
+
+    def synthetic_instruments(self) -> list[Instrument]:
+        self._spot_meta = {"tokens": [_USDC], "universe": []}
+        out = []
+        for name, sz_decimals, leverage, mid, funding, volume in (
+            ("BTC", 5, 40, "65000.5", "0.0000125", "20000.0"),
+            ("ETH", 4, 25, "3200.05", "0.0000125", "300000.0"),
+            ("SOL", 2, 20, "150.005", "0.0000100", "3000000.0"),
+        ):
+            ctx = {"funding": funding, "openInterest": "1000.0", "prevDayPx": mid, "dayNtlVlm": num(D(volume) * D(mid)),
+                   "premium": "0.0", "oraclePx": mid, "markPx": mid, "midPx": mid, "impactPxs": [mid, mid],
+                   "dayBaseVlm": volume}
+            raw = {"name": name, "szDecimals": sz_decimals, "maxLeverage": leverage}
+            out.append(self._instrument(raw, ctx))
+        return out
+
+    # -- simulated state ------------------------------------------------------------------------
+    def _sz_decimals(self, sim: InstrumentSim) -> int:
+        return int(sim.instrument.raw["szDecimals"])
+
+    def _book(self, sim: InstrumentSim, now: int, depth: int = _BOOK_LEVELS):
+        """The sim's book on Hyperliquid's grid: bids rounded down, asks up, equal prices merged."""
+        bids, asks = sim.book(now, depth)
+        sz = self._sz_decimals(sim)
+        return self._merge(bids, sz, ROUND_FLOOR), self._merge(asks, sz, ROUND_CEILING)
+
+    @staticmethod
+    def _merge(levels, sz_decimals: int, rounding: str) -> list[tuple[Decimal, Decimal]]:
+        merged: dict[Decimal, Decimal] = {}
+        for price, size in levels:
+            px = hl_price(price, sz_decimals, rounding)
+            merged[px] = merged.get(px, Decimal(0)) + size
+        return list(merged.items())
+
+    def _mid(self, sim: InstrumentSim, now: int) -> Decimal:
+        bids, asks = self._book(sim, now, 1)
+        if bids and asks:
+            return (bids[0][0] + asks[0][0]) / 2
+        return sim.price(now)
+
+    def _scaled(self, sim: InstrumentSim, recorded: str | None, mid: Decimal) -> str | None:
+        """A recorded context price moved along with the book (its offset from ``midPx`` kept)."""
+        if recorded is None:
+            return None
+        ctx = self._ctxs[sim.instrument.venue_id]
+        ref = D(ctx.get("midPx") or ctx["markPx"])
+        return num(hl_price(D(recorded) * mid / ref, self._sz_decimals(sim)))
+
+    def _ctx(self, sim: InstrumentSim, now: int) -> dict:
+        """The asset context at ``now``: prices follow the walk, the rest is as recorded."""
+        rec = self._ctxs[sim.instrument.venue_id]
+        mid = self._mid(sim, now)
+        impact = rec.get("impactPxs")
+        return {
+            **rec,
+            "prevDayPx": self._scaled(sim, rec.get("prevDayPx"), self._t0_mid[sim.instrument.venue_id]),
+            "oraclePx": self._scaled(sim, rec.get("oraclePx"), mid),
+            "markPx": self._scaled(sim, rec.get("markPx"), mid),
+            "midPx": num(mid) if rec.get("midPx") is not None else None,
+            "impactPxs": [self._scaled(sim, px, mid) for px in impact] if impact else impact,
+        }
+
+    def _universe(self) -> list[dict]:
+        return [i.raw for i in self.instruments.values()]
+
+    def _meta(self) -> dict:
+        return {"universe": self._universe(), "marginTables": [], "collateralToken": 0}
+
+    # -- info types ------------------------------------------------------------------------------
+    def _coin(self, body: dict) -> tuple[InstrumentSim | None, Response | None]:
+        coin = body.get("coin")
+        if not isinstance(coin, str):
+            return None, _reject("missing field `coin`")
+        return self.sims.get(coin), None
+
+    def _info_meta(self, body: dict, now: int) -> Response:
+        return json_response(self._meta() if body.get("dex", "") == "" else None)
+
+    def _info_meta_and_ctxs(self, body: dict, now: int) -> Response:
+        if body.get("dex", "") != "":
+            return json_response(None)
+        return json_response([self._meta(), [self._ctx(s, now) for s in self.sims.values()]])
+
+    def _info_all_mids(self, body: dict, now: int) -> Response:
+        return json_response({coin: num(self._mid(sim, now)) for coin, sim in self.sims.items()})
+
+    def _info_l2_book(self, body: dict, now: int) -> Response:
+        sim, error = self._coin(body)
+        if error or sim is None:
+            return error or json_response(None)
+        bids, asks = self._book(sim, now)
+        step = sim.step_at(now)
+
+        def side(levels, tag):
+            return [{"px": num(p), "sz": num(s), "n": 1 + _hash_int(self.seed, sim.instrument.venue_id, tag, step, i) % 6}
+                    for i, (p, s) in enumerate(levels)]
+
+        return json_response({"coin": sim.instrument.venue_id, "time": now,
+                              "levels": [side(bids, "b"), side(asks, "a")]})
+
+    def _info_recent_trades(self, body: dict, now: int) -> Response:
+        sim, error = self._coin(body)
+        if error or sim is None:
+            return error or json_response(None)
+        coin, sz = sim.instrument.venue_id, self._sz_decimals(sim)
+        rows = []
+        for t in reversed(sim.trades(now, _RECENT_TRADES)):
+            rows.append({
+                "coin": coin, "side": "A" if t["buyer_maker"] else "B", "px": num(hl_price(t["price"], sz)),
+                "sz": num(t["size"]), "hash": _hex(32, self.seed, coin, t["id"]), "time": t["time"],
+                "tid": t["id"], "users": [_hex(20, self.seed, coin, t["id"], "buyer"),
+                                          _hex(20, self.seed, coin, t["id"], "seller")],
+            })
+        return json_response(rows)
+
+    def _info_candles(self, body: dict, now: int) -> Response:
+        req = body.get("req")
+        if not isinstance(req, dict):
+            return _reject("missing field `req`")
+        for key in ("coin", "interval", "startTime"):
+            if key not in req:
+                return _reject(f"req: missing field `{key}`")
+        if req["interval"] not in _INTERVALS:
+            expected = ", ".join(f"`{i}`" for i in _INTERVALS)
+            return _reject(f"req.interval: unknown variant `{req['interval']}`, expected one of {expected}")
+        start, end = _ms(req["startTime"]), _ms(req.get("endTime", now))
+        if start is None or end is None:
+            return _reject("req.startTime/endTime: invalid type, expected u64")
+        sim = self.sims.get(req["coin"]) if isinstance(req["coin"], str) else None
+        if sim is None:
+            return json_response([])
+        return json_response(self._candles(sim, req["interval"], start, end, now))
+
+    def _candles(self, sim: InstrumentSim, interval: str, start: int, end: int, now: int) -> list[dict]:
+        """Candles overlapping ``[start, end]``, the forming one included, from the last 5000."""
+        step = interval_ms(interval)
+        last = min(now, end) // step
+        first = max(start // step, now // step - _MAX_CANDLES + 1)
+        if last < first:
+            return []
+        inst, sz = sim.instrument, self._sz_decimals(sim)
+        typical = inst.trade_size or inst.lot * 10
+        out = []
+        for c in sim.candles(step, now, start_ms=first * step, end_ms=last * step, limit=last - first + 1):
+            out.append({
+                "t": c["open_time"], "T": c["close_time"], "s": inst.venue_id, "i": interval,
+                "o": num(hl_price(c["open"], sz)), "c": num(hl_price(c["close"], sz)),
+                "h": num(hl_price(c["high"], sz)), "l": num(hl_price(c["low"], sz)),
+                "v": num(c["volume"]), "n": max(1, int(c["volume"] / typical)),
+            })
+        return out
+
+    def _info_funding_history(self, body: dict, now: int) -> Response:
+        sim, error = self._coin(body)
+        if error:
+            return error
+        start, end = _ms(body.get("startTime")), _ms(body.get("endTime", now))
+        if start is None or end is None:
+            return _reject("startTime/endTime: invalid type, expected u64")
+        if sim is None:
+            return json_response([])
+        premium = self._ctxs[sim.instrument.venue_id].get("premium") or "0.0"
+        first, last = -(-start // _HOUR), min(end, now) // _HOUR
+        rows = [{"coin": sim.instrument.venue_id, "fundingRate": num(sim.instrument.funding_rate),
+                 "premium": premium, "time": hour * _HOUR}
+                for hour in range(first, min(last, first + _FUNDING_PAGE - 1) + 1)]
+        return json_response(rows)
+
+    def _info_perp_dexs(self, body: dict, now: int) -> Response:
+        return json_response([None])  # only the main dex; builder-deployed (HIP-3) dexs are not simulated
+
+    def _info_spot_meta(self, body: dict, now: int) -> Response:
+        return json_response(self._spot_meta)
+
+    def _info_spot_meta_and_ctxs(self, body: dict, now: int) -> Response:
+        return json_response([self._spot_meta, []])
+
+    def _info_exchange_status(self, body: dict, now: int) -> Response:
+        return json_response({"specialStatuses": None, "time": now})
+
+    # -- endpoint ----------------------------------------------------------------------------------
+    _HANDLERS = {
+        "meta": _info_meta,
+        "metaAndAssetCtxs": _info_meta_and_ctxs,
+        "allMids": _info_all_mids,
+        "l2Book": _info_l2_book,
+        "recentTrades": _info_recent_trades,
+        "candleSnapshot": _info_candles,
+        "fundingHistory": _info_funding_history,
+        "perpDexs": _info_perp_dexs,
+        "spotMeta": _info_spot_meta,
+        "spotMetaAndAssetCtxs": _info_spot_meta_and_ctxs,
+        "exchangeStatus": _info_exchange_status,
+    }
+
+    async def info(self, request: Request) -> Response:
+        """``POST /info``: dispatch on the body's ``type``."""
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return _reject(str(exc), status=400)
+        if not isinstance(body, dict):
+            return _reject("invalid type: expected internally tagged enum InfoRequest")
+        kind = body.get("type")
+        if not isinstance(kind, str):
+            return _reject("missing field `type`")
+        handler = self._HANDLERS.get(kind)
+        if handler is None:
+            expected = ", ".join(f"`{k}`" for k in self._HANDLERS)
+            return _reject(f"unknown variant `{kind}`, expected one of {expected}")
+        return handler(self, body, self.now())
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/info", self.info, methods=["POST"])]

@@ -1,0 +1,292 @@
+"""Pacifica, as served by the sandbox under ``/pacifica/api/v1/...``.
+
+Wire formats follow https://docs.pacifica.fi/api-documentation/api/rest-api (markets: get market
+info, get prices, get orderbook, get recent trades, get kline (candle) data, get historical
+funding). Every body is Pacifica's envelope ``{"success": true, "data": ..., "error": null,
+"code": null}``; numbers are decimal strings without trailing zeros, sides are ``bid``/``ask``.
+
+Recorded sources: the Pacifica (testnet) payloads of ccxt's static tests — ``fetchMarkets``
+(the BTC perpetual and the SOL-USDC spot market, echoed verbatim by ``/info``) and
+``fetchOrderBook`` (BTC, 10 levels per side, served verbatim at t0 by ``/book``, including
+its string ``n`` counts and string ``t``). The funding rates come from the market records.
+Nothing else was recorded, so:
+
+* ``/info/prices``: ``mid`` is the average of the current best bid and ask (Pacifica's
+  definition), ``mark`` and ``oracle`` the simulated price (the recorded mid on the tick grid
+  at t0), ``yesterday_price`` the simulated price 24 h earlier; ``open_interest`` and
+  ``volume_24h`` are synthetic (see :func:`_trade_size`).
+* ``/trades`` and ``/kline`` follow the documented shapes, filled by the seeded walk.
+* SOL-USDC has no recorded book or price: it is simulated around :data:`_REFERENCE_PRICES`
+  (the same reference the synthetic fallback uses).
+
+Errors use ``{"success": false, "data": null, "error": "...", "code": 400}`` with HTTP 400,
+which ccxt maps (exact code ``400``) to ``BadRequest``.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from exgate.sandbox.data import D, Recordings, fmt
+from exgate.sandbox.sim import STEP_MS, Instrument, InstrumentSim, quantize
+from exgate.sandbox.venue import SandboxVenue, interval_ms, json_response
+
+_BOOK_DEPTH = 10
+"""Levels per side: "each index contains up to 10 levels" (get-orderbook)."""
+_AGG_LEVELS = (1, 10, 100, 1000, 10000)
+_INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d", "1w", "1M")
+_MAX_CANDLES = 4000
+_RECENT_TRADES = 100
+_FUNDING_EPOCH_MS = 3_600_000
+"""Pacifica pays funding hourly."""
+_DAY_MS = 86_400_000
+_LAST_ORDER_ID_T0 = 1_557_404_170
+"""``last_order_id`` (exchange-wide nonce) at t0; grows with the walk."""
+
+_REFERENCE_PRICES = {"BTC": Decimal("65000"), "ETH": Decimal("3200.0"), "SOL": Decimal("150.00")}
+"""Prices (USDC) for markets without a recorded book. NOT recorded: synthetic references."""
+
+_SYNTHETIC_MARKETS = (
+    # symbol, tick_size, lot_size, max_leverage (BTC's tick/lot as recorded; ETH's from the docs' example)
+    ("BTC", "1", "0.00001", 50),
+    ("ETH", "0.1", "0.0001", 50),
+    ("SOL", "0.01", "0.01", 20),
+)
+
+
+def _num(value: Decimal) -> str:
+    """A Decimal as Pacifica prints it: plain notation, no trailing zeros (``"0.0103"``)."""
+    return fmt(value.normalize()) if value else "0"
+
+
+def _ok(data: object, **extra: object) -> Response:
+    """Pacifica's success envelope."""
+    return json_response({"success": True, "data": data, "error": None, "code": None, **extra})
+
+
+def _error(message: str, status: int = 400) -> Response:
+    """Pacifica's error envelope; ``code`` echoes the HTTP status."""
+    return json_response({"success": False, "data": None, "error": message, "code": status}, status=status)
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    """A non-negative integer query parameter, ``None`` when absent or not a number."""
+    raw = request.query_params.get(name, "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _trade_size(raw: dict, price: Decimal, lot: Decimal, sizes: list[Decimal]) -> Decimal:
+    """Typical trade size: the mean recorded level size, else five minimum orders (USD) in base."""
+    if sizes:
+        return quantize(sum(sizes) / len(sizes), lot)
+    return quantize(D(raw.get("min_order_size", "10")) * 5 / price, lot)
+
+
+def _aggregate(levels: list[tuple[Decimal, Decimal, str]], bucket: Decimal, bid: bool) -> list[tuple[Decimal, Decimal, str]]:
+    """Group levels into price buckets of ``bucket`` (bids round down, asks up), summing sizes and counts."""
+    grouped: dict[Decimal, tuple[Decimal, int]] = {}
+    for price, size, count in levels:
+        key = (price / bucket).to_integral_value(rounding=ROUND_FLOOR if bid else ROUND_CEILING) * bucket
+        total, orders = grouped.get(key, (Decimal(0), 0))
+        grouped[key] = (total + size, orders + int(count))
+    return [(price, size, str(orders)) for price, (size, orders) in grouped.items()]
+
+
+class Pacifica(SandboxVenue):
+    """Pacifica perpetuals and spot (``/api/v1``), public market-data endpoints."""
+
+    name = "pacifica"
+
+    def load(self, recordings: Recordings) -> list[Instrument]:
+        self._counts: dict[str, tuple[list[str], list[str]]] = {}
+        markets = (recordings.ccxt_response("pacifica", "fetchMarkets") or {}).get("data") or []
+        book = (recordings.ccxt_response("pacifica", "fetchOrderBook") or {}).get("data") or {}
+        out = []
+        for raw in markets:
+            inst = self._instrument(raw, book if book.get("s") == raw.get("symbol") else {})
+            if inst is not None:
+                out.append(inst)
+        return out
+
+    def _instrument(self, raw: dict, book: dict) -> Instrument | None:
+        """An instrument from a recorded ``/info`` record and, if recorded, its book."""
+        symbol = raw["symbol"]
+        base = raw.get("base_asset") or symbol.split("-")[0]
+        quote = symbol.split("-")[1] if "-" in symbol else "USDC"
+        tick, lot = D(raw["tick_size"]), D(raw["lot_size"])
+        bids_raw, asks_raw = (book.get("l") or [[], []])[:2]
+        bids = [(D(lv["p"]), D(lv["a"])) for lv in bids_raw]
+        asks = [(D(lv["p"]), D(lv["a"])) for lv in asks_raw]
+        if bids and asks:
+            price = quantize((bids[0][0] + asks[0][0]) / 2, tick)
+        elif base in _REFERENCE_PRICES:
+            price = quantize(_REFERENCE_PRICES[base], tick)
+        else:
+            return None  # neither a recorded book nor a reference price: not served
+        self._counts[symbol] = ([str(lv["n"]) for lv in bids_raw], [str(lv["n"]) for lv in asks_raw])
+        size = _trade_size(raw, price, lot, [s for _, s in bids + asks])
+        return Instrument(venue_id=symbol, base=base, quote=quote, tick=tick, lot=lot, price=price,
+                          bids=bids, asks=asks, funding_rate=D(raw.get("funding_rate", "0")),
+                          volume_24h=size * (_DAY_MS // STEP_MS), trade_size=size, raw=raw)
+
+    def synthetic_instruments(self) -> list[Instrument]:
+        self._counts = {}
+        out = []
+        for symbol, tick, lot, leverage in _SYNTHETIC_MARKETS:
+            raw = {
+                "symbol": symbol, "tick_size": tick, "min_tick": "0", "max_tick": "1000000", "lot_size": lot,
+                "max_leverage": leverage, "isolated_only": False, "min_order_size": "10",
+                "max_order_size": "5000000", "funding_rate": "0.0000125", "next_funding_rate": "0.0000125",
+                "created_at": 1748881333944, "instrument_type": "perpetual", "base_asset": symbol,
+            }
+            inst = self._instrument(raw, {})
+            if inst is not None:
+                out.append(inst)
+        return out
+
+    # -- helpers --------------------------------------------------------------------------
+    def _sim(self, request: Request) -> InstrumentSim | None:
+        return self.sims.get(request.query_params.get("symbol", ""))
+
+    def _unknown_symbol(self, request: Request) -> Response:
+        symbol = request.query_params.get("symbol")
+        return _error(f"Invalid symbol: {symbol}" if symbol else "Missing required parameter: symbol")
+
+    def _levels(self, sim: InstrumentSim, now: int) -> tuple[list, list]:
+        """Current book levels ``(price, size, count)`` per side, best first."""
+        bids, asks = sim.book(now, _BOOK_DEPTH)
+        bid_counts, ask_counts = self._counts.get(sim.instrument.venue_id, ([], []))
+
+        def with_counts(levels, counts):
+            return [(p, s, counts[i] if i < len(counts) else "1") for i, (p, s) in enumerate(levels)]
+
+        return with_counts(bids, bid_counts), with_counts(asks, ask_counts)
+
+    def _price_record(self, sim: InstrumentSim, now: int) -> dict:
+        """One ``/info/prices`` entry at ``now``."""
+        inst = sim.instrument
+        bids, asks = sim.book(now, 1)
+        price = sim.price(now)
+        mid = (bids[0][0] + asks[0][0]) / 2 if bids and asks else price
+        spot = inst.raw.get("instrument_type") == "spot"
+        return {
+            "funding": _num(inst.funding_rate), "mark": _num(price), "mid": _num(mid),
+            "next_funding": _num(D(inst.raw.get("next_funding_rate", inst.funding_rate))),
+            "open_interest": "0" if spot else _num(quantize(inst.volume_24h / 10, inst.lot)),
+            "oracle": _num(price), "symbol": inst.venue_id, "timestamp": now,
+            "volume_24h": _num((inst.volume_24h * price).quantize(Decimal("0.0001"))),
+            "yesterday_price": _num(sim.price(now - _DAY_MS)),
+        }
+
+    @staticmethod
+    def _trade_record(trade: dict) -> dict:
+        """A public trade as ``/trades`` lists it (the taker's side, open or close by id parity)."""
+        opening = trade["id"] % 2 == 0
+        if trade["buyer_maker"]:  # the taker sold
+            side = "open_short" if opening else "close_long"
+        else:
+            side = "open_long" if opening else "close_short"
+        return {"event_type": "fulfill_taker", "price": _num(trade["price"]), "amount": _num(trade["size"]),
+                "side": side, "cause": "normal", "created_at": trade["time"]}
+
+    # -- endpoints --------------------------------------------------------------------------
+    async def info(self, request: Request) -> Response:
+        """``GET /api/v1/info``: the market records, as recorded."""
+        return _ok([inst.raw for inst in self.instruments.values()])
+
+    async def prices(self, request: Request) -> Response:
+        """``GET /api/v1/info/prices``: mark, mid, oracle, funding and 24 h statistics per market."""
+        now = self.now()
+        return _ok([self._price_record(sim, now) for sim in self.sims.values()])
+
+    async def book(self, request: Request) -> Response:
+        """``GET /api/v1/book?symbol=&agg_level=``: up to 10 levels per side."""
+        sim = self._sim(request)
+        if sim is None:
+            return self._unknown_symbol(request)
+        agg = _int_param(request, "agg_level") if "agg_level" in request.query_params else 1
+        if agg not in _AGG_LEVELS:
+            return _error(f"Invalid agg_level: {request.query_params.get('agg_level')}")
+        now = self.now()
+        bids, asks = self._levels(sim, now)
+        if agg != 1:
+            bucket = sim.instrument.tick * agg
+            bids, asks = _aggregate(bids, bucket, bid=True), _aggregate(asks, bucket, bid=False)
+        side = [[{"p": _num(p), "a": _num(a), "n": n} for p, a, n in levels] for levels in (bids, asks)]
+        return _ok({"s": sim.instrument.venue_id, "l": side, "t": str(now)})
+
+    async def trades(self, request: Request) -> Response:
+        """``GET /api/v1/trades?symbol=``: the most recent public trades, newest first."""
+        sim = self._sim(request)
+        if sim is None:
+            return self._unknown_symbol(request)
+        now = self.now()
+        trades = sim.trades(now, _RECENT_TRADES)[::-1]
+        return _ok([self._trade_record(t) for t in trades], last_order_id=_LAST_ORDER_ID_T0 + sim.step_at(now))
+
+    async def kline(self, request: Request) -> Response:
+        """``GET /api/v1/kline?symbol=&interval=&start_time=&end_time=[&limit=]``: candles, oldest first."""
+        sim = self._sim(request)
+        if sim is None:
+            return self._unknown_symbol(request)
+        interval = request.query_params.get("interval", "")
+        step = interval_ms(interval) if interval in _INTERVALS else None
+        if step is None:
+            return _error(f"Invalid interval: {interval}")
+        start = _int_param(request, "start_time")
+        if start is None:
+            return _error("Missing or invalid parameter: start_time")
+        end = _int_param(request, "end_time")
+        limit = min(_int_param(request, "limit") or _MAX_CANDLES, _MAX_CANDLES)
+        now = self.now()
+        inst = sim.instrument
+        rows = []
+        for c in sim.candles(step, now, start_ms=start, end_ms=end, limit=limit):
+            trades = max(1, (min(c["open_time"] + step, now + 1) - c["open_time"]) // STEP_MS)
+            rows.append({"t": c["open_time"], "T": c["open_time"] + step, "s": inst.venue_id, "i": interval,
+                         "o": _num(c["open"]), "c": _num(c["close"]), "h": _num(c["high"]), "l": _num(c["low"]),
+                         "v": _num(c["volume"]), "n": trades})
+        return _ok(rows)
+
+    async def funding_history(self, request: Request) -> Response:
+        """``GET /api/v1/funding_rate/history?symbol=[&limit=&cursor=]``: hourly funding, newest first."""
+        sim = self._sim(request)
+        if sim is None:
+            return self._unknown_symbol(request)
+        limit = min(_int_param(request, "limit") or 100, _MAX_CANDLES)
+        newest = self.now() // _FUNDING_EPOCH_MS * _FUNDING_EPOCH_MS
+        cursor = _int_param(request, "cursor")
+        if cursor is not None:
+            newest = min(newest, cursor // _FUNDING_EPOCH_MS * _FUNDING_EPOCH_MS)
+        listed = int(sim.instrument.raw.get("created_at") or 0)
+        times = [t for t in range(newest, newest - limit * _FUNDING_EPOCH_MS, -_FUNDING_EPOCH_MS) if t >= listed]
+        rows = [self._funding_record(sim, t) for t in times]
+        older = (times[-1] - _FUNDING_EPOCH_MS) if times else listed - 1
+        has_more = bool(times) and older >= listed
+        return _ok(rows, next_cursor=str(older) if has_more else None, has_more=has_more)
+
+    def _funding_record(self, sim: InstrumentSim, when: int) -> dict:
+        inst = sim.instrument
+        bids, asks = sim.book(when, 1)
+        return {
+            "oracle_price": _num(sim.price(when)),
+            "bid_impact_price": _num(bids[0][0]) if bids else _num(sim.price(when)),
+            "ask_impact_price": _num(asks[0][0]) if asks else _num(sim.price(when)),
+            "funding_rate": _num(inst.funding_rate),
+            "next_funding_rate": _num(D(inst.raw.get("next_funding_rate", inst.funding_rate))),
+            "created_at": when,
+        }
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/api/v1/info", self.info),
+            Route("/api/v1/info/prices", self.prices),
+            Route("/api/v1/book", self.book),
+            Route("/api/v1/trades", self.trades),
+            Route("/api/v1/kline", self.kline),
+            Route("/api/v1/funding_rate/history", self.funding_history),
+        ]

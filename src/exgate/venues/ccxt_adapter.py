@@ -1,0 +1,234 @@
+"""The ccxt-backed :class:`~exgate.venues.base.ExchangeAdapter`, used for every venue.
+
+One long-lived ``ccxt.async_support`` instance per venue; markets are loaded once (and again
+when the markets cache entry expires). ccxt errors are translated here, once, into exgate's
+error tree; nothing above this module sees a ccxt exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import ccxt.async_support as ccxt_async
+from ccxt.base import errors as ccxt_errors
+from ccxt.base.decimal_to_precision import TICK_SIZE
+
+from exgate import errors
+from exgate.models import Candle, FundingRate, Market, MarketType, OrderBook, Ticker, Trade
+from exgate.symbols import SymbolIndex
+from exgate.venues import parse
+from exgate.venues.base import Capabilities, ExchangeAdapter
+from exgate.venues.profiles import VenueProfile
+from exgate.venues.upstream import rewrite_urls
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT_MS = 10_000
+LOAD_RETRY_S = 5.0
+"""After a failed market load, requests fail fast (503) for this long before the next try."""
+
+
+def translate(exc: BaseException, venue: str, operation: str) -> errors.ExgateError:
+    """Map a ccxt (or parsing) exception to the exgate error a client should see."""
+    where = f"{venue} {operation}"
+    if isinstance(exc, errors.ExgateError):
+        return exc
+    if isinstance(exc, ccxt_errors.BadSymbol):
+        return errors.UnknownSymbol(f"{where}: the exchange does not list this symbol", field="symbol")
+    if isinstance(exc, ccxt_errors.NotSupported):
+        return errors.NotSupported(f"{where} is not supported by this exchange")
+    if isinstance(exc, (ccxt_errors.RateLimitExceeded, ccxt_errors.DDoSProtection)):
+        return errors.UpstreamRateLimited(f"{where}: the exchange is rate limiting", retry_after_s=10)
+    if isinstance(exc, (ccxt_errors.NetworkError, TimeoutError, OSError)):
+        return errors.UpstreamUnavailable(f"{where}: the exchange is unreachable or timing out ({type(exc).__name__})")
+    if isinstance(exc, ccxt_errors.BadResponse):
+        return errors.MalformedUpstream(f"{where}: the exchange sent a malformed response")
+    if isinstance(exc, ccxt_errors.BaseError):
+        return errors.UpstreamError(f"{where}: the exchange answered with an error ({type(exc).__name__})")
+    if isinstance(exc, (KeyError, TypeError, ValueError, IndexError, AttributeError)):
+        return errors.MalformedUpstream(f"{where}: cannot parse the exchange's response ({type(exc).__name__})")
+    raise exc
+
+
+class CcxtAdapter(ExchangeAdapter):
+    """Public market data of one venue through ccxt.
+
+    Args:
+        profile: the venue's :class:`VenueProfile`.
+        upstream: optional base URL replacing the origin of every venue URL
+            (see :mod:`exgate.venues.upstream`).
+        timeout_ms: per-request timeout handed to ccxt and enforced around each call.
+        exchange: an already built ccxt instance (tests); built from the profile otherwise.
+
+    Raises:
+        errors.BadRequest: ``profile.exchange_class`` is not a ccxt exchange id.
+    """
+
+    def __init__(self, profile: VenueProfile, *, upstream: str | None = None,
+                 timeout_ms: int = DEFAULT_TIMEOUT_MS, exchange: Any | None = None):
+        self.profile = profile
+        self.id = profile.id
+        self.name = profile.name
+        self.timeout_ms = timeout_ms
+        if exchange is None:
+            cls = getattr(ccxt_async, profile.exchange_class, None)
+            if cls is None or profile.exchange_class not in ccxt_async.exchanges:
+                raise errors.BadRequest(f"{profile.exchange_class!r} is not a ccxt exchange id", field="exchange")
+            exchange = cls({"enableRateLimit": True, "timeout": timeout_ms})
+        exchange.options = exchange.deep_extend(exchange.options, dict(profile.ccxt_options))
+        if upstream:
+            exchange.urls["api"] = rewrite_urls(exchange.urls["api"], upstream, exchange.hostname)
+        self.exchange = exchange
+        self.upstream = upstream
+        has = exchange.has
+        self.capabilities = Capabilities(
+            markets=bool(has.get("fetchMarkets")),
+            tickers=bool(has.get("fetchTickers")),
+            order_book=bool(has.get("fetchOrderBook")),
+            trades=bool(has.get("fetchTrades")) and profile.trades,
+            candles=bool(has.get("fetchOHLCV")),
+            funding_rate=bool(has.get("fetchFundingRate") or has.get("fetchFundingRates")),
+        )
+        self._index: SymbolIndex | None = None
+        self._markets: list[Market] = []
+        self._load_lock = asyncio.Lock()
+        self._error: str | None = None
+        self._retry_at = 0.0  # loop time before which a failed market load is not retried
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def status(self) -> str:
+        if self._index is not None:
+            return "ready"
+        return "unavailable" if self._error else "loading"
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last market load failed, if it did."""
+        return self._error
+
+    @property
+    def market_count(self) -> int | None:
+        """Number of loaded markets, ``None`` before the first load."""
+        return len(self._markets) if self._index is not None else None
+
+    async def start(self) -> None:
+        await self.markets()
+
+    async def close(self) -> None:
+        await self.exchange.close()
+
+    async def _call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
+        """Run one ccxt call under the adapter's timeout, translating its errors."""
+        try:
+            async with asyncio.timeout(self.timeout_ms / 1000 * 2):
+                return await fn()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - translated, never swallowed
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            raise translate(exc, self.id, operation) from exc
+
+    # -- markets --------------------------------------------------------------------------
+    async def markets(self, *, reload: bool = False) -> list[Market]:
+        if self._index is not None and not reload:
+            return self._markets
+        async with self._load_lock:
+            if self._index is not None and not reload:
+                return self._markets
+            loop = asyncio.get_running_loop()
+            if self._index is None and loop.time() < self._retry_at:
+                raise errors.UpstreamUnavailable(
+                    f"{self.id} markets could not be loaded: {self._error}",
+                    retry_after_s=max(1, round(self._retry_at - loop.time())),
+                )
+            try:
+                raw = await self._call("load_markets", lambda: self.exchange.load_markets(reload=reload))
+            except errors.ExgateError as exc:
+                if self._index is None:
+                    self._error = exc.detail
+                    self._retry_at = loop.time() + LOAD_RETRY_S
+                raise
+            tick_mode = self.exchange.precisionMode == TICK_SIZE
+            markets = [parse.parse_market(self.id, m, tick_mode=tick_mode) for m in raw.values()]
+            markets.sort(key=lambda m: m.symbol)
+            self._markets = markets
+            self._index = SymbolIndex(markets, self.profile.settle_preference)
+            self._error = None
+            return markets
+
+    async def resolve(self, symbol: str) -> Market:
+        if self._index is None:
+            await self.markets()
+        assert self._index is not None
+        return self._index.resolve(symbol)
+
+    def intervals(self) -> list[str]:
+        return list(self.exchange.timeframes or {})
+
+    # -- market data ----------------------------------------------------------------------
+    async def tickers(self, symbols: Sequence[Market] | None = None) -> list[Ticker]:
+        self._require("tickers", self.capabilities.tickers)
+        wanted = [m.symbol for m in symbols] if symbols else None
+        calls: list[Awaitable[Any]] = [self._call("fetch_tickers", lambda: self.exchange.fetch_tickers(wanted))]
+        with_funding = self.profile.tickers_with_funding and self.exchange.has.get("fetchFundingRates")
+        if with_funding:
+            calls.append(self._call("fetch_funding_rates", lambda: self.exchange.fetch_funding_rates(wanted)))
+        results = await asyncio.gather(*calls)
+        tickers: dict[str, dict] = results[0]
+        funding: dict[str, dict] = results[1] if with_funding else {}
+        keep = set(wanted) if wanted else None
+        return [
+            parse.parse_ticker(self.id, t, funding=funding.get(symbol))
+            for symbol, t in sorted(tickers.items())
+            if keep is None or symbol in keep
+        ]
+
+    async def order_book(self, market: Market, depth: int) -> OrderBook:
+        self._require("order book", self.capabilities.order_book)
+        limit = self.profile.upstream_depth(depth)
+        raw = await self._call("fetch_order_book", lambda: self.exchange.fetch_order_book(market.symbol, limit))
+        return parse.parse_order_book(self.id, market.symbol, raw, depth)
+
+    async def trades(self, market: Market, limit: int) -> list[Trade]:
+        self._require("trades", self.capabilities.trades)
+        raw = await self._call("fetch_trades", lambda: self.exchange.fetch_trades(market.symbol, limit=limit))
+        trades = [parse.parse_trade(self.id, t) for t in raw]
+        trades.sort(key=lambda t: t.timestamp)
+        return trades[-limit:]
+
+    async def candles(self, market: Market, interval: str, *, start: int | None, end: int | None,
+                      limit: int, now_ms: int) -> list[Candle]:
+        self._require("candles", self.capabilities.candles)
+        step = int(self.exchange.parse_timeframe(interval) * 1000)
+        params = {"until": end} if end is not None else {}
+        raw = await self._call(
+            "fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(market.symbol, interval, start, limit, params)
+        )
+        candles = [parse.parse_candle(row, step, now_ms) for row in raw]
+        candles = [c for c in candles if (start is None or c.open_time >= start) and (end is None or c.open_time <= end)]
+        candles.sort(key=lambda c: c.open_time)
+        return candles[:limit] if start is not None else candles[-limit:]
+
+    async def funding_rate(self, market: Market) -> FundingRate:
+        self._require("funding rate", self.capabilities.funding_rate)
+        if market.type not in (MarketType.PERPETUAL, MarketType.FUTURE):
+            raise errors.NotSupported(
+                f"{market.symbol} is a {market.type.value} market; funding applies to perpetuals",
+                field="symbol",
+            )
+        if self.exchange.has.get("fetchFundingRate"):
+            raw = await self._call("fetch_funding_rate", lambda: self.exchange.fetch_funding_rate(market.symbol))
+        else:
+            many = await self._call("fetch_funding_rates", lambda: self.exchange.fetch_funding_rates([market.symbol]))
+            raw = many.get(market.symbol)
+            if raw is None:
+                raise errors.MalformedUpstream(f"{self.id} returned no funding rate for {market.symbol}")
+        return parse.parse_funding_rate(self.id, raw)
+
+    def _require(self, what: str, supported: bool) -> None:
+        if not supported:
+            raise errors.NotSupported(f"{self.id} does not offer {what} through its public REST API")

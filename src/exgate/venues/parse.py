@@ -1,0 +1,261 @@
+"""Pure functions from ccxt's unified structures to exgate's models.
+
+ccxt parses each venue's wire payload into its unified dicts (numbers as Python floats that
+are the shortest round-trip of the venue's decimal strings); these functions turn those into
+frozen models with :class:`~decimal.Decimal` values via ``repr``, so ``"27450.50"`` on the
+wire becomes ``Decimal("27450.5")`` here, equal as a decimal. Any structural surprise raises
+:class:`~exgate.errors.MalformedUpstream`, never a bare ``KeyError``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+
+from exgate.errors import MalformedUpstream
+from exgate.models import Candle, FundingRate, Market, MarketType, OrderBook, Side, Ticker, Trade
+
+T = TypeVar("T")
+
+_SIDES = {"buy": Side.BUY, "sell": Side.SELL, "bid": Side.BUY, "ask": Side.SELL, "b": Side.BUY, "a": Side.SELL,
+          "long": Side.BUY, "short": Side.SELL}
+
+
+def dec(value: Any) -> Decimal | None:
+    """A ccxt number (float, int, str or None) as a Decimal; ``None`` stays ``None``.
+
+    Raises:
+        MalformedUpstream: the value is not a finite number.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise MalformedUpstream(f"expected a number, got {value!r}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        return Decimal(int(value)) if value.is_integer() else Decimal(repr(value))
+    try:
+        out = Decimal(str(value))
+    except InvalidOperation as exc:
+        raise MalformedUpstream(f"expected a number, got {value!r}") from exc
+    if not out.is_finite():
+        return None
+    return out
+
+
+def req_dec(value: Any, what: str) -> Decimal:
+    """Like :func:`dec` but the value must be present."""
+    out = dec(value)
+    if out is None:
+        raise MalformedUpstream(f"missing {what}")
+    return out
+
+
+def ms(value: Any) -> int | None:
+    """A ccxt timestamp (ms as int/float/str) as int ms, or ``None``."""
+    if value is None or value == "":
+        return None
+    try:
+        return int(Decimal(str(value)))
+    except (InvalidOperation, ValueError) as exc:
+        raise MalformedUpstream(f"expected a timestamp in ms, got {value!r}") from exc
+
+
+def side(value: Any) -> Side | None:
+    """Normalize a venue or ccxt side (``buy/sell``, ``bid/ask``, ``BUY/SELL``, ``B/A``)."""
+    if value is None:
+        return None
+    found = _SIDES.get(str(value).strip().lower())
+    if found is None:
+        raise MalformedUpstream(f"unknown side {value!r}")
+    return found
+
+
+def _guard(kind: str, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except MalformedUpstream:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, InvalidOperation) as exc:
+        raise MalformedUpstream(f"cannot parse {kind}: {exc!r}") from exc
+
+
+def market_type(m: dict) -> MarketType:
+    """ccxt's ``spot``/``swap``/``future``/``option`` flags as a :class:`MarketType`."""
+    if m.get("swap"):
+        return MarketType.PERPETUAL
+    if m.get("future"):
+        return MarketType.FUTURE
+    if m.get("option"):
+        return MarketType.OPTION
+    if m.get("spot") or m.get("type") == "spot":
+        return MarketType.SPOT
+    raise MalformedUpstream(f"market {m.get('symbol')!r} has unknown type {m.get('type')!r}")
+
+
+def _step(value: Any, tick_mode: bool) -> Decimal | None:
+    """ccxt precision → increment: TICK_SIZE mode gives the step, DECIMAL_PLACES the digits."""
+    number = dec(value)
+    if number is None or tick_mode:
+        return number
+    return Decimal(1).scaleb(-int(number))
+
+
+def parse_market(exchange: str, m: dict, *, tick_mode: bool = True) -> Market:
+    """A ccxt market structure (``load_markets`` value) as a :class:`Market`."""
+
+    def build() -> Market:
+        precision = m.get("precision") or {}
+        limits = m.get("limits") or {}
+        return Market(
+            exchange=exchange,
+            symbol=m["symbol"],
+            id=str(m["id"]),
+            base=m["base"],
+            quote=m["quote"],
+            settle=m.get("settle"),
+            type=market_type(m),
+            contract_size=dec(m.get("contractSize")) if m.get("contract") else None,
+            tick_size=_step(precision.get("price"), tick_mode),
+            lot_size=_step(precision.get("amount"), tick_mode),
+            min_size=dec((limits.get("amount") or {}).get("min")),
+            max_leverage=dec((limits.get("leverage") or {}).get("max")),
+            active=m.get("active") is not False,
+        )
+
+    return _guard("market", build)
+
+
+def parse_ticker(exchange: str, t: dict, *, funding: dict | None = None) -> Ticker:
+    """A ccxt ticker (``fetch_tickers`` value) as a :class:`Ticker`.
+
+    ``funding`` is an optional ccxt funding-rate structure for the same symbol, for venues
+    whose ticker lacks mark, index and funding (Binance ``ticker/24hr``). Where the ticker
+    itself lacks funding, the venue's raw ``info`` is read for ``fundingRate`` (Bybit) or
+    ``funding`` (Hyperliquid, Pacifica).
+    """
+
+    def build() -> Ticker:
+        info = t.get("info") or {}
+        rate = None
+        if isinstance(info, dict):
+            rate = info.get("fundingRate", info.get("funding"))
+        mark, index = t.get("markPrice"), t.get("indexPrice")
+        if funding:
+            rate = funding.get("fundingRate", rate)
+            mark = mark if mark is not None else funding.get("markPrice")
+            index = index if index is not None else funding.get("indexPrice")
+        return Ticker(
+            exchange=exchange,
+            symbol=t["symbol"],
+            last=dec(t.get("last")),
+            bid=dec(t.get("bid")),
+            ask=dec(t.get("ask")),
+            mark=dec(mark),
+            index=dec(index),
+            high_24h=dec(t.get("high")),
+            low_24h=dec(t.get("low")),
+            volume_24h=dec(t.get("baseVolume")),
+            quote_volume_24h=dec(t.get("quoteVolume")),
+            change_24h_pct=dec(t.get("percentage")),
+            funding_rate=dec(rate),
+            timestamp=ms(t.get("timestamp")),
+        )
+
+    return _guard("ticker", build)
+
+
+def _levels(rows: Iterable[Any], depth: int | None, reverse: bool) -> list[tuple[Decimal, Decimal]]:
+    levels = [(req_dec(row[0], "price"), req_dec(row[1], "size")) for row in rows]
+    levels.sort(key=lambda level: level[0], reverse=reverse)
+    return levels[:depth] if depth is not None else levels
+
+
+def parse_order_book(exchange: str, symbol: str, ob: dict, depth: int | None = None) -> OrderBook:
+    """A ccxt order book as an :class:`OrderBook`: bids high→low, asks low→high, ``depth`` per side."""
+    return _guard(
+        "order book",
+        lambda: OrderBook(
+            exchange=exchange,
+            symbol=ob.get("symbol") or symbol,
+            bids=_levels(ob["bids"], depth, reverse=True),
+            asks=_levels(ob["asks"], depth, reverse=False),
+            timestamp=ms(ob.get("timestamp")),
+            sequence=ms(ob.get("nonce")),
+        ),
+    )
+
+
+def parse_trade(exchange: str, t: dict) -> Trade:
+    """A ccxt public trade as a :class:`Trade` (``side`` is the taker's)."""
+    return _guard(
+        "trade",
+        lambda: Trade(
+            exchange=exchange,
+            symbol=t["symbol"],
+            id=None if t.get("id") is None else str(t["id"]),
+            price=req_dec(t.get("price"), "trade price"),
+            size=req_dec(t.get("amount"), "trade size"),
+            side=side(t.get("side")),
+            timestamp=ms(t.get("timestamp")) or 0,
+        ),
+    )
+
+
+def parse_candle(row: list, interval_ms: int, now_ms: int) -> Candle:
+    """A ccxt OHLCV row ``[open_time, open, high, low, close, volume]`` as a :class:`Candle`.
+
+    ``closed`` is true once ``now_ms`` has passed the candle's ``close_time``.
+    """
+
+    def build() -> Candle:
+        open_time = ms(row[0])
+        if open_time is None:
+            raise MalformedUpstream("candle without open time")
+        close_time = open_time + interval_ms - 1
+        return Candle(
+            open_time=open_time,
+            open=req_dec(row[1], "open"),
+            high=req_dec(row[2], "high"),
+            low=req_dec(row[3], "low"),
+            close=req_dec(row[4], "close"),
+            volume=dec(row[5]) or Decimal(0),
+            close_time=close_time,
+            closed=now_ms > close_time,
+        )
+
+    return _guard("candle", build)
+
+
+_INTERVAL_UNITS_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def interval_ms(text: str | None) -> int | None:
+    """A funding or candle interval such as ``"8h"`` in ms (``None`` if absent or unknown)."""
+    if not text or text[-1] not in _INTERVAL_UNITS_MS or not text[:-1].isdigit():
+        return None
+    return int(text[:-1]) * _INTERVAL_UNITS_MS[text[-1]]
+
+
+def parse_funding_rate(exchange: str, f: dict) -> FundingRate:
+    """A ccxt funding-rate structure as a :class:`FundingRate`.
+
+    ``next_funding_time`` is ccxt's ``nextFundingTimestamp``, falling back to
+    ``fundingTimestamp`` (the time the current rate is charged).
+    """
+    return _guard(
+        "funding rate",
+        lambda: FundingRate(
+            exchange=exchange,
+            symbol=f["symbol"],
+            rate=dec(f.get("fundingRate")),
+            next_funding_time=ms(f.get("nextFundingTimestamp")) or ms(f.get("fundingTimestamp")),
+            interval_ms=interval_ms(f.get("interval")),
+            mark=dec(f.get("markPrice")),
+            index=dec(f.get("indexPrice")),
+            timestamp=ms(f.get("timestamp")),
+        ),
+    )

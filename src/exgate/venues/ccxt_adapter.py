@@ -205,6 +205,14 @@ class CcxtAdapter(ExchangeAdapter):
         self._require("candles", self.capabilities.candles)
         step = int(self.exchange.parse_timeframe(interval) * 1000)
         params = {"until": end} if end is not None else {}
+        if start is None and self.profile.candles_need_start:
+            last_open = (now_ms if end is None else min(end, now_ms)) // step * step
+            since = last_open - (limit - 1) * step
+            raw = await self._call(
+                "fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(market.symbol, interval, since, limit, params)
+            )
+            candles = [parse.parse_candle(row, step, now_ms) for row in raw]
+            return sorted((c for c in candles if c.open_time >= since), key=lambda c: c.open_time)[-limit:]
         raw = await self._call(
             "fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(market.symbol, interval, start, limit, params)
         )

@@ -32,6 +32,8 @@ class VenueProfile:
         tickers_with_funding: also read funding rates (mark, index, funding) for the prices
             route because the venue's ticker lacks them.
         trades: false where the venue has no public REST trades endpoint ccxt can call.
+        candles_need_start: ccxt requires ``since`` for candles (Pacifica's kline endpoint
+            takes a mandatory ``start_time``); exgate then asks for the last ``limit`` intervals.
         docs: the venue's API documentation, for the rate limits and formats.
     """
 
@@ -46,6 +48,7 @@ class VenueProfile:
     max_candles: int = 1000
     tickers_with_funding: bool = False
     trades: bool = True
+    candles_need_start: bool = False
     docs: str = ""
 
     @property
@@ -105,6 +108,7 @@ PROFILES: dict[str, VenueProfile] = {
             settle_preference=("USDC",),
             max_depth=100,
             max_trades=100,
+            candles_need_start=True,
             docs="https://docs.pacifica.fi/api-documentation/api/rest-api",
         ),
     )

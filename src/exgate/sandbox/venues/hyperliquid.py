@@ -189,13 +189,19 @@ class Hyperliquid(SandboxVenue):
             return (bids[0][0] + asks[0][0]) / 2
         return sim.price(now)
 
-    def _scaled(self, sim: InstrumentSim, recorded: str | None, mid: Decimal) -> str | None:
-        """A recorded context price moved along with the book (its offset from ``midPx`` kept)."""
+    def _scaled(self, sim: InstrumentSim, recorded: str | None, mid: Decimal, *, extra_decimals: int = 0) -> str | None:
+        """A recorded context price moved along with the book (its ratio to ``midPx`` kept).
+
+        Order prices land on the price grid; averages (``impactPxs``, like ``midPx``) may carry
+        ``extra_decimals`` more.
+        """
         if recorded is None:
             return None
         ctx = self._ctxs[sim.instrument.venue_id]
         ref = D(ctx.get("midPx") or ctx["markPx"])
-        return num(hl_price(D(recorded) * mid / ref, self._sz_decimals(sim)))
+        price = D(recorded) * mid / ref
+        places = price_decimals(price, self._sz_decimals(sim)) + extra_decimals
+        return num(price.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))
 
     def _ctx(self, sim: InstrumentSim, now: int) -> dict:
         """The asset context at ``now``: prices follow the walk, the rest is as recorded."""
@@ -208,7 +214,7 @@ class Hyperliquid(SandboxVenue):
             "oraclePx": self._scaled(sim, rec.get("oraclePx"), mid),
             "markPx": self._scaled(sim, rec.get("markPx"), mid),
             "midPx": num(mid) if rec.get("midPx") is not None else None,
-            "impactPxs": [self._scaled(sim, px, mid) for px in impact] if impact else impact,
+            "impactPxs": [self._scaled(sim, px, mid, extra_decimals=1) for px in impact] if impact else impact,
         }
 
     def _universe(self) -> list[dict]:
@@ -240,14 +246,14 @@ class Hyperliquid(SandboxVenue):
         if error or sim is None:
             return error or json_response(None)
         bids, asks = self._book(sim, now)
-        step = sim.step_at(now)
-
-        def side(levels, tag):
-            return [{"px": num(p), "sz": num(s), "n": 1 + _hash_int(self.seed, sim.instrument.venue_id, tag, step, i) % 6}
-                    for i, (p, s) in enumerate(levels)]
-
         return json_response({"coin": sim.instrument.venue_id, "time": now,
-                              "levels": [side(bids, "b"), side(asks, "a")]})
+                              "levels": [self._levels(sim, bids, "b", now), self._levels(sim, asks, "a", now)]})
+
+    def _levels(self, sim: InstrumentSim, levels, side: str, now: int) -> list[dict]:
+        """Book levels as ``{px, sz, n}``; ``n`` (orders at the level) is seeded, not recorded."""
+        coin, step = sim.instrument.venue_id, sim.step_at(now)
+        return [{"px": num(p), "sz": num(s), "n": 1 + _hash_int(self.seed, coin, side, step, i) % 6}
+                for i, (p, s) in enumerate(levels)]
 
     def _info_recent_trades(self, body: dict, now: int) -> Response:
         sim, error = self._coin(body)

@@ -13,8 +13,9 @@ Nothing else was recorded, so:
 
 * ``/info/prices``: ``mid`` is the average of the current best bid and ask (Pacifica's
   definition), ``mark`` and ``oracle`` the simulated price (the recorded mid on the tick grid
-  at t0), ``yesterday_price`` the simulated price 24 h earlier; ``open_interest`` and
-  ``volume_24h`` are synthetic (see :func:`_trade_size`).
+  at t0), ``yesterday_price`` the simulated price 24 h earlier; ``volume_24h`` (USD) is
+  synthetic: one typical trade (:func:`_trade_size`) per walk step for a day, and
+  ``open_interest`` (base units, as ccxt reads it) a tenth of that volume.
 * ``/trades`` and ``/kline`` follow the documented shapes, filled by the seeded walk.
 * SOL-USDC has no recorded book or price: it is simulated around :data:`_REFERENCE_PRICES`
   (the same reference the synthetic fallback uses).
@@ -86,7 +87,11 @@ def _trade_size(raw: dict, price: Decimal, lot: Decimal, sizes: list[Decimal]) -
     return quantize(D(raw.get("min_order_size", "10")) * 5 / price, lot)
 
 
-def _aggregate(levels: list[tuple[Decimal, Decimal, str]], bucket: Decimal, bid: bool) -> list[tuple[Decimal, Decimal, str]]:
+Level = tuple[Decimal, Decimal, str]
+"""A book level as served: price, size, order count."""
+
+
+def _aggregate(levels: list[Level], bucket: Decimal, bid: bool) -> list[Level]:
     """Group levels into price buckets of ``bucket`` (bids round down, asks up), summing sizes and counts."""
     grouped: dict[Decimal, tuple[Decimal, int]] = {}
     for price, size, count in levels:
@@ -150,13 +155,15 @@ class Pacifica(SandboxVenue):
 
     # -- helpers --------------------------------------------------------------------------
     def _sim(self, request: Request) -> InstrumentSim | None:
+        """The simulation of the ``symbol`` query parameter (exact, case-sensitive), if served."""
         return self.sims.get(request.query_params.get("symbol", ""))
 
     def _unknown_symbol(self, request: Request) -> Response:
+        """The 400 answer to a missing or unknown ``symbol``."""
         symbol = request.query_params.get("symbol")
         return _error(f"Invalid symbol: {symbol}" if symbol else "Missing required parameter: symbol")
 
-    def _levels(self, sim: InstrumentSim, now: int) -> tuple[list, list]:
+    def _levels(self, sim: InstrumentSim, now: int) -> tuple[list[Level], list[Level]]:
         """Current book levels ``(price, size, count)`` per side, best first."""
         bids, asks = sim.book(now, _BOOK_DEPTH)
         bid_counts, ask_counts = self._counts.get(sim.instrument.venue_id, ([], []))
@@ -270,6 +277,7 @@ class Pacifica(SandboxVenue):
         return _ok(rows, next_cursor=str(older) if has_more else None, has_more=has_more)
 
     def _funding_record(self, sim: InstrumentSim, when: int) -> dict:
+        """One ``/funding_rate/history`` entry; impact prices are the best bid/ask at ``when``."""
         inst = sim.instrument
         bids, asks = sim.book(when, 1)
         return {

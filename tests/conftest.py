@@ -1,0 +1,119 @@
+"""Shared fixtures: recorded-payload location, real servers on loopback, a manual clock."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from exgate.sandbox.data import default_data_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fixtures_dir() -> Path | None:
+    """The recorded payloads (``EXGATE_FIXTURES`` or ``../shared/fixtures``), or ``None``."""
+    root = Path(os.environ["EXGATE_FIXTURES"]) if os.environ.get("EXGATE_FIXTURES") else REPO.parent / "shared" / "fixtures"
+    return root if (root / "ccxt" / "static" / "response").is_dir() else default_data_dir()
+
+
+def require_fixtures() -> Path:
+    """Skip (or, in CI with ``EXGATE_REQUIRE_FIXTURES=1``, fail) when the recordings are absent."""
+    root = fixtures_dir()
+    if root is None:
+        reason = "recorded payloads not found: expected ../shared/fixtures beside the checkout or EXGATE_FIXTURES"
+        if os.environ.get("EXGATE_REQUIRE_FIXTURES") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return root
+
+
+class ManualClock:
+    """A clock in ms that moves only when a test says so."""
+
+    def __init__(self, start_ms: int = 1_790_000_000_000):
+        self.now = start_ms
+
+    def __call__(self) -> int:
+        return self.now
+
+    def advance(self, ms: int) -> None:
+        self.now += ms
+
+
+class ServerThread:
+    """Run an ASGI app under uvicorn on a free loopback port, in a thread with its own loop."""
+
+    def __init__(self, app) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(self.server.serve(sockets=[self.sock]))
+
+    def __enter__(self) -> "ServerThread":
+        self.thread.start()
+        for _ in range(600):
+            if self.server.started:
+                return self
+            if not self.thread.is_alive():
+                break
+            threading.Event().wait(0.01)
+        raise RuntimeError("server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def sandbox_stats(sandbox: ServerThread) -> dict:
+    """``GET /__sandbox/stats`` of a running sandbox."""
+    return httpx.get(f"{sandbox.url}/__sandbox/stats").json()
+
+
+def path_count(stats: dict, venue: str, path: str) -> int:
+    """Requests the sandbox answered for ``venue`` at ``path``."""
+    return stats["venues"][venue]["by_path"].get(path, 0)
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[ServerThread]:
+    """One sandbox for the session, on recorded payloads, real clock."""
+    from exgate.sandbox.app import create_sandbox_app
+
+    root = require_fixtures()
+    with ServerThread(create_sandbox_app(root)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def gateway_clock() -> ManualClock:
+    """The clock of the session gateway: frozen unless a test advances it."""
+    import time
+
+    return ManualClock(time.time_ns() // 1_000_000)
+
+
+@pytest.fixture(scope="session")
+def gateway(sandbox: ServerThread, gateway_clock: ManualClock) -> Iterator[ServerThread]:
+    """An ``exgate serve`` equivalent pointed at the sandbox for all four venues."""
+    from exgate.http.app import create_app
+    from exgate.venues.registry import DEFAULT_VENUES, build_adapters
+
+    upstreams = {venue: f"{sandbox.url}/{venue}" for venue in DEFAULT_VENUES}
+    app = create_app(build_adapters(DEFAULT_VENUES, upstreams), clock=gateway_clock)
+    with ServerThread(app) as server:
+        yield server

@@ -1,0 +1,143 @@
+"""The sandbox's Pacifica venue: recorded state at t0, a moving market after, Pacifica's wire format."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+
+import pytest
+from starlette.testclient import TestClient
+
+from exgate.sandbox.app import create_sandbox_app
+from exgate.sandbox.data import Recordings, default_data_dir
+
+_DATA = default_data_dir()
+_RECORDINGS = Recordings(_DATA)
+_MARKETS = _RECORDINGS.ccxt_response("pacifica", "fetchMarkets")
+_BOOK = _RECORDINGS.ccxt_response("pacifica", "fetchOrderBook")
+if _MARKETS is None or _BOOK is None:
+    _REASON = "recorded Pacifica payloads (ccxt/static/response/pacifica.json) not found; set EXGATE_FIXTURES"
+    if os.environ.get("EXGATE_REQUIRE_FIXTURES") == "1":
+        pytest.fail(_REASON, pytrace=False)
+    pytest.skip(_REASON, allow_module_level=True)
+
+FIXED_MS = 1_769_553_881_390  # the recorded book's time, a fixed t0
+HOUR_MS = 3_600_000
+BASE = "/pacifica/api/v1"
+
+
+class Clock:
+    """A settable test clock (integer ms)."""
+
+    def __init__(self, ms: int):
+        self.ms = ms
+
+    def __call__(self) -> int:
+        return self.ms
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(FIXED_MS)
+
+
+@pytest.fixture
+def client(clock: Clock) -> TestClient:
+    return TestClient(create_sandbox_app(venues=["pacifica"], clock=clock))
+
+
+def _data(client: TestClient, path: str) -> object:
+    response = client.get(BASE + path)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["success"] is True and body["error"] is None and body["code"] is None
+    return body["data"]
+
+
+def _on_grid(value: str, tick: str) -> bool:
+    return Decimal(value) % Decimal(tick) == 0
+
+
+def test_info_echoes_the_recorded_markets(client: TestClient) -> None:
+    assert _data(client, "/info") == _MARKETS["data"]
+
+
+def test_book_at_t0_is_the_recorded_book(client: TestClient) -> None:
+    book = _data(client, "/book?symbol=BTC&agg_level=1")
+    assert book["s"] == "BTC"
+    assert book["l"] == _BOOK["data"]["l"]
+    assert book["t"] == str(FIXED_MS)
+
+
+def test_prices_at_t0_derive_from_the_recorded_book_and_funding(client: TestClient) -> None:
+    prices = {p["symbol"]: p for p in _data(client, "/info/prices")}
+    assert set(prices) == {"BTC", "SOL-USDC"}
+    btc, recorded = prices["BTC"], _BOOK["data"]["l"]
+    best_bid, best_ask = Decimal(recorded[0][0]["p"]), Decimal(recorded[1][0]["p"])
+    assert Decimal(btc["mid"]) == (best_bid + best_ask) / 2
+    assert best_bid < Decimal(btc["mark"]) < best_ask and _on_grid(btc["mark"], "1")
+    assert btc["funding"] == btc["next_funding"] == "0.0000125"
+    assert btc["timestamp"] == FIXED_MS
+
+
+def test_advancing_the_clock_moves_prices_on_the_tick_grid(client: TestClient, clock: Clock) -> None:
+    before = {p["symbol"]: p for p in _data(client, "/info/prices")}
+    clock.ms += HOUR_MS
+    after = {p["symbol"]: p for p in _data(client, "/info/prices")}
+    ticks = {m["symbol"]: m["tick_size"] for m in _MARKETS["data"]}
+    for symbol, tick in ticks.items():
+        assert after[symbol]["mark"] != before[symbol]["mark"]
+        assert _on_grid(after[symbol]["mark"], tick) and after[symbol]["oracle"] == after[symbol]["mark"]
+        book = _data(client, f"/book?symbol={symbol}")
+        bids, asks = ([Decimal(lv["p"]) for lv in side] for side in book["l"])
+        assert bids == sorted(bids, reverse=True) and asks == sorted(asks)
+        assert bids[0] < asks[0], "book crossed"
+        assert all(p % Decimal(tick) == 0 for p in bids + asks)
+        assert Decimal(after[symbol]["mid"]) == (bids[0] + asks[0]) / 2
+    assert _data(client, "/book?symbol=BTC")["l"] != _BOOK["data"]["l"]
+
+
+def test_trades_and_candles_follow_pacifica_shapes(client: TestClient, clock: Clock) -> None:
+    clock.ms += HOUR_MS
+    trades = _data(client, "/trades?symbol=BTC")
+    times = [t["created_at"] for t in trades]
+    assert times == sorted(times, reverse=True) and times[0] <= clock.ms
+    for trade in trades:
+        assert trade["event_type"] == "fulfill_taker" and trade["cause"] == "normal"
+        assert trade["side"] in {"open_long", "open_short", "close_long", "close_short"}
+        assert _on_grid(trade["price"], "1") and _on_grid(trade["amount"], "0.00001")
+    start = clock.ms - 3 * HOUR_MS
+    candles = _data(client, f"/kline?symbol=BTC&interval=1h&start_time={start}&end_time={clock.ms}")
+    assert [c["t"] for c in candles] == [(start // HOUR_MS + k) * HOUR_MS for k in range(1, 4)]
+    for candle in candles:
+        assert candle["T"] == candle["t"] + HOUR_MS and candle["s"] == "BTC" and candle["i"] == "1h"
+        o, h, low, c = (Decimal(candle[k]) for k in "ohlc")
+        assert low <= min(o, c) <= max(o, c) <= h
+        assert all(_on_grid(candle[k], "1") for k in "ohlc")
+    assert Decimal(candles[-1]["c"]) == Decimal(_data(client, "/info/prices")[0]["mark"])
+
+
+@pytest.mark.parametrize("path", [
+    "/book?symbol=NOPE", "/book", "/trades?symbol=NOPE",
+    f"/kline?symbol=NOPE&interval=1h&start_time={FIXED_MS}", "/book?symbol=BTC&agg_level=7",
+    "/kline?symbol=BTC&interval=7h&start_time=0", "/kline?symbol=BTC&interval=1h",
+])
+def test_bad_requests_get_pacificas_error_envelope(client: TestClient, path: str) -> None:
+    response = client.get(BASE + path)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["success"] is False and body["data"] is None and body["code"] == 400
+    assert isinstance(body["error"], str) and body["error"]
+
+
+def test_without_recordings_btc_eth_sol_perps_are_synthesized(tmp_path) -> None:
+    app = create_sandbox_app(tmp_path, venues=["pacifica"], clock=lambda: FIXED_MS)
+    client = TestClient(app)
+    markets = _data(client, "/info")
+    assert [m["symbol"] for m in markets] == ["BTC", "ETH", "SOL"]
+    assert {m["instrument_type"] for m in markets} == {"perpetual"}
+    for market in markets:
+        book = _data(client, f"/book?symbol={market['symbol']}")
+        bids, asks = book["l"]
+        assert len(bids) == len(asks) == 10 and Decimal(bids[0]["p"]) < Decimal(asks[0]["p"])
+    assert client.get("/__sandbox/stats").json()["venues"]["pacifica"]["synthetic"] is True

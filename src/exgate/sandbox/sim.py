@@ -30,8 +30,8 @@ def wall_clock_ms() -> int:
 STEP_MS = 1_000
 """The walk moves once per second."""
 
-STEP_VOL = 0.0002
-"""Standard deviation of one step's log-return (2 bp per second)."""
+STEP_VOL = 0.00005
+"""Standard deviation of one step's log-return (0.5 bp per second, about 1.5 % a day)."""
 
 
 def _unit(*parts: object) -> float:

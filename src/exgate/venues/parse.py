@@ -129,21 +129,30 @@ def parse_market(exchange: str, m: dict, *, tick_mode: bool = True) -> Market:
     return _guard("market", build)
 
 
+_MARK_KEYS = ("markPrice", "markPx", "mark")  # Bybit/Binance, Hyperliquid, Pacifica
+_INDEX_KEYS = ("indexPrice", "oraclePx", "oracle")
+
+
+def _first(info: dict, *keys: str) -> Any:
+    """The first of ``keys`` present (not ``None``) in a venue's raw ``info`` record."""
+    return next((info[k] for k in keys if info.get(k) is not None), None)
+
+
 def parse_ticker(exchange: str, t: dict, *, funding: dict | None = None) -> Ticker:
     """A ccxt ticker (``fetch_tickers`` value) as a :class:`Ticker`.
 
     ``funding`` is an optional ccxt funding-rate structure for the same symbol, for venues
-    whose ticker lacks mark, index and funding (Binance ``ticker/24hr``). Where the ticker
-    itself lacks funding, the venue's raw ``info`` is read for ``fundingRate`` (Bybit) or
-    ``funding`` (Hyperliquid, Pacifica).
+    whose ticker lacks mark, index and funding (Binance ``ticker/24hr``). Where ccxt's ticker
+    leaves them empty, the venue's raw ``info`` is read: funding from ``fundingRate`` (Bybit)
+    or ``funding`` (Hyperliquid, Pacifica), mark from ``markPrice``/``markPx``/``mark``, index
+    from ``indexPrice``/``oraclePx``/``oracle``.
     """
 
     def build() -> Ticker:
-        info = t.get("info") or {}
-        rate = None
-        if isinstance(info, dict):
-            rate = info.get("fundingRate", info.get("funding"))
-        mark, index = t.get("markPrice"), t.get("indexPrice")
+        info = t.get("info") if isinstance(t.get("info"), dict) else {}
+        rate = _first(info, "fundingRate", "funding")
+        mark = t.get("markPrice") if t.get("markPrice") is not None else _first(info, *_MARK_KEYS)
+        index = t.get("indexPrice") if t.get("indexPrice") is not None else _first(info, *_INDEX_KEYS)
         if funding:
             rate = funding.get("fundingRate", rate)
             mark = mark if mark is not None else funding.get("markPrice")

@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from exgate.sandbox.app import create_sandbox_app
 from exgate.sandbox.data import Recordings, default_data_dir
+from tests.conftest import ManualClock
 
 DATA = default_data_dir()
 if DATA is None or not (DATA / "ccxt/static/response/bybit.json").is_file():
@@ -22,23 +23,13 @@ HOUR = 3_600_000
 BTC = "category=linear&symbol=BTCUSDT"
 
 
-class Clock:
-    """A settable sandbox clock."""
-
-    def __init__(self, now: int):
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(FIXED_MS)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(FIXED_MS)
-
-
-@pytest.fixture
-def client(clock: Clock) -> TestClient:
+def client(clock: ManualClock) -> TestClient:
     return TestClient(create_sandbox_app(venues=["bybit"], clock=clock))
 
 
@@ -86,7 +77,7 @@ def test_book_and_ticker_at_t0_equal_the_recordings(client: TestClient) -> None:
     assert abs(Decimal(tick["price24hPcnt"]) - Decimal(ticker["price24hPcnt"])) < Decimal("0.00001")
 
 
-def test_prices_move_on_the_tick_grid_without_crossing(client: TestClient, clock: Clock) -> None:
+def test_prices_move_on_the_tick_grid_without_crossing(client: TestClient, clock: ManualClock) -> None:
     tick = Decimal(result(client, "/v5/market/instruments-info?category=linear&symbol=BTCUSDT")
                    ["list"][0]["priceFilter"]["tickSize"])
     before = result(client, f"/v5/market/tickers?{BTC}")["list"][0]["lastPrice"]

@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from exgate.sandbox.app import create_sandbox_app
 from exgate.sandbox.data import default_data_dir
+from tests.conftest import ManualClock
 
 DATA = default_data_dir()
 if DATA is None:
@@ -23,23 +24,13 @@ T0 = 1_770_000_000_000
 HOUR = 3_600_000
 
 
-class Clock:
-    """A settable sandbox clock (ms)."""
-
-    def __init__(self, now: int):
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(T0)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(T0)
-
-
-@pytest.fixture
-def client(clock: Clock) -> TestClient:
+def client(clock: ManualClock) -> TestClient:
     return TestClient(create_sandbox_app(venues=["hyperliquid"], clock=clock))
 
 
@@ -85,7 +76,7 @@ def test_asset_contexts_at_t0_are_recorded_and_aligned(client: TestClient) -> No
     assert mids == {"BTC": "110427.5", "ETH": main[1]["midPx"], "ATOM": main[2]["midPx"]}
 
 
-def test_market_moves_on_a_valid_grid_and_never_crosses(client: TestClient, clock: Clock) -> None:
+def test_market_moves_on_a_valid_grid_and_never_crosses(client: TestClient, clock: ManualClock) -> None:
     sz = sz_decimals(client)
     before = info(client, {"type": "l2Book", "coin": "BTC"})
     clock.now = T0 + 6 * HOUR
@@ -105,7 +96,7 @@ def test_market_moves_on_a_valid_grid_and_never_crosses(client: TestClient, cloc
     assert info(client, {"type": "l2Book", "coin": "BTC"}) == info(client, {"type": "l2Book", "coin": "BTC"})
 
 
-def test_candle_snapshot_covers_the_requested_window(client: TestClient, clock: Clock) -> None:
+def test_candle_snapshot_covers_the_requested_window(client: TestClient, clock: ManualClock) -> None:
     clock.now = T0 + 30 * 60_000
     start, end = T0 - 5 * HOUR + 123, T0 - HOUR
     candles = info(client, {"type": "candleSnapshot",
@@ -124,7 +115,7 @@ def test_candle_snapshot_covers_the_requested_window(client: TestClient, clock: 
     assert forming[-1]["t"] <= clock.now <= forming[-1]["T"]  # nothing from the future
 
 
-def test_recent_trades_have_hyperliquid_shape(client: TestClient, clock: Clock) -> None:
+def test_recent_trades_have_hyperliquid_shape(client: TestClient, clock: ManualClock) -> None:
     clock.now = T0 + 60_000
     trades = info(client, {"type": "recentTrades", "coin": "ETH"})
     assert trades and [t["time"] for t in trades] == sorted((t["time"] for t in trades), reverse=True)

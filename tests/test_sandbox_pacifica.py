@@ -10,6 +10,7 @@ from starlette.testclient import TestClient
 
 from exgate.sandbox.app import create_sandbox_app
 from exgate.sandbox.data import Recordings, default_data_dir
+from tests.conftest import ManualClock
 
 _DATA = default_data_dir()
 _RECORDINGS = Recordings(_DATA)
@@ -26,23 +27,13 @@ HOUR_MS = 3_600_000
 BASE = "/pacifica/api/v1"
 
 
-class Clock:
-    """A settable test clock (integer ms)."""
-
-    def __init__(self, ms: int):
-        self.ms = ms
-
-    def __call__(self) -> int:
-        return self.ms
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(FIXED_MS)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(FIXED_MS)
-
-
-@pytest.fixture
-def client(clock: Clock) -> TestClient:
+def client(clock: ManualClock) -> TestClient:
     return TestClient(create_sandbox_app(venues=["pacifica"], clock=clock))
 
 
@@ -80,9 +71,9 @@ def test_prices_at_t0_derive_from_the_recorded_book_and_funding(client: TestClie
     assert btc["timestamp"] == FIXED_MS
 
 
-def test_advancing_the_clock_moves_prices_on_the_tick_grid(client: TestClient, clock: Clock) -> None:
+def test_advancing_the_clock_moves_prices_on_the_tick_grid(client: TestClient, clock: ManualClock) -> None:
     before = {p["symbol"]: p for p in _data(client, "/info/prices")}
-    clock.ms += HOUR_MS
+    clock.now += HOUR_MS
     after = {p["symbol"]: p for p in _data(client, "/info/prices")}
     ticks = {m["symbol"]: m["tick_size"] for m in _MARKETS["data"]}
     for symbol, tick in ticks.items():
@@ -97,17 +88,17 @@ def test_advancing_the_clock_moves_prices_on_the_tick_grid(client: TestClient, c
     assert _data(client, "/book?symbol=BTC")["l"] != _BOOK["data"]["l"]
 
 
-def test_trades_and_candles_follow_pacifica_shapes(client: TestClient, clock: Clock) -> None:
-    clock.ms += HOUR_MS
+def test_trades_and_candles_follow_pacifica_shapes(client: TestClient, clock: ManualClock) -> None:
+    clock.now += HOUR_MS
     trades = _data(client, "/trades?symbol=BTC")
     times = [t["created_at"] for t in trades]
-    assert times == sorted(times, reverse=True) and times[0] <= clock.ms
+    assert times == sorted(times, reverse=True) and times[0] <= clock.now
     for trade in trades:
         assert trade["event_type"] == "fulfill_taker" and trade["cause"] == "normal"
         assert trade["side"] in {"open_long", "open_short", "close_long", "close_short"}
         assert _on_grid(trade["price"], "1") and _on_grid(trade["amount"], "0.00001")
-    start = clock.ms - 3 * HOUR_MS
-    candles = _data(client, f"/kline?symbol=BTC&interval=1h&start_time={start}&end_time={clock.ms}")
+    start = clock.now - 3 * HOUR_MS
+    candles = _data(client, f"/kline?symbol=BTC&interval=1h&start_time={start}&end_time={clock.now}")
     assert [c["t"] for c in candles] == [(start // HOUR_MS + k) * HOUR_MS for k in range(1, 4)]
     for candle in candles:
         assert candle["T"] == candle["t"] + HOUR_MS and candle["s"] == "BTC" and candle["i"] == "1h"

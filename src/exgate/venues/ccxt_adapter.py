@@ -52,6 +52,23 @@ def translate(exc: BaseException, venue: str, operation: str) -> errors.ExgateEr
     raise exc
 
 
+def _json_only(fetch: Callable[..., Awaitable[Any]], venue: str) -> Callable[..., Awaitable[Any]]:
+    """Wrap ccxt's transport so a body that is not JSON fails as ``BadResponse``.
+
+    ccxt hands back the raw text when it cannot decode JSON (a truncated body, an HTML error
+    page), and its parsers then read that as an empty book or list; exgate must not serve an
+    empty answer as if the exchange had said so.
+    """
+
+    async def checked(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
+        response = await fetch(url, method, headers, body)
+        if isinstance(response, (str, bytes, bytearray)):
+            raise ccxt_errors.BadResponse(f"{venue}: non-JSON body from {method} {url}")
+        return response
+
+    return checked
+
+
 class CcxtAdapter(ExchangeAdapter):
     """Public market data of one venue through ccxt.
 
@@ -78,6 +95,7 @@ class CcxtAdapter(ExchangeAdapter):
                 raise errors.BadRequest(f"{profile.exchange_class!r} is not a ccxt exchange id", field="exchange")
             exchange = cls({"enableRateLimit": True, "timeout": timeout_ms})
         exchange.options = exchange.deep_extend(exchange.options, dict(profile.ccxt_options))
+        exchange.fetch = _json_only(exchange.fetch, profile.id)
         if upstream:
             exchange.urls["api"] = rewrite_urls(exchange.urls["api"], upstream, exchange.hostname)
         self.exchange = exchange
@@ -146,7 +164,11 @@ class CcxtAdapter(ExchangeAdapter):
                     retry_after_s=max(1, round(self._retry_at - loop.time())),
                 )
             try:
-                raw = await self._call("load_markets", lambda: self.exchange.load_markets(reload=reload))
+                # always reload: exgate caches markets itself, and ccxt would keep a failed
+                # (e.g. empty) listing in its own memo forever
+                raw = await self._call("load_markets", lambda: self.exchange.load_markets(reload=True))
+                if not raw:
+                    raise errors.MalformedUpstream(f"{self.id} load_markets: the exchange listed no markets")
             except errors.ExgateError as exc:
                 if self._index is None:
                     self._error = exc.detail

@@ -246,7 +246,7 @@ def interval_ms(text: str | None) -> int | None:
     """A funding or candle interval such as ``"8h"`` in ms (``None`` if absent or unknown)."""
     if not text or text[-1] not in _INTERVAL_UNITS_MS or not text[:-1].isdigit():
         return None
-    return int(text[:-1]) * _INTERVAL_UNITS_MS[text[-1]]
+    return int(text[:-1]) * _INTERVAL_UNITS_MS[text[-1]] or None  # "0h" says nothing
 
 
 def parse_funding_rate(exchange: str, f: dict) -> FundingRate:

@@ -227,19 +227,15 @@ class CcxtAdapter(ExchangeAdapter):
         self._require("candles", self.capabilities.candles)
         step = int(self.exchange.parse_timeframe(interval) * 1000)
         params = {"until": end} if end is not None else {}
-        if start is None and self.profile.candles_need_start:
+        since = start
+        if since is None and self.profile.candles_need_start:
             last_open = (now_ms if end is None else min(end, now_ms)) // step * step
             since = last_open - (limit - 1) * step
-            raw = await self._call(
-                "fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(market.symbol, interval, since, limit, params)
-            )
-            candles = [parse.parse_candle(row, step, now_ms) for row in raw]
-            return sorted((c for c in candles if c.open_time >= since), key=lambda c: c.open_time)[-limit:]
         raw = await self._call(
-            "fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(market.symbol, interval, start, limit, params)
+            "fetch_ohlcv", lambda: self.exchange.fetch_ohlcv(market.symbol, interval, since, limit, params)
         )
         candles = [parse.parse_candle(row, step, now_ms) for row in raw]
-        candles = [c for c in candles if (start is None or c.open_time >= start) and (end is None or c.open_time <= end)]
+        candles = [c for c in candles if (since is None or c.open_time >= since) and (end is None or c.open_time <= end)]
         candles.sort(key=lambda c: c.open_time)
         return candles[:limit] if start is not None else candles[-limit:]
 

@@ -13,16 +13,6 @@ import orjson
 from exgate.sandbox.data import Recordings
 from exgate.sandbox.sim import Clock, Instrument, InstrumentSim
 
-_UNITS_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000, "M": 2_592_000_000}
-
-
-def interval_ms(interval: str) -> int | None:
-    """``"15m"`` → 900000; ``None`` when the text is not ``<int><s|m|h|d|w|M>``."""
-    if len(interval) < 2 or interval[-1] not in _UNITS_MS or not interval[:-1].isdigit():
-        return None
-    return int(interval[:-1]) * _UNITS_MS[interval[-1]]
-
-
 def json_response(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response encoded with orjson (Decimals must already be strings)."""
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json", headers=headers)

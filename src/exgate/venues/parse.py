@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 from exgate.errors import MalformedUpstream
+from exgate.intervals import interval_ms
 from exgate.models import Candle, FundingRate, Market, MarketType, OrderBook, Side, Ticker, Trade
 
 T = TypeVar("T")
@@ -237,16 +238,6 @@ def parse_candle(row: list, interval_ms: int, now_ms: int) -> Candle:
         )
 
     return _guard("candle", build)
-
-
-_INTERVAL_UNITS_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
-
-
-def interval_ms(text: str | None) -> int | None:
-    """A funding or candle interval such as ``"8h"`` in ms (``None`` if absent or unknown)."""
-    if not text or text[-1] not in _INTERVAL_UNITS_MS or not text[:-1].isdigit():
-        return None
-    return int(text[:-1]) * _INTERVAL_UNITS_MS[text[-1]] or None  # "0h" says nothing
 
 
 def parse_funding_rate(exchange: str, f: dict) -> FundingRate:

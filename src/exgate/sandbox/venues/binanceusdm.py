@@ -18,7 +18,8 @@ from starlette.routing import BaseRoute, Route
 
 from exgate.sandbox.data import D, Recordings, fmt
 from exgate.sandbox.sim import Instrument, InstrumentSim
-from exgate.sandbox.venue import SandboxVenue, interval_ms, json_response
+from exgate.intervals import interval_ms
+from exgate.sandbox.venue import SandboxVenue, json_response
 
 _NAUTILUS = "nautilus_trader/tests/integration_tests/adapters/binance/resources/http_responses/"
 _DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)

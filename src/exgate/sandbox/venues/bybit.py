@@ -210,6 +210,16 @@ class Bybit(SandboxVenue):
             return None
         return self.sims.get(request.query_params.get("symbol", "").upper())
 
+    def _market(self, request: Request, default_category: str | None = None) -> tuple[str, InstrumentSim] | Response:
+        """The request's ``(category, simulation)``, or Bybit's error for a bad category or symbol."""
+        category = self._category(request, default_category)
+        if category is None:
+            return self._error("Illegal category")
+        sim = self._sim(request, category)
+        if sim is None:
+            return self._bad_symbol()
+        return category, sim
+
     @staticmethod
     def _limit(request: Request, default: int, maximum: int) -> int | None:
         """``limit`` clamped to ``maximum``; ``None`` when it is not a positive integer."""
@@ -344,12 +354,10 @@ class Bybit(SandboxVenue):
         return self._ok({"category": category, "list": [self._ticker(s, now) for s in sims]})
 
     async def orderbook(self, request: Request) -> Response:
-        category = self._category(request)
-        if category is None:
-            return self._error("Illegal category")
-        sim = self._sim(request, category)
-        if sim is None:
-            return self._bad_symbol()
+        target = self._market(request)
+        if isinstance(target, Response):
+            return target
+        category, sim = target
         limit = self._limit(request, 25, 500)
         if limit is None:
             return self._error("params error: limit invalid")
@@ -363,12 +371,10 @@ class Bybit(SandboxVenue):
         })
 
     async def recent_trade(self, request: Request) -> Response:
-        category = self._category(request)
-        if category is None:
-            return self._error("Illegal category")
-        sim = self._sim(request, category)
-        if sim is None:
-            return self._bad_symbol()
+        target = self._market(request)
+        if isinstance(target, Response):
+            return target
+        category, sim = target
         limit = self._limit(request, 500, 1000)
         if limit is None:
             return self._error("params error: limit invalid")
@@ -383,12 +389,10 @@ class Bybit(SandboxVenue):
         return self._ok({"category": category, "list": rows[::-1]})
 
     async def kline(self, request: Request) -> Response:
-        category = self._category(request, default="linear")
-        if category is None:
-            return self._error("Illegal category")
-        sim = self._sim(request, category)
-        if sim is None:
-            return self._bad_symbol()
+        target = self._market(request, default_category="linear")
+        if isinstance(target, Response):
+            return target
+        category, sim = target
         interval = request.query_params.get("interval", "")
         if interval not in _KLINE_MS and interval not in _CALENDAR:
             return self._error("Invalid period!")
@@ -403,12 +407,10 @@ class Bybit(SandboxVenue):
         ]})
 
     async def funding_history(self, request: Request) -> Response:
-        category = self._category(request)
-        if category is None:
-            return self._error("Illegal category")
-        sim = self._sim(request, category)
-        if sim is None:
-            return self._bad_symbol()
+        target = self._market(request)
+        if isinstance(target, Response):
+            return target
+        category, sim = target
         limit = self._limit(request, 200, 200)
         if limit is None:
             return self._error("params error: limit invalid")

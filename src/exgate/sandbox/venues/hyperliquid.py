@@ -37,7 +37,8 @@ from starlette.routing import BaseRoute, Route
 
 from exgate.sandbox.data import D, Recordings
 from exgate.sandbox.sim import Clock, Instrument, InstrumentSim
-from exgate.sandbox.venue import SandboxVenue, interval_ms, json_response
+from exgate.intervals import interval_ms
+from exgate.sandbox.venue import SandboxVenue, json_response
 
 _NAUTILUS = "nautilus_trader/crates/adapters/hyperliquid/test_data/"
 _PERP_MAX_DECIMALS = 6

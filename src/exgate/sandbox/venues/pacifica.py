@@ -34,7 +34,8 @@ from starlette.routing import BaseRoute, Route
 
 from exgate.sandbox.data import D, Recordings, fmt
 from exgate.sandbox.sim import STEP_MS, Instrument, InstrumentSim, quantize
-from exgate.sandbox.venue import SandboxVenue, interval_ms, json_response
+from exgate.intervals import interval_ms
+from exgate.sandbox.venue import SandboxVenue, json_response
 
 _BOOK_DEPTH = 10
 """Levels per side: "each index contains up to 10 levels" (get-orderbook)."""

@@ -13,25 +13,25 @@ import httpx
 import pytest
 import uvicorn
 
-from exgate.sandbox.data import default_data_dir
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 def fixtures_dir() -> Path | None:
     """The recorded payloads (``EXGATE_FIXTURES`` or ``../shared/fixtures``), or ``None``."""
-    root = Path(os.environ["EXGATE_FIXTURES"]) if os.environ.get("EXGATE_FIXTURES") else REPO.parent / "shared" / "fixtures"
-    return root if (root / "ccxt" / "static" / "response").is_dir() else default_data_dir()
+    from tests import recorded
+
+    return recorded.fixtures_root() if recorded.fixtures_available() else None
 
 
 def require_fixtures() -> Path:
-    """Skip (or, in CI with ``EXGATE_REQUIRE_FIXTURES=1``, fail) when the recordings are absent."""
+    """Skip (or, in CI with ``EXGATE_REQUIRE_FIXTURES=1``, fail) when the recordings are absent.
+
+    Works at module level and inside fixtures.
+    """
     root = fixtures_dir()
     if root is None:
         reason = "recorded payloads not found: expected ../shared/fixtures beside the checkout or EXGATE_FIXTURES"
         if os.environ.get("EXGATE_REQUIRE_FIXTURES") == "1":
-            pytest.fail(reason)
-        pytest.skip(reason)
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
     return root
 
 

@@ -33,7 +33,6 @@ from urllib.parse import parse_qsl, urlsplit
 import ccxt.async_support as ccxt_async
 
 FIXTURES_ENV = "EXGATE_FIXTURES"
-REQUIRE_ENV = "EXGATE_REQUIRE_FIXTURES"
 
 NAUTILUS_BINANCE = "nautilus_trader/tests/integration_tests/adapters/binance/resources/http_responses"
 NAUTILUS_BYBIT = "nautilus_trader/crates/adapters/bybit/test_data"
@@ -52,10 +51,6 @@ def fixtures_root() -> Path:
 
 def fixtures_available() -> bool:
     return (fixtures_root() / "ccxt" / "static" / "response").is_dir()
-
-
-def fixtures_required() -> bool:
-    return os.environ.get(REQUIRE_ENV) == "1"
 
 
 def path(rel: str) -> Path:

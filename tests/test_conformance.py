@@ -42,12 +42,9 @@ try:  # tests/ as a package or as a rootdir-relative folder
 except ImportError:  # pragma: no cover - depends on how pytest imports tests/
     import recorded
 
-if not recorded.fixtures_available():
-    _why = (f"recorded exchange payloads not found at {recorded.fixtures_root()} "
-            f"(set {recorded.FIXTURES_ENV} to their folder)")
-    if recorded.fixtures_required():
-        pytest.fail(f"{_why}; {recorded.REQUIRE_ENV}=1 requires them", pytrace=False)
-    pytest.skip(_why, allow_module_level=True)
+from tests.conftest import require_fixtures  # noqa: E402
+
+require_fixtures()
 
 from exgate import errors  # noqa: E402
 from exgate.models import Candle, FundingRate, Market, MarketType, OrderBook, Side, Ticker, Trade  # noqa: E402

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 
 import pytest
 from starlette.testclient import TestClient
 
 from exgate.sandbox.app import create_sandbox_app
-from exgate.sandbox.data import Recordings, default_data_dir
-from tests.conftest import ManualClock
+from exgate.sandbox.data import Recordings
+from tests.conftest import ManualClock, require_fixtures
 
-DATA = default_data_dir()
-if DATA is None or not (DATA / "ccxt/static/response/bybit.json").is_file():
-    if os.environ.get("EXGATE_REQUIRE_FIXTURES") == "1":
-        pytest.fail(f"EXGATE_REQUIRE_FIXTURES=1 but no Bybit recordings under {DATA}", pytrace=False)
-    pytest.skip("recorded exchange payloads (shared/fixtures) not available", allow_module_level=True)
+DATA = require_fixtures()
 
 FIXED_MS = 1_717_000_000_000  # 2024-05-29T16:26:40Z
 HOUR = 3_600_000

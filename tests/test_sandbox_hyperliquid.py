@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 from decimal import Decimal
 
 import pytest
 from starlette.testclient import TestClient
 
 from exgate.sandbox.app import create_sandbox_app
-from exgate.sandbox.data import default_data_dir
-from tests.conftest import ManualClock
+from tests.conftest import ManualClock, require_fixtures
 
-DATA = default_data_dir()
-if DATA is None:
-    if os.environ.get("EXGATE_REQUIRE_FIXTURES") == "1":
-        pytest.fail("EXGATE_REQUIRE_FIXTURES=1 but no recorded fixtures folder was found", pytrace=False)
-    pytest.skip("recorded exchange fixtures not found (set EXGATE_FIXTURES)", allow_module_level=True)
+DATA = require_fixtures()
 
 NAUTILUS = DATA / "nautilus_trader/crates/adapters/hyperliquid/test_data"
 T0 = 1_770_000_000_000

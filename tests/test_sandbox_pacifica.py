@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal
 
 import pytest
 from starlette.testclient import TestClient
 
 from exgate.sandbox.app import create_sandbox_app
-from exgate.sandbox.data import Recordings, default_data_dir
-from tests.conftest import ManualClock
+from exgate.sandbox.data import Recordings
+from tests.conftest import ManualClock, require_fixtures
 
-_DATA = default_data_dir()
+_DATA = require_fixtures()
 _RECORDINGS = Recordings(_DATA)
 _MARKETS = _RECORDINGS.ccxt_response("pacifica", "fetchMarkets")
 _BOOK = _RECORDINGS.ccxt_response("pacifica", "fetchOrderBook")
-if _MARKETS is None or _BOOK is None:
-    _REASON = "recorded Pacifica payloads (ccxt/static/response/pacifica.json) not found; set EXGATE_FIXTURES"
-    if os.environ.get("EXGATE_REQUIRE_FIXTURES") == "1":
-        pytest.fail(_REASON, pytrace=False)
-    pytest.skip(_REASON, allow_module_level=True)
 
 FIXED_MS = 1_769_553_881_390  # the recorded book's time, a fixed t0
 HOUR_MS = 3_600_000

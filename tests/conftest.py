@@ -117,3 +117,41 @@ def gateway(sandbox: ServerThread, gateway_clock: ManualClock) -> Iterator[Serve
     app = create_app(build_adapters(DEFAULT_VENUES, upstreams), clock=gateway_clock)
     with ServerThread(app) as server:
         yield server
+
+
+# -- Redis ------------------------------------------------------------------------------------
+TEST_REDIS_URL = os.environ.get("EXGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A real Redis database for tests (``EXGATE_TEST_REDIS_URL``, default db 15 on the local
+    server). Fails, never skips, when Redis is not there: ``.ci/run`` starts one."""
+    import redis
+
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.fail(f"Redis not reachable at {TEST_REDIS_URL} ({exc}); start it (see .ci/run)", pytrace=False)
+    finally:
+        client.close()
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def clean_redis(redis_url: str) -> str:
+    """``redis_url`` with its database emptied first."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    return redis_url
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

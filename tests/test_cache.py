@@ -1,60 +1,110 @@
-"""The in-process read-through cache: TTLs, coalescing, cancellation, failures, bounds."""
+"""The read-through cache, one suite over both backends: in-process only, and L1 + real Redis.
+
+Then what only a shared tier can do: coalescing and invalidation across two cache instances
+(two gateway processes' worth) on one Redis, dead lock holders, waits that time out, fail-open.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import pytest
+import redis.asyncio as aioredis
 
-from exgate.cache import CacheStatus, DataType, MemoryCache, market_key
-from tests.conftest import ManualClock
+from exgate.cache import (Cache, CacheStatus, CircuitBreaker, CircuitState, DataType, Fetched, Freshness, MemoryStore,
+                          RedisStore, Tier, market_key)
+from exgate.cache.keys import lock_key
+from exgate.errors import NotSupported, UpstreamUnavailable
+from tests.conftest import ManualClock, free_port
+
+FRESH = Freshness(ttl_ms=5_000, grace_ms=2_000, max_stale_ms=30_000)
 
 
 class Upstream:
     """A fetch that counts its calls and completes only when released."""
 
-    def __init__(self, body: bytes = b'{"v":1}', ttl_ms: int = 5_000):
+    def __init__(self, body: bytes = b'{"v":1}', freshness: Freshness = FRESH):
         self.calls = 0
         self.body = body
-        self.ttl_ms = ttl_ms
+        self.freshness = freshness
         self.release = asyncio.Event()
         self.error: Exception | None = None
 
-    async def __call__(self) -> tuple[bytes, int]:
+    async def __call__(self) -> Fetched:
         self.calls += 1
         await self.release.wait()
         if self.error:
             raise self.error
-        return self.body, self.ttl_ms
+        return Fetched(self.body, self.freshness)
 
 
-async def _settle() -> None:
-    for _ in range(5):
+def ready(body: bytes = b'{"v":1}', freshness: Freshness = FRESH) -> Upstream:
+    up = Upstream(body, freshness)
+    up.release.set()
+    return up
+
+
+async def _settle(rounds: int = 20) -> None:
+    for _ in range(rounds):
         await asyncio.sleep(0)
 
 
-async def test_hit_within_ttl_then_miss_after_expiry():
+async def _eventually(check: Callable[[], bool], what: str) -> None:
+    """Wait for an event to be delivered through Redis (bounded, not a timing assertion)."""
+    for _ in range(500):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+CacheFactory = Callable[..., "contextlib.AbstractAsyncContextManager[Cache]"]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+async def make_cache(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Cache]]:
+    """Open caches of the parametrized backend; with Redis, every one shares one clean database."""
+    url = request.getfixturevalue("clean_redis") if backend == "redis" else None
+    async with contextlib.AsyncExitStack() as stack:
+        async def factory(clock: Callable[[], int] | None = None, **options: object) -> Cache:
+            clock = clock or ManualClock()
+            store = options.pop("l1", None) or MemoryStore()
+            l2 = RedisStore.from_url(url, CircuitBreaker("redis", clock), origin="test") if url else None
+            return await stack.enter_async_context(Cache(clock=clock, l1=store, l2=l2, **options))
+
+        yield factory
+
+
+# -- one suite, both backends ------------------------------------------------------------------
+async def test_hit_within_ttl_then_stale_in_grace_then_miss_after_it(make_cache):
     clock = ManualClock()
-    up = Upstream()
-    up.release.set()
-    async with MemoryCache(clock=clock) as cache:
-        first = await cache.get_or_fetch("k", up)
-        clock.advance(4_000)
-        second = await cache.get_or_fetch("k", up)
-        clock.advance(1_000)
-        third = await cache.get_or_fetch("k", up)
+    cache = await make_cache(clock)
+    up = ready()
+    first = await cache.get_or_fetch("k", up)
+    clock.advance(4_000)
+    second = await cache.get_or_fetch("k", up)
+    clock.advance(3_500)  # 7.5 s: past ttl (5 s) and grace (2 s)
+    third = await cache.get_or_fetch("k", up)
     assert (first.status, second.status, third.status) == (CacheStatus.MISS, CacheStatus.HIT, CacheStatus.MISS)
     assert second.body == b'{"v":1}' and second.age_s == 4
     assert up.calls == 2
 
 
-async def test_hundred_concurrent_reads_of_a_cold_key_make_one_fetch():
+async def test_hundred_concurrent_reads_of_a_cold_key_make_one_fetch(make_cache):
+    cache = await make_cache()
     up = Upstream()
-    async with MemoryCache(clock=ManualClock()) as cache:
-        readers = [asyncio.create_task(cache.get_or_fetch("k", up)) for _ in range(100)]
-        await _settle()
-        up.release.set()
-        results = await asyncio.gather(*readers)
+    readers = [asyncio.create_task(cache.get_or_fetch("k", up)) for _ in range(100)]
+    await _eventually(lambda: up.calls == 1, "the fetch started")
+    await _settle()
+    up.release.set()
+    results = await asyncio.gather(*readers)
     assert up.calls == 1
     statuses = [r.status for r in results]
     assert statuses.count(CacheStatus.MISS) == 1
@@ -62,71 +112,250 @@ async def test_hundred_concurrent_reads_of_a_cold_key_make_one_fetch():
     assert {r.body for r in results} == {b'{"v":1}'}
 
 
-async def test_cancelling_waiters_never_cancels_the_shared_fetch():
+async def test_cancelling_waiters_never_cancels_the_shared_fetch(make_cache):
+    cache = await make_cache()
     up = Upstream()
-    async with MemoryCache(clock=ManualClock()) as cache:
-        first = asyncio.create_task(cache.get_or_fetch("k", up))  # the caller that started the fetch
-        others = [asyncio.create_task(cache.get_or_fetch("k", up)) for _ in range(5)]
-        survivor = asyncio.create_task(cache.get_or_fetch("k", up))
-        await _settle()
-        first.cancel()
-        for task in others:
-            task.cancel()
-        await _settle()
-        up.release.set()
-        result = await survivor
-        after = await cache.get_or_fetch("k", up)
+    first = asyncio.create_task(cache.get_or_fetch("k", up))  # the caller that started the fetch
+    others = [asyncio.create_task(cache.get_or_fetch("k", up)) for _ in range(5)]
+    survivor = asyncio.create_task(cache.get_or_fetch("k", up))
+    await _eventually(lambda: up.calls == 1, "the fetch started")
+    await _settle()
+    first.cancel()
+    for task in others:
+        task.cancel()
+    await _settle()
+    up.release.set()
+    result = await survivor
+    after = await cache.get_or_fetch("k", up)
     assert first.cancelled() and all(t.cancelled() for t in others)
     assert result.body == b'{"v":1}'
     assert after.status is CacheStatus.HIT
     assert up.calls == 1
 
 
-async def test_fetch_completes_and_is_stored_even_if_every_caller_left():
+async def test_fetch_completes_and_is_stored_even_if_every_caller_left(make_cache):
+    cache = await make_cache()
     up = Upstream()
-    async with MemoryCache(clock=ManualClock()) as cache:
-        caller = asyncio.create_task(cache.get_or_fetch("k", up))
-        await _settle()
-        caller.cancel()
-        await _settle()
-        up.release.set()
-        await _settle()
-        result = await cache.get_or_fetch("k", up)
+    caller = asyncio.create_task(cache.get_or_fetch("k", up))
+    await _eventually(lambda: up.calls == 1, "the fetch started")
+    caller.cancel()
+    await _settle()
+    up.release.set()
+    await _eventually(lambda: cache.stats.fetches == 1 and not cache._inflight, "fetch finished")
+    result = await cache.get_or_fetch("k", up)
     assert result.status is CacheStatus.HIT
     assert up.calls == 1
 
 
-async def test_a_failed_fetch_reaches_every_waiter_and_is_not_cached():
+async def test_a_failed_fetch_reaches_every_waiter_and_is_not_cached(make_cache):
+    cache = await make_cache()
     up = Upstream()
-    up.error = RuntimeError("exchange down")
-    async with MemoryCache(clock=ManualClock()) as cache:
-        readers = [asyncio.create_task(cache.get_or_fetch("k", up)) for _ in range(3)]
-        await _settle()
-        up.release.set()
-        outcomes = await asyncio.gather(*readers, return_exceptions=True)
-        assert all(isinstance(o, RuntimeError) for o in outcomes)
-        up.error = None
-        recovered = await cache.get_or_fetch("k", up)
+    up.error = UpstreamUnavailable("exchange down")
+    readers = [asyncio.create_task(cache.get_or_fetch("k", up)) for _ in range(3)]
+    await _eventually(lambda: up.calls == 1, "the fetch started")
+    await _settle()
+    up.release.set()
+    outcomes = await asyncio.gather(*readers, return_exceptions=True)
+    assert all(isinstance(o, UpstreamUnavailable) for o in outcomes)
+    up.error = None
+    recovered = await cache.get_or_fetch("k", up)
     assert recovered.status is CacheStatus.MISS
     assert up.calls == 2
 
 
-async def test_bounded_by_entries_and_bytes_least_recently_used_first():
-    async with MemoryCache(clock=ManualClock(), max_entries=2, max_bytes=10) as cache:
-        cache.put("a", b"1234", 5_000)
-        cache.put("b", b"1234", 5_000)
-        assert cache.get("a") is not None  # a is now more recent than b
-        cache.put("c", b"1234", 5_000)  # over two entries: b goes
-        assert cache.get("b") is None and cache.get("a") is not None and cache.get("c") is not None
-        cache.put("d", b"123456789", 5_000)  # over ten bytes: the rest goes
-        assert len(cache) == 1 and cache.get("d") is not None
-        assert cache.stats.evictions == 3
+async def test_within_grace_stale_is_served_at_once_while_one_refresh_runs(make_cache):
+    clock = ManualClock()
+    cache = await make_cache(clock)
+    await cache.get_or_fetch("k", ready(b'{"v":1}'))
+    clock.advance(6_000)  # expired 1 s ago, grace is 2 s
+    refresh = Upstream(b'{"v":2}')
+    stale = await asyncio.gather(*(cache.get_or_fetch("k", refresh) for _ in range(10)))
+    assert {r.status for r in stale} == {CacheStatus.STALE}
+    assert {r.body for r in stale} == {b'{"v":1}'} and stale[0].age_s == 6
+    refresh.release.set()
+    await _eventually(lambda: not cache._inflight, "background refresh done")
+    fresh = await cache.get_or_fetch("k", refresh)
+    assert (fresh.status, fresh.body, fresh.age_s) == (CacheStatus.HIT, b'{"v":2}', 0)
+    assert refresh.calls == 1
+
+
+async def test_upstream_failure_serves_stale_within_max_stale_then_raises(make_cache):
+    clock = ManualClock()
+    cache = await make_cache(clock)
+    await cache.get_or_fetch("k", ready(b'{"v":1}'))
+    down = ready()
+    down.error = UpstreamUnavailable("exchange down", retry_after_s=7)
+    clock.advance(20_000)  # past grace, within ttl + max-stale (35 s)
+    stale = await cache.get_or_fetch("k", down)
+    assert (stale.status, stale.body, stale.age_s) == (CacheStatus.STALE, b'{"v":1}', 20)
+    clock.advance(16_000)  # 36 s: beyond max-stale
+    with pytest.raises(UpstreamUnavailable) as raised:
+        await cache.get_or_fetch("k", down)
+    assert raised.value.retry_after_s == 7
+    assert down.calls == 2
+
+
+async def test_errors_that_are_not_upstream_failures_are_never_hidden_by_stale(make_cache):
+    clock = ManualClock()
+    cache = await make_cache(clock)
+    await cache.get_or_fetch("k", ready())
+    clock.advance(10_000)
+    broken = ready()
+    broken.error = NotSupported("venue no longer lists it")
+    with pytest.raises(NotSupported):
+        await cache.get_or_fetch("k", broken)
+
+
+async def test_invalidate_by_key_and_by_tag(make_cache):
+    cache = await make_cache()
+    up = ready()
+    await cache.get_or_fetch("a", up, tags=("market:x:BTC",))
+    await cache.get_or_fetch("b", up, tags=("market:x:BTC", "exchange:x"))
+    await cache.get_or_fetch("c", up, tags=("market:x:ETH",))
+    assert await cache.invalidate(keys=["c"]) == ["c"]
+    assert sorted(await cache.invalidate(tags=["market:x:BTC"])) == ["a", "b"]
+    statuses = [(await cache.get_or_fetch(k, up)).status for k in "abc"]
+    assert statuses == [CacheStatus.MISS] * 3
+    assert up.calls == 6
 
 
 async def test_reading_a_closed_cache_is_a_clear_error():
-    cache = MemoryCache()
     with pytest.raises(RuntimeError, match="not open"):
-        await cache.get_or_fetch("k", Upstream())
+        await Cache(clock=ManualClock()).get_or_fetch("k", ready())
+
+
+# -- L1 bounds -------------------------------------------------------------------------------
+def test_l1_is_bounded_by_entries_and_bytes_least_recently_used_first():
+    from exgate.cache import Entry
+
+    store = MemoryStore(max_entries=2, max_bytes=10)
+    now = 1_000
+    entry = Entry.new(b"1234", FRESH, now)
+    store.put("a", entry, now + 5_000, ("t",))
+    store.put("b", entry, now + 5_000, ("t",))
+    assert store.get("a", now) is not None  # a is now more recent than b
+    store.put("c", entry, now + 5_000)  # over two entries: b goes
+    assert store.get("b", now) is None and store.get("a", now) is not None and store.get("c", now) is not None
+    store.put("d", Entry.new(b"123456789", FRESH, now), now + 5_000)  # over ten bytes: the rest goes
+    assert len(store) == 1 and store.get("d", now) is not None
+    assert store.evictions == 3
+    assert store.drop_tag("t") == []  # evicted keys left the tag index too
+
+
+def test_entries_round_trip_through_their_wire_form():
+    from exgate.cache import Entry
+
+    entry = Entry.new(b'{"p":"1.5"}', FRESH, 1_790_000_000_000)
+    assert Entry.decode(entry.encode()) == entry
+    with pytest.raises(ValueError, match="header"):
+        Entry.decode(b"short")
+
+
+# -- only a shared tier ------------------------------------------------------------------------
+@pytest.fixture
+async def two_instances(clean_redis: str) -> AsyncIterator[tuple[Cache, Cache]]:
+    """Two caches as two gateway processes would hold them: own L1, one Redis."""
+    clock = ManualClock()
+    async with contextlib.AsyncExitStack() as stack:
+        caches = []
+        for name in ("a", "b"):
+            l2 = RedisStore.from_url(clean_redis, CircuitBreaker("redis", clock), origin=name)
+            caches.append(await stack.enter_async_context(Cache(clock=clock, l2=l2, l1_ttl_ms=60_000)))
+        yield caches[0], caches[1]
+
+
+async def test_two_instances_make_one_upstream_fetch_for_a_cold_key(two_instances):
+    a, b = two_instances
+    up = Upstream()
+    readers = [asyncio.create_task(c.get_or_fetch("k", up)) for c in (a, b) * 50]
+    await _eventually(lambda: up.calls == 1 and (a._remote_waiters or b._remote_waiters), "one holds the lock")
+    up.release.set()
+    results = await asyncio.gather(*readers)
+    assert up.calls == 1
+    assert [r.status for r in results].count(CacheStatus.MISS) == 1
+    assert a.stats.remote_fills + b.stats.remote_fills == 1  # the other instance waited, woken by the fill event
+
+
+async def test_a_value_fetched_by_one_instance_is_an_l2_hit_on_the_other(two_instances):
+    a, b = two_instances
+    up = ready()
+    await a.get_or_fetch("k", up)
+    result = await b.get_or_fetch("k", up)
+    assert (result.status, result.tier, up.calls) == (CacheStatus.HIT, Tier.L2, 1)
+
+
+async def test_invalidation_on_one_instance_drops_the_l1_copy_of_the_other(two_instances):
+    a, b = two_instances
+    up = ready()
+    for cache in (a, b):
+        await cache.get_or_fetch("k", up, tags=("market:x:BTC",))
+    assert (await b.get_or_fetch("k", up)).tier is Tier.L1
+    await a.invalidate(tags=["market:x:BTC"])
+    await _eventually(lambda: b.l1.get("k", b.clock()) is None, "b's L1 copy dropped")
+    after = await b.get_or_fetch("k", up)
+    assert after.status is CacheStatus.MISS and up.calls == 2
+
+
+async def test_a_dead_lock_holder_is_replaced_when_its_lease_runs_out(clean_redis):
+    client = aioredis.Redis.from_url(clean_redis)
+    await client.set(lock_key("k"), "dead-instance", px=300)  # a holder that will never fill
+    await client.aclose()
+    clock = ManualClock()
+    l2 = RedisStore.from_url(clean_redis, CircuitBreaker("redis", clock))
+    async with Cache(clock=clock, l2=l2, wait_timeout_ms=10_000) as cache:
+        result = await cache.get_or_fetch("k", ready())
+    assert result.status is CacheStatus.MISS and cache.stats.fetches == 1
+
+
+async def test_a_waiter_that_times_out_fetches_itself_rather_than_failing(clean_redis):
+    client = aioredis.Redis.from_url(clean_redis)
+    await client.set(lock_key("k"), "slow-instance", px=60_000)  # alive but never finishing
+    await client.aclose()
+    clock = ManualClock()
+    l2 = RedisStore.from_url(clean_redis, CircuitBreaker("redis", clock))
+    async with Cache(clock=clock, l2=l2, wait_timeout_ms=200) as cache:
+        result = await cache.get_or_fetch("k", ready())
+    assert result.status is CacheStatus.MISS and cache.stats.fetches == 1
+
+
+async def test_with_redis_unreachable_reads_are_served_and_the_circuit_opens():
+    clock = ManualClock()
+    changes: list[CircuitState] = []
+    breaker = CircuitBreaker("redis", clock, failure_threshold=3, cooldown_ms=1_000, on_change=changes.append)
+    l2 = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", breaker)
+    async with Cache(clock=clock, l2=l2) as cache:
+        up = ready()
+        results = [await cache.get_or_fetch(f"k{i}", up) for i in range(10)]
+        assert {r.status for r in results} == {CacheStatus.MISS}
+        assert breaker.state is CircuitState.OPEN and changes == [CircuitState.OPEN]
+        again = await cache.get_or_fetch("k0", up)  # Redis down: L1 serves its full TTL
+        assert again.status is CacheStatus.HIT
+    assert up.calls == 10
+
+
+# -- circuit breaker ---------------------------------------------------------------------------
+def test_circuit_opens_after_consecutive_failures_and_lets_one_probe_through_after_cooldown():
+    clock = ManualClock()
+    changes: list[CircuitState] = []
+    breaker = CircuitBreaker("redis", clock, failure_threshold=3, cooldown_ms=1_000, on_change=changes.append)
+    for _ in range(2):
+        assert breaker.allow()
+        breaker.failure()
+    breaker.success()  # consecutive only
+    for _ in range(3):
+        assert breaker.allow()
+        breaker.failure()
+    assert breaker.state is CircuitState.OPEN and not breaker.allow()
+    clock.advance(1_000)
+    assert breaker.allow() and not breaker.allow()  # exactly one probe
+    breaker.failure()
+    assert breaker.state is CircuitState.OPEN and not breaker.allow()
+    clock.advance(1_000)
+    assert breaker.allow()
+    breaker.success()
+    assert breaker.state is CircuitState.CLOSED and breaker.allow() and breaker.allow()
+    assert changes == [CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.OPEN, CircuitState.HALF_OPEN,
+                       CircuitState.CLOSED]
 
 
 def test_keys_are_versioned_exchange_scoped_and_parameter_ordered():
@@ -134,3 +363,11 @@ def test_keys_are_versioned_exchange_scoped_and_parameter_ordered():
         "exgate:v1:bybit:orderbook:BTC/USDT:USDT:depth=20"
     assert market_key("x", DataType.CANDLES, "S", limit=5, interval="1h", start=None) == \
         "exgate:v1:x:klines:S:interval=1h:limit=5"
+
+
+def test_account_keys_hash_the_account_id():
+    from exgate.cache import account_key
+
+    key = account_key("bybit", "user-42", DataType.POSITIONS)
+    assert "user-42" not in key and key.startswith("exgate:v1:bybit:acct:") and key.endswith(":positions")
+    assert key == account_key("bybit", "user-42", DataType.POSITIONS)

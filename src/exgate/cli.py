@@ -66,7 +66,7 @@ async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandb
         typer.echo(f"sandbox serving {', '.join(sandbox_app.state.venues)} on http://127.0.0.1:{sandbox_port}"
                    f" (data: {sandbox_app.state.data_dir or 'synthetic'})")
     adapters = build_adapters(venues, upstreams, timeout_ms=settings.upstream_timeout_ms)
-    gateway = create_app(adapters, cache_max_entries=settings.cache_max_entries)
+    gateway = create_app(adapters, settings=settings)
     try:
         await uvicorn.Server(_uvicorn_config(gateway, host, port, log_level)).serve()
     finally:

@@ -22,6 +22,12 @@ class ExgateError(Exception):
         self.extra = extra
 
 
+class ConfigError(ExgateError):
+    """A setting (environment variable or config file) is invalid; ``extra`` names it."""
+
+    title = "Invalid configuration"
+
+
 class BadRequest(ExgateError):
     """A request parameter is invalid; ``extra`` names the field and the allowed values."""
 

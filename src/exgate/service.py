@@ -8,14 +8,17 @@ with a clear :class:`~exgate.errors.BadRequest` before any upstream call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 
-from exgate.cache import CacheResult, DataType, MemoryCache, market_key
-from exgate.cache.ttl import DEFAULT_TTL_MS
-from exgate.errors import BadRequest, UnknownExchange
+from exgate.cache import (DEFAULT_FRESHNESS, Cache, CacheResult, CacheStatus, DataType, Fetched, Freshness,
+                          exchange_tag, market_key, market_tag)
+from exgate.errors import BadRequest, ExgateError, UnknownExchange
 from exgate.models import Candle, ExchangeInfo, Market, Ticker, Trade
 from exgate.venues.base import ExchangeAdapter
 
@@ -66,22 +69,53 @@ def _in_range(field: str, value: int, low: int, high: int) -> int:
     return value
 
 
+T = TypeVar("T")
+
+UpstreamHook = Callable[[str, str, str, float], None]
+"""Called after every upstream fetch with (exchange, operation, status, seconds)."""
+
+
+def _status_slug(exc: BaseException) -> str:
+    if isinstance(exc, ExgateError):
+        return re.sub(r"[^a-z0-9]+", "_", exc.title.lower()).strip("_")
+    return "error"
+
+
 class MarketData:
     """Cached, coalesced market-data reads over a set of adapters.
 
     Args:
         adapters: venue id → adapter.
         cache: the (open) read-through cache.
-        ttl_ms: TTL per :class:`DataType` (defaults: :data:`DEFAULT_TTL_MS`).
+        freshness: TTL, grace and max-stale per :class:`DataType` (defaults: :data:`DEFAULT_FRESHNESS`).
         clock: current time in ms, to mark the candle still forming.
+        on_upstream: metrics hook for each upstream fetch.
     """
 
-    def __init__(self, adapters: Mapping[str, ExchangeAdapter], cache: MemoryCache,
-                 ttl_ms: Mapping[DataType, int] | None = None, clock: Callable[[], int] | None = None):
+    def __init__(self, adapters: Mapping[str, ExchangeAdapter], cache: Cache,
+                 freshness: Mapping[DataType, Freshness] | None = None, clock: Callable[[], int] | None = None,
+                 on_upstream: UpstreamHook | None = None):
         self.adapters = dict(adapters)
         self.cache = cache
-        self.ttl_ms = {**DEFAULT_TTL_MS, **(ttl_ms or {})}
+        self.freshness = {**DEFAULT_FRESHNESS, **(freshness or {})}
         self.clock = clock or cache.clock
+        self.on_upstream = on_upstream
+
+    async def _upstream(self, exchange: str, operation: str, call: Awaitable[T]) -> T:
+        """Await one adapter call, reporting its outcome and latency to ``on_upstream``."""
+        started = time.perf_counter()
+        status = "ok"
+        try:
+            return await call
+        except BaseException as exc:
+            status = _status_slug(exc)
+            raise
+        finally:
+            if self.on_upstream is not None:
+                self.on_upstream(exchange, operation, status, time.perf_counter() - started)
+
+    def _fetched(self, body: bytes, kind: DataType) -> Fetched:
+        return Fetched(body, self.freshness[kind])
 
     def adapter(self, exchange: str) -> ExchangeAdapter:
         """The adapter of ``exchange``.
@@ -108,74 +142,81 @@ class MarketData:
 
     # -- reads ----------------------------------------------------------------------------
     async def markets(self, exchange: str) -> CacheResult:
-        """All markets of a venue (TTL: markets)."""
+        """All markets of a venue (freshness: markets)."""
         adapter = self.adapter(exchange)
 
-        async def fetch() -> tuple[bytes, int]:
-            markets = await adapter.markets(reload=adapter.status == "ready")
-            return MarketsPage(exchange=adapter.id, markets=markets).model_dump_json().encode(), \
-                self.ttl_ms[DataType.MARKETS]
+        async def fetch() -> Fetched:
+            markets = await self._upstream(adapter.id, "markets", adapter.markets(reload=adapter.status == "ready"))
+            return self._fetched(MarketsPage(exchange=adapter.id, markets=markets).model_dump_json().encode(),
+                                 DataType.MARKETS)
 
-        return await self.cache.get_or_fetch(market_key(adapter.id, DataType.MARKETS), fetch)
+        return await self.cache.get_or_fetch(market_key(adapter.id, DataType.MARKETS), fetch,
+                                             tags=(exchange_tag(adapter.id),))
 
     async def prices(self, exchange: str, symbols: str | None = None) -> CacheResult:
-        """Tickers of all markets, or of the comma-separated ``symbols`` (TTL: prices).
+        """Tickers of all markets, or of the comma-separated ``symbols`` (freshness: prices).
 
         One upstream call fetches every ticker of the venue; a subset is cut from that
-        cached answer, so any mix of subsets costs one upstream request per TTL.
+        cached answer (kept in this process only), so any mix of subsets costs one upstream
+        request per TTL.
         """
         adapter = self.adapter(exchange)
         all_key = market_key(adapter.id, DataType.PRICES)
+        tags = (exchange_tag(adapter.id),)
 
-        async def fetch_all() -> tuple[bytes, int]:
-            tickers = await adapter.tickers()
-            return PricesPage(exchange=adapter.id, prices=tickers).model_dump_json().encode(), \
-                self.ttl_ms[DataType.PRICES]
+        async def fetch_all() -> Fetched:
+            tickers = await self._upstream(adapter.id, "tickers", adapter.tickers())
+            return self._fetched(PricesPage(exchange=adapter.id, prices=tickers).model_dump_json().encode(),
+                                 DataType.PRICES)
 
         if not symbols or not symbols.strip():
-            return await self.cache.get_or_fetch(all_key, fetch_all)
+            return await self.cache.get_or_fetch(all_key, fetch_all, tags=tags)
         wanted = await self._resolve_many(adapter, symbols.split(","))
         names = [m.symbol for m in wanted]
 
-        async def fetch_subset() -> tuple[bytes, int]:
-            whole = await self.cache.get_or_fetch(all_key, fetch_all)
+        async def fetch_subset() -> Fetched:
+            whole = await self.cache.get_or_fetch(all_key, fetch_all, tags=tags)
             page = orjson.loads(whole.body)
             by_symbol = {t["symbol"]: t for t in page["prices"]}
             body = orjson.dumps({"exchange": adapter.id, "prices": [by_symbol[n] for n in names if n in by_symbol]})
-            return body, max(1, whole.expires_ms - self.clock())
+            # a subset lives exactly as long as the fresh whole it was cut from; cut from a stale
+            # whole it is not kept at all
+            ttl = whole.expires_ms - self.clock() if whole.status is not CacheStatus.STALE else 0
+            return Fetched(body, Freshness(ttl_ms=max(0, ttl)), shared=False)
 
-        return await self.cache.get_or_fetch(market_key(adapter.id, DataType.PRICES, ",".join(names)), fetch_subset)
+        return await self.cache.get_or_fetch(market_key(adapter.id, DataType.PRICES, ",".join(names)), fetch_subset,
+                                             tags=tags)
 
     async def order_book(self, exchange: str, symbol: str, depth: int | None) -> CacheResult:
-        """Order book with ``depth`` levels per side (TTL: order book)."""
+        """Order book with ``depth`` levels per side (freshness: order book)."""
         adapter = self.adapter(exchange)
         depth = _in_range("depth", DEFAULT_DEPTH if depth is None else depth, 1, adapter.profile.max_depth)
         market = await adapter.resolve(symbol)
 
-        async def fetch() -> tuple[bytes, int]:
-            book = await adapter.order_book(market, depth)
-            return book.model_dump_json().encode(), self.ttl_ms[DataType.ORDER_BOOK]
+        async def fetch() -> Fetched:
+            book = await self._upstream(adapter.id, "order_book", adapter.order_book(market, depth))
+            return self._fetched(book.model_dump_json().encode(), DataType.ORDER_BOOK)
 
         key = market_key(adapter.id, DataType.ORDER_BOOK, market.symbol, depth=depth)
-        return await self.cache.get_or_fetch(key, fetch)
+        return await self.cache.get_or_fetch(key, fetch, tags=self._tags(adapter.id, market.symbol))
 
     async def trades(self, exchange: str, symbol: str, limit: int | None) -> CacheResult:
-        """The ``limit`` most recent public trades (TTL: trades)."""
+        """The ``limit`` most recent public trades (freshness: trades)."""
         adapter = self.adapter(exchange)
         limit = _in_range("limit", DEFAULT_TRADES if limit is None else limit, 1, adapter.profile.max_trades)
         market = await adapter.resolve(symbol)
 
-        async def fetch() -> tuple[bytes, int]:
-            trades = await adapter.trades(market, limit)
+        async def fetch() -> Fetched:
+            trades = await self._upstream(adapter.id, "trades", adapter.trades(market, limit))
             page = TradesPage(exchange=adapter.id, symbol=market.symbol, trades=trades)
-            return page.model_dump_json().encode(), self.ttl_ms[DataType.TRADES]
+            return self._fetched(page.model_dump_json().encode(), DataType.TRADES)
 
         key = market_key(adapter.id, DataType.TRADES, market.symbol, limit=limit)
-        return await self.cache.get_or_fetch(key, fetch)
+        return await self.cache.get_or_fetch(key, fetch, tags=self._tags(adapter.id, market.symbol))
 
     async def klines(self, exchange: str, symbol: str, interval: str | None, start: int | None,
                      end: int | None, limit: int | None) -> CacheResult:
-        """Candles (TTL: klines while the open candle is included, klines_closed after)."""
+        """Candles (freshness: klines while the open candle is included, klines_closed after)."""
         adapter = self.adapter(exchange)
         allowed = adapter.intervals()
         if not interval or interval not in allowed:
@@ -189,29 +230,39 @@ class MarketData:
             raise BadRequest(f"start ({start}) must not be after end ({end})", field="start")
         market = await adapter.resolve(symbol)
 
-        async def fetch() -> tuple[bytes, int]:
-            candles = await adapter.candles(market, interval, start=start, end=end, limit=limit, now_ms=self.clock())
+        async def fetch() -> Fetched:
+            candles = await self._upstream(adapter.id, "candles", adapter.candles(
+                market, interval, start=start, end=end, limit=limit, now_ms=self.clock()))
             page = CandlesPage(exchange=adapter.id, symbol=market.symbol, interval=interval, candles=candles)
             settled = bool(candles) and all(c.closed for c in candles) and end is not None
-            ttl = self.ttl_ms[DataType.CANDLES_CLOSED if settled else DataType.CANDLES]
-            return page.model_dump_json().encode(), ttl
+            return self._fetched(page.model_dump_json().encode(),
+                                 DataType.CANDLES_CLOSED if settled else DataType.CANDLES)
 
         key = market_key(adapter.id, DataType.CANDLES, market.symbol, interval=interval, start=start, end=end,
                          limit=limit)
-        return await self.cache.get_or_fetch(key, fetch)
+        return await self.cache.get_or_fetch(key, fetch, tags=self._tags(adapter.id, market.symbol))
 
     async def funding(self, exchange: str, symbol: str) -> CacheResult:
-        """Current funding rate of a perpetual (TTL: funding)."""
+        """Current funding rate of a perpetual (freshness: funding)."""
         adapter = self.adapter(exchange)
         market = await adapter.resolve(symbol)
 
-        async def fetch() -> tuple[bytes, int]:
-            rate = await adapter.funding_rate(market)
-            return rate.model_dump_json().encode(), self.ttl_ms[DataType.FUNDING]
+        async def fetch() -> Fetched:
+            rate = await self._upstream(adapter.id, "funding_rate", adapter.funding_rate(market))
+            return self._fetched(rate.model_dump_json().encode(), DataType.FUNDING)
 
-        return await self.cache.get_or_fetch(market_key(adapter.id, DataType.FUNDING, market.symbol), fetch)
+        return await self.cache.get_or_fetch(market_key(adapter.id, DataType.FUNDING, market.symbol), fetch,
+                                             tags=self._tags(adapter.id, market.symbol))
+
+    async def invalidate(self, keys: Sequence[str] = (), tags: Sequence[str] = ()) -> list[str]:
+        """Drop cached keys and tagged groups on every instance (see :meth:`Cache.invalidate`)."""
+        return await self.cache.invalidate(keys, tags)
 
     # -- helpers --------------------------------------------------------------------------
+    @staticmethod
+    def _tags(venue: str, symbol: str) -> tuple[str, ...]:
+        return exchange_tag(venue), market_tag(venue, symbol)
+
     @staticmethod
     async def _resolve_many(adapter: ExchangeAdapter, raw: Sequence[str]) -> list[Market]:
         out: dict[str, Market] = {}

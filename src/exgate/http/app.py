@@ -1,8 +1,10 @@
-"""The gateway's FastAPI app factory and its lifespan (adapters, cache, background loads)."""
+"""The gateway's FastAPI app factory and its lifespan (adapters, cache, metrics, background loads)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 
@@ -10,11 +12,12 @@ import structlog
 from fastapi import FastAPI
 
 from exgate import __version__
-from exgate.cache import MemoryCache
-from exgate.cache.memory import wall_clock_ms
+from exgate.cache import Cache, CircuitBreaker, MemoryStore, RedisStore, load_freshness, wall_clock_ms
+from exgate.config import Settings
 from exgate.errors import ExgateError
 from exgate.http import problems
 from exgate.http.routes import router
+from exgate.metrics import Metrics, RequestMetrics
 from exgate.service import MarketData
 from exgate.venues.base import ExchangeAdapter
 
@@ -30,19 +33,44 @@ async def _load_markets(adapter: ExchangeAdapter) -> None:
         log.warning("venue_unavailable", exchange=adapter.id, error=exc.detail)
 
 
+def build_cache(settings: Settings, clock: Callable[[], int], metrics: Metrics) -> Cache:
+    """The read-through cache the settings describe: L1 always, L2 when ``redis_url`` is set.
+
+    Raises:
+        ConfigError: the cache config file or TTL overrides are invalid.
+    """
+    l2 = None
+    if settings.redis_url:
+        breaker = CircuitBreaker("redis", clock, failure_threshold=settings.redis_failures_to_open,
+                                 cooldown_ms=settings.redis_cooldown_ms, on_change=metrics.circuit)
+        l2 = RedisStore.from_url(settings.redis_url, breaker, timeout_ms=settings.redis_timeout_ms,
+                                 origin=f"{socket.gethostname()}:{os.getpid()}")
+    return Cache(clock=clock, l1=MemoryStore(max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes),
+                 l2=l2, l1_ttl_ms=settings.l1_ttl_ms, lock_lease_ms=settings.lease_ms(),
+                 wait_timeout_ms=settings.lease_ms(), on_lookup=metrics.cache_lookup)
+
+
 def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], int] = wall_clock_ms,
-               cache_max_entries: int = 50_000, preload: bool = True) -> FastAPI:
-    """Build the gateway app over ``adapters``.
+               settings: Settings | None = None, preload: bool = True) -> FastAPI:
+    """Build the gateway app over ``adapters`` (``settings``: cache, Redis and TTL options;
+    default: read from the environment).
 
     On start-up each venue's markets load in the background (``preload``); a venue that is
     unreachable does not delay or stop the others, and is retried on its next request.
     On shutdown the cache's fetches are cancelled and every adapter is closed.
+
+    Raises:
+        ConfigError: the cache settings are invalid (raised here, before serving).
     """
+    settings = settings if settings is not None else Settings()
+    freshness = load_freshness(settings.cache_ttl_ms, settings.cache_config)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with MemoryCache(clock=clock, max_entries=cache_max_entries) as cache:
-            app.state.market_data = MarketData(adapters, cache, clock=clock)
+        async with build_cache(settings, clock, metrics) as cache:
+            app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock,
+                                               on_upstream=metrics.upstream)
             try:
                 async with asyncio.TaskGroup() as loads:
                     pending = [loads.create_task(_load_markets(a)) for a in adapters.values()] if preload else []
@@ -61,6 +89,8 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
         summary="One normalized, cached market-data API over many crypto exchanges.",
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
     problems.install(app)
     app.include_router(router)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     return app

@@ -9,6 +9,9 @@ from starlette.responses import Response
 import orjson
 
 from exgate.cache import CacheResult
+from exgate.cache.keys import PREFIX
+from exgate.errors import BadRequest
+from exgate.metrics import CONTENT_TYPE
 from exgate.models import ExchangeInfo, FundingRate, OrderBook
 from exgate.service import CandlesPage, MarketData, MarketsPage, PricesPage, TradesPage
 
@@ -35,6 +38,34 @@ async def healthz(request: Request) -> Response:
     """Liveness, with each venue's load status."""
     statuses = {info.id: info.status for info in _service(request).exchanges()}
     return Response(orjson.dumps({"status": "ok", "exchanges": statuses}), media_type=_JSON)
+
+
+@router.get("/metrics", tags=["ops"])
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this instance (text exposition format)."""
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+
+
+_TAG_KINDS = ("exchange:", "market:", "account:")
+
+
+@router.delete("/v1/cache", tags=["ops"])
+async def invalidate(request: Request,
+                     key: list[str] = Query(default=[], description="cache key, e.g. exgate:v1:bybit:markets"),
+                     tag: list[str] = Query(default=[], description="exchange:{venue}, market:{venue}:{symbol}"
+                                                                     " or account:{venue}:{hash}")) -> Response:
+    """Drop cached keys and tagged groups on every instance sharing this Redis."""
+    if not key and not tag:
+        raise BadRequest("give at least one key or tag", field="key", allowed=["key", "tag"])
+    for value in key:
+        if not value.startswith(PREFIX + ":"):
+            raise BadRequest(f"key must start with {PREFIX}:, got {value!r}", field="key")
+    for value in tag:
+        if not value.startswith(_TAG_KINDS):
+            raise BadRequest(f"tag must start with one of {', '.join(_TAG_KINDS)}; got {value!r}", field="tag",
+                             allowed=list(_TAG_KINDS))
+    dropped = await _service(request).invalidate(key, tag)
+    return Response(orjson.dumps({"invalidated": dropped}), media_type=_JSON)
 
 
 @router.get("/v1/exchanges", tags=["market data"], responses={200: {"model": list[ExchangeInfo]}})

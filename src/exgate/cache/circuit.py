@@ -1,0 +1,90 @@
+"""A circuit breaker for Redis: after repeated failures stop trying for a while, then probe.
+
+``closed`` lets every call through; ``failure_threshold`` consecutive failures open it. While
+``open`` no call is tried until ``cooldown_ms`` has passed; then it is ``half_open`` and exactly
+one call (the probe) goes through: success closes it, failure opens it for another cooldown.
+Each state change is logged once as a warning (never once per request) and reported to
+``on_change`` (metrics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+
+import structlog
+
+log = structlog.get_logger("exgate.cache")
+
+
+class CircuitState(StrEnum):
+    """Breaker states; the value is the ``state`` label of ``exgate_redis_circuit_state``."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    """Fail-fast guard around one dependency.
+
+    Args:
+        name: what it guards, for the log line.
+        clock: current time in ms.
+        failure_threshold: consecutive failures that open the circuit.
+        cooldown_ms: how long it stays open before one probe is allowed.
+        on_change: called with the new state on every change.
+    """
+
+    def __init__(self, name: str, clock: Callable[[], int], *, failure_threshold: int = 3,
+                 cooldown_ms: int = 1_000, on_change: Callable[[CircuitState], None] | None = None):
+        self.name = name
+        self.clock = clock
+        self.failure_threshold = failure_threshold
+        self.cooldown_ms = cooldown_ms
+        self.on_change = on_change
+        self.state = CircuitState.CLOSED
+        self.failures = 0
+        self._opened_ms = 0
+        self._probing = False
+
+    def allow(self) -> bool:
+        """Whether a call may be tried now (in half-open, only the one probe)."""
+        if self.state is CircuitState.CLOSED:
+            return True
+        if self.state is CircuitState.OPEN:
+            if self.clock() - self._opened_ms < self.cooldown_ms:
+                return False
+            self._set(CircuitState.HALF_OPEN)
+        if self._probing:
+            return False
+        self._probing = True
+        return True
+
+    def success(self) -> None:
+        """A call succeeded: reset the count, close a half-open circuit."""
+        self.failures = 0
+        self._probing = False
+        if self.state is not CircuitState.CLOSED:
+            self._set(CircuitState.CLOSED)
+
+    def failure(self, error: BaseException | None = None) -> None:
+        """A call failed: count it; open at the threshold, or again after a failed probe."""
+        self.failures += 1
+        self._probing = False
+        if self.state is CircuitState.HALF_OPEN or (
+                self.state is CircuitState.CLOSED and self.failures >= self.failure_threshold):
+            self._opened_ms = self.clock()
+            self._set(CircuitState.OPEN, error)
+
+    def _set(self, state: CircuitState, error: BaseException | None = None) -> None:
+        if state is self.state:
+            return
+        previous, self.state = self.state, state
+        if state is CircuitState.HALF_OPEN or previous is CircuitState.HALF_OPEN and state is CircuitState.OPEN:
+            log.debug("circuit_" + state.value, dependency=self.name)  # the same outage going on
+        else:
+            details = {"error": repr(error)} if error is not None else {}
+            log.warning("circuit_" + state.value, dependency=self.name, previous=previous.value, **details)
+        if self.on_change is not None:
+            self.on_change(state)

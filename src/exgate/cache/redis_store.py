@@ -1,0 +1,246 @@
+"""L2: the Redis tier shared by every gateway instance (redis-py asyncio, hiredis parser).
+
+It stores encoded entries (:meth:`Entry.encode`) under the keys of :mod:`exgate.cache.keys`,
+with a Redis expiry at the end of the entry's last window; holds the per-key fetch lock
+(``SET NX PX`` with a random token, released by a compare-and-delete script so an instance
+whose lease ran out never frees its successor's lock); and carries events on one pub/sub
+channel: ``fill``/``fail`` when a fetch ends (waking the instances waiting on it) and ``inv``
+when keys or tags are invalidated (dropping every instance's L1 copies).
+
+Every call is fail-open: a Redis error or timeout is counted by the :class:`CircuitBreaker`
+and reported as "Redis unavailable" (``DOWN``), never raised, so the caller carries on with
+L1 and the upstream. While the circuit is open no call is tried at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+import redis.asyncio as redis
+import structlog
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from exgate.cache.circuit import CircuitBreaker, CircuitState
+from exgate.cache.entry import Entry
+from exgate.cache.keys import events_channel, lock_key, tag_key
+
+log = structlog.get_logger("exgate.cache")
+
+
+class _Down:
+    """Marker: Redis could not be asked (error, timeout or open circuit)."""
+
+    def __repr__(self) -> str:
+        return "DOWN"
+
+
+DOWN: Final = _Down()
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+_TAG_RETENTION_MS = 86_400_000
+"""A tag's key set lives a day past its last addition (members are only deleted, never read, when
+they have expired already)."""
+
+_ERRORS = (RedisError, OSError, asyncio.TimeoutError, ValueError)
+
+
+@dataclass(frozen=True, slots=True)
+class Lock:
+    """Outcome of a lock attempt: ``acquired``, else how long (ms) the holder's lease still runs."""
+
+    acquired: bool
+    remaining_ms: int = 0
+
+
+EventHandler = Callable[[dict[str, Any]], None]
+
+
+class RedisStore:
+    """The shared tier over one Redis server.
+
+    Args:
+        client: a redis-py asyncio client; build one with :meth:`from_url`.
+        breaker: the circuit breaker guarding every call.
+        db: the database number (the events channel is per database).
+        origin: this instance's id, carried in events.
+        timeout_ms: a call slower than this counts as a Redis failure.
+    """
+
+    def __init__(self, client: redis.Redis, breaker: CircuitBreaker, *, db: int = 0, origin: str = "",
+                 timeout_ms: int = 250):
+        self.client = client
+        self.timeout_s = timeout_ms / 1000
+        self.breaker = breaker
+        self.origin = origin
+        self.channel = events_channel(db)
+        self.subscribed = asyncio.Event()
+        self._release = client.register_script(_RELEASE)
+
+    @classmethod
+    def from_url(cls, url: str, breaker: CircuitBreaker, *, timeout_ms: int = 250, max_connections: int = 64,
+                 origin: str = "") -> RedisStore:
+        """A store on ``url`` (``redis://host:port/db``) whose calls give up after ``timeout_ms``
+        (including the wait for one of ``max_connections`` pooled connections) and are never
+        retried by redis-py (the breaker decides when to try again)."""
+        # No socket_timeout: redis-py swallows a task's cancellation that lands while it reads
+        # under one (redis-py 8.1). Every call is bounded by asyncio.timeout in _call instead.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=timeout_ms / 1000, socket_timeout=None,
+            socket_connect_timeout=timeout_ms / 1000, retry=Retry(NoBackoff(), 0), health_check_interval=0)
+        client = redis.Redis(connection_pool=pool)
+        db = int(pool.connection_kwargs.get("db", 0) or 0)
+        return cls(client, breaker, db=db, origin=origin, timeout_ms=timeout_ms)
+
+    @property
+    def coordinating(self) -> bool:
+        """Whether cross-instance coalescing can work now: circuit closed and events subscribed."""
+        return self.breaker.state is CircuitState.CLOSED and self.subscribed.is_set()
+
+    async def close(self) -> None:
+        """Close the client's connections."""
+        await self.client.aclose()
+
+    async def _call(self, op: Callable[[], Awaitable[Any]]) -> Any:
+        if not self.breaker.allow():
+            return DOWN
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                result = await op()
+        except _ERRORS as exc:
+            self.breaker.failure(exc)
+            return DOWN
+        self.breaker.success()
+        return result
+
+    # -- values ---------------------------------------------------------------------------
+    async def get(self, key: str) -> Entry | None | _Down:
+        """The entry under ``key``, ``None`` when absent or unreadable, ``DOWN`` when Redis is."""
+        raw = await self._call(lambda: self.client.get(key))
+        if raw is DOWN or raw is None:
+            return raw
+        try:
+            return Entry.decode(raw)
+        except ValueError:
+            log.warning("cache_value_unreadable", key=key, size=len(raw))
+            return None
+
+    async def set(self, key: str, entry: Entry, tags: Iterable[str], now_ms: int) -> bool:
+        """Store ``entry`` until its last window ends, add ``key`` to each tag's set and announce
+        the fill, in one round trip. Returns ``False`` when Redis is down (nothing stored)."""
+        px = entry.stale_until_ms - now_ms
+        event = orjson.dumps({"op": "fill", "key": key, "origin": self.origin})
+
+        async def op() -> None:
+            pipe = self.client.pipeline(transaction=False)
+            if px > 0:
+                pipe.set(key, entry.encode(), px=px)
+                for tag in tags:
+                    pipe.sadd(tag_key(tag), key)
+                    pipe.pexpire(tag_key(tag), max(px, _TAG_RETENTION_MS))
+            pipe.publish(self.channel, event)
+            await pipe.execute()
+
+        return await self._call(op) is not DOWN
+
+    # -- fetch lock -----------------------------------------------------------------------
+    async def try_lock(self, key: str, token: str, lease_ms: int) -> Lock | _Down:
+        """Take the fetch lock of ``key`` for ``lease_ms`` unless another instance holds it."""
+
+        async def op() -> Lock:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.set(lock_key(key), token, nx=True, px=lease_ms)
+            pipe.pttl(lock_key(key))
+            acquired, remaining = await pipe.execute()
+            return Lock(bool(acquired), max(0, int(remaining)))
+
+        return await self._call(op)
+
+    async def release(self, key: str, token: str, *, failed: bool = False) -> None:
+        """Free the lock of ``key`` if ``token`` still holds it; after a failed fetch, announce
+        ``fail`` so waiting instances try themselves instead of waiting out the lease."""
+
+        async def op() -> None:
+            await self._release(keys=[lock_key(key)], args=[token])
+            if failed:
+                await self.client.publish(self.channel, orjson.dumps({"op": "fail", "key": key, "origin": self.origin}))
+
+        await self._call(op)
+
+    # -- invalidation ---------------------------------------------------------------------
+    async def invalidate(self, keys: Iterable[str], tags: Iterable[str]) -> list[str] | _Down:
+        """Delete ``keys`` and every key stored with one of ``tags``, and tell every instance to
+        drop its L1 copies. Returns the keys deleted or announced, or ``DOWN``."""
+        keys, tags = list(keys), list(tags)
+
+        async def op() -> list[str]:
+            found: set[str] = set(keys)
+            if tags:
+                pipe = self.client.pipeline(transaction=False)
+                for tag in tags:
+                    pipe.smembers(tag_key(tag))
+                for members in await pipe.execute():
+                    found.update(m.decode() for m in members)
+            doomed = sorted(found)
+            pipe = self.client.pipeline(transaction=False)
+            if doomed or tags:
+                pipe.delete(*doomed, *(tag_key(t) for t in tags))
+            pipe.publish(self.channel, orjson.dumps({"op": "inv", "keys": doomed, "tags": tags, "origin": self.origin}))
+            await pipe.execute()
+            return doomed
+
+        return await self._call(op)
+
+    # -- events ---------------------------------------------------------------------------
+    async def listen(self, on_event: EventHandler, on_gap: Callable[[], None], *, idle_s: float = 0.5) -> None:
+        """Deliver every event of the channel to ``on_event`` until cancelled.
+
+        Reconnects by itself: while Redis is unreachable it retries every ``idle_s`` (its
+        successful subscribe is the breaker's probe, so the circuit closes as soon as Redis is
+        back even without traffic). After any gap in the feed ``on_gap`` runs, because
+        invalidations may have been missed.
+        """
+        first = True
+        while True:
+            if not self.breaker.allow():
+                await asyncio.sleep(idle_s)
+                continue
+            pubsub = self.client.pubsub()
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    await pubsub.subscribe(self.channel)
+                self.breaker.success()
+                if not first:
+                    on_gap()
+                first = False
+                self.subscribed.set()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=idle_s)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    try:
+                        event = orjson.loads(message["data"])
+                    except orjson.JSONDecodeError:
+                        log.warning("cache_event_unreadable", channel=self.channel)
+                        continue
+                    if isinstance(event, dict):
+                        on_event(event)
+            except _ERRORS as exc:
+                self.subscribed.clear()
+                self.breaker.failure(exc)
+                await asyncio.sleep(idle_s)
+            finally:
+                self.subscribed.clear()
+                try:
+                    await asyncio.wait_for(pubsub.aclose(), timeout=idle_s)
+                except _ERRORS:
+                    pass

@@ -1,0 +1,324 @@
+"""The read-through cache: L1 in-process, optional L2 in Redis, one upstream fetch per cold key.
+
+A read, in order:
+
+1. **L1 hit**: a fresh local copy (with an L2, copies are served at most ``l1_ttl_ms`` so an
+   invalidation missed by this process hides a write no longer than that).
+2. **L2 hit**: a fresh entry in Redis, copied into L1.
+3. **Stale-while-revalidate**: an expired entry still within its grace window is served at once
+   (``stale``) while one background refresh runs.
+4. **Miss**: one fetch per key in this process (every other local caller awaits it:
+   ``coalesced``). With Redis it first takes the key's lock; an instance that finds the lock
+   held waits for the holder's ``fill`` event (no polling), then reads L2 (``coalesced``). A
+   holder that dies is replaced when its lease runs out; a waiter whose wait times out fetches
+   itself rather than failing.
+5. **Stale-if-error**: when the fetch fails with an upstream error, the last good value is
+   served (``stale``) up to its max-stale age; beyond that the error goes to the caller.
+
+Fetches run as tasks the cache owns (its :class:`asyncio.TaskGroup`) and callers await them
+through :func:`asyncio.shield`, so a cancelled caller never cancels the shared fetch. Redis
+trouble never fails a read (see :mod:`exgate.cache.redis_store`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from exgate.cache.entry import CacheResult, CacheStatus, Entry, Fetch, Tier, wall_clock_ms
+from exgate.cache.memory import MemoryStore
+from exgate.cache.redis_store import DOWN, Lock, RedisStore
+from exgate.errors import UpstreamError
+
+log = structlog.get_logger("exgate.cache")
+
+LookupHook = Callable[[Tier, CacheStatus], None]
+
+
+@dataclass
+class CacheStats:
+    """Counters of this process's cache work since start."""
+
+    hits: int = 0
+    misses: int = 0
+    coalesced: int = 0
+    stale: int = 0
+    fetches: int = 0
+    fetch_errors: int = 0
+    remote_fills: int = 0
+    """Misses answered by another instance's fetch (cross-instance coalescing)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    entry: Entry
+    status: CacheStatus
+    tier: Tier
+
+
+class Cache:
+    """Two-tier read-through cache with coalescing, stale serving and invalidation.
+
+    Use as an async context manager (it owns fetch tasks and the Redis event listener).
+
+    Args:
+        clock: current time in ms (inject a fake one in tests).
+        l1: the in-process store (default: a :class:`MemoryStore` with its default bounds).
+        l2: the shared Redis store, or ``None`` for in-process only.
+        l1_ttl_ms: longest an L1 copy is served as fresh while an L2 is reachable.
+        lock_lease_ms: lease of the cross-instance fetch lock.
+        wait_timeout_ms: longest a miss waits for another instance's fetch before fetching itself.
+        on_lookup: called with (tier, status) for every read (metrics).
+    """
+
+    def __init__(self, *, clock: Callable[[], int] = wall_clock_ms, l1: MemoryStore | None = None,
+                 l2: RedisStore | None = None, l1_ttl_ms: int = 1_000, lock_lease_ms: int = 11_000,
+                 wait_timeout_ms: int = 11_000, on_lookup: LookupHook | None = None):
+        self.clock = clock
+        self.l1 = l1 if l1 is not None else MemoryStore()
+        self.l2 = l2
+        self.l1_ttl_ms = l1_ttl_ms
+        self.lock_lease_ms = lock_lease_ms
+        self.wait_timeout_ms = wait_timeout_ms
+        self.on_lookup = on_lookup
+        self.stats = CacheStats()
+        self._inflight: dict[str, asyncio.Future[_Outcome]] = {}
+        self._remote_waiters: dict[str, asyncio.Future[str]] = {}
+        self._tasks: asyncio.TaskGroup | None = None
+        self._listener: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def __aenter__(self) -> Cache:
+        self._tasks = asyncio.TaskGroup()
+        await self._tasks.__aenter__()
+        if self.l2 is not None:
+            self._listener = self._tasks.create_task(self.l2.listen(self._on_event, self.l1.clear))
+            try:  # start coordinated when Redis is there; never wait long when it is not
+                await asyncio.wait_for(self.l2.subscribed.wait(), timeout=1.0)
+            except TimeoutError:
+                log.warning("cache_l2_not_subscribed", detail="serving from L1 and upstream until Redis answers")
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        tasks, self._tasks = self._tasks, None
+        if self._listener is not None:
+            self._listener.cancel()
+        for future in self._inflight.values():
+            future.cancel()
+        self._inflight.clear()
+        try:
+            if tasks is not None:
+                await tasks.__aexit__(exc_type, exc, tb)
+        finally:
+            if self.l2 is not None:
+                await self.l2.close()
+
+    def __len__(self) -> int:
+        return len(self.l1)
+
+    # -- reads ----------------------------------------------------------------------------
+    def _count(self, tier: Tier, status: CacheStatus) -> None:
+        if self.on_lookup is not None:
+            self.on_lookup(tier, status)
+
+    def _result(self, entry: Entry, status: CacheStatus, tier: Tier, now: int) -> CacheResult:
+        return CacheResult(entry.body, status, entry.age_s(now), entry.expires_ms, tier)
+
+    def _keep_local(self, key: str, entry: Entry, tags: tuple[str, ...], now: int) -> None:
+        local_until = entry.expires_ms if self.l2 is None else now + self.l1_ttl_ms
+        self.l1.put(key, entry, local_until, tags)
+
+    async def get_or_fetch(self, key: str, fetch: Fetch, *, tags: Iterable[str] = ()) -> CacheResult:
+        """The value of ``key``: from L1, L2, a fetch already running here or elsewhere, or
+        fetched now; ``tags`` are stored with it for :meth:`invalidate`.
+
+        Raises:
+            RuntimeError: the cache is not open (use ``async with``).
+            Exception: whatever ``fetch`` raised, to this caller and every caller coalesced
+                with it, unless a stale value could be served instead; failures are not cached.
+        """
+        now = self.clock()
+        slot = self.l1.get(key, now)
+        if slot is not None and now < slot.local_until_ms:
+            self.stats.hits += 1
+            self._count(Tier.L1, CacheStatus.HIT)
+            return self._result(slot.entry, CacheStatus.HIT, Tier.L1, now)
+        tags = tuple(tags)
+        candidate, tier = (slot.entry if slot is not None else None), Tier.L1
+        if self.l2 is not None and (candidate is None or not candidate.in_grace(now)) and key not in self._inflight:
+            remote = await self.l2.get(key)
+            now = self.clock()
+            if remote is DOWN:
+                if candidate is not None and candidate.fresh(now):  # Redis down: L1 serves its full TTL
+                    self.stats.hits += 1
+                    self._count(Tier.L1, CacheStatus.HIT)
+                    return self._result(candidate, CacheStatus.HIT, Tier.L1, now)
+            elif remote is not None and (candidate is None or remote.stored_ms >= candidate.stored_ms):
+                self._keep_local(key, remote, tags, now)
+                candidate, tier = remote, Tier.L2
+                if remote.fresh(now):
+                    self.stats.hits += 1
+                    self._count(Tier.L2, CacheStatus.HIT)
+                    return self._result(remote, CacheStatus.HIT, Tier.L2, now)
+        if candidate is not None and candidate.in_grace(now):
+            self._start(key, fetch, tags, candidate, background=True)
+            self.stats.stale += 1
+            self._count(tier, CacheStatus.STALE)
+            return self._result(candidate, CacheStatus.STALE, tier, now)
+        future = self._inflight.get(key)
+        started = future is None
+        if future is None:
+            future = self._start(key, fetch, tags, candidate, background=False)
+            self.stats.misses += 1
+        else:
+            self.stats.coalesced += 1
+        outcome = await asyncio.shield(future)
+        status = outcome.status
+        if not started and status is not CacheStatus.STALE:
+            status = CacheStatus.COALESCED
+        self._count(outcome.tier if started else Tier.L1, status)
+        return self._result(outcome.entry, status, outcome.tier, self.clock())
+
+    def _start(self, key: str, fetch: Fetch, tags: tuple[str, ...], fallback: Entry | None, *,
+               background: bool) -> asyncio.Future[_Outcome]:
+        """The future of the one fetch of ``key`` in this process (started if none runs)."""
+        running = self._inflight.get(key)
+        if running is not None:
+            return running
+        if self._tasks is None:
+            raise RuntimeError("Cache is not open; use 'async with Cache()'")
+        future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        self._tasks.create_task(self._fill(key, fetch, tags, fallback, future, background))
+        return future
+
+    async def _fill(self, key: str, fetch: Fetch, tags: tuple[str, ...], fallback: Entry | None,
+                    future: asyncio.Future[_Outcome], background: bool) -> None:
+        """Run one fill; its outcome goes to ``future``, never out of the task group."""
+        try:
+            outcome = await self._obtain(key, fetch, tags, fallback, background)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter, not swallowed
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: a background refresh has no waiter
+        else:
+            if not future.done():
+                future.set_result(outcome)
+        finally:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+
+    async def _obtain(self, key: str, fetch: Fetch, tags: tuple[str, ...], fallback: Entry | None,
+                      background: bool) -> _Outcome:
+        token: str | None = None
+        shared_tier = Tier.L1 if self.l2 is None else Tier.L2
+        if self.l2 is not None and self.l2.coordinating:
+            token = secrets.token_hex(8)
+            loop = asyncio.get_running_loop()  # waiting is real time, whatever the data clock says
+            deadline = loop.time() + self.wait_timeout_ms / 1000
+            while True:
+                lock = await self.l2.try_lock(key, token, self.lock_lease_ms)
+                if not isinstance(lock, Lock):  # Redis went away: fetch here
+                    token = None
+                    break
+                if lock.acquired:
+                    break
+                if background and fallback is not None:  # another instance is refreshing it
+                    return _Outcome(fallback, CacheStatus.STALE, Tier.L2)
+                remaining_ms = int((deadline - loop.time()) * 1000)
+                entry = await self._await_remote_fill(key, min(lock.remaining_ms + 50, remaining_ms))
+                if entry is not None:
+                    self.stats.remote_fills += 1
+                    self._keep_local(key, entry, tags, self.clock())
+                    return _Outcome(entry, CacheStatus.COALESCED, Tier.L2)
+                if loop.time() >= deadline or not self.l2.coordinating:
+                    log.info("cache_wait_timeout", key=key, detail="fetching without the lock")
+                    token = None
+                    break
+        self.stats.fetches += 1
+        try:
+            fetched = await fetch()
+        except UpstreamError as exc:
+            self.stats.fetch_errors += 1
+            if token is not None:
+                await self.l2.release(key, token, failed=True)
+            now = self.clock()
+            if fallback is not None and fallback.usable_on_error(now):
+                log.info("cache_stale_on_error", key=key, age_s=fallback.age_s(now), error=exc.detail)
+                return _Outcome(fallback, CacheStatus.STALE, shared_tier)
+            raise
+        except BaseException:
+            self.stats.fetch_errors += 1
+            if token is not None:
+                await asyncio.shield(self.l2.release(key, token, failed=True))
+            raise
+        now = self.clock()
+        entry = Entry.new(fetched.body, fetched.freshness, now)
+        self._keep_local(key, entry, tags, now)
+        if self.l2 is not None and fetched.shared:
+            await self.l2.set(key, entry, tags, now)
+        if token is not None:
+            await self.l2.release(key, token)
+        return _Outcome(entry, CacheStatus.MISS, shared_tier if fetched.shared else Tier.L1)
+
+    async def _await_remote_fill(self, key: str, timeout_ms: int) -> Entry | None:
+        """Wait (event-driven) for another instance's fill of ``key``; the fresh entry or ``None``."""
+        assert self.l2 is not None
+        waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._remote_waiters[key] = waiter
+        try:
+            entry = await self.l2.get(key)  # after registering: a fill can't slip between the two
+            if isinstance(entry, Entry) and entry.fresh(self.clock()):
+                return entry
+            if timeout_ms > 0:
+                try:
+                    await asyncio.wait_for(waiter, timeout_ms / 1000)
+                except TimeoutError:
+                    return None
+                entry = await self.l2.get(key)
+                if isinstance(entry, Entry) and entry.fresh(self.clock()):
+                    return entry
+            return None
+        finally:
+            if self._remote_waiters.get(key) is waiter:
+                del self._remote_waiters[key]
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        """One event from the channel: wake a waiter on ``fill``/``fail``, drop L1 on ``inv``."""
+        op = event.get("op")
+        if op in ("fill", "fail"):
+            waiter = self._remote_waiters.get(str(event.get("key")))
+            if waiter is not None and not waiter.done():
+                waiter.set_result(op)
+        elif op == "inv":
+            for key in event.get("keys") or ():
+                self.l1.drop(str(key))
+            for tag in event.get("tags") or ():
+                self.l1.drop_tag(str(tag))
+
+    # -- invalidation ---------------------------------------------------------------------
+    async def invalidate(self, keys: Iterable[str] = (), tags: Iterable[str] = ()) -> list[str]:
+        """Drop ``keys`` and every key stored with one of ``tags`` here, in Redis and (through
+        the events channel) from every instance's L1. Returns the keys dropped; with Redis down,
+        only this process's copies go, and other instances' copies age out within ``l1_ttl_ms``."""
+        keys, tags = list(keys), list(tags)
+        dropped = set(keys)
+        for key in keys:
+            self.l1.drop(key)
+        for tag in tags:
+            dropped.update(self.l1.drop_tag(tag))
+        if self.l2 is not None:
+            remote = await self.l2.invalidate(keys, tags)
+            if remote is not DOWN:
+                dropped.update(remote)
+        return sorted(dropped)

@@ -1,0 +1,101 @@
+"""Prometheus metrics of one gateway process (prometheus-client), served at ``GET /metrics``.
+
+Each app gets its own :class:`~prometheus_client.CollectorRegistry`, so several gateways in one
+process (tests) never share counters.
+
+* ``exgate_cache_lookups_total{tier,result}``: reads by tier (l1, l2) and result (hit, miss,
+  stale, coalesced);
+* ``exgate_upstream_requests_total{exchange,operation,status}``: upstream fetches; status is
+  ``ok`` or the problem title's slug (``upstream_unavailable``, ...);
+* ``exgate_upstream_duration_seconds{exchange,operation}`` and
+  ``exgate_request_duration_seconds{route,method,status}``: latency histograms;
+* ``exgate_redis_circuit_state{state}``: 1 for the Redis circuit's current state, else 0.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from exgate.cache.circuit import CircuitState
+from exgate.cache.entry import CacheStatus, Tier
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    """The gateway's collectors on a private registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.cache_lookups = Counter("exgate_cache_lookups", "Cache reads by tier and result.",
+                                     ["tier", "result"], registry=self.registry)
+        self.upstream_requests = Counter("exgate_upstream_requests", "Upstream fetches by outcome.",
+                                         ["exchange", "operation", "status"], registry=self.registry)
+        self.upstream_seconds = Histogram("exgate_upstream_duration_seconds", "Upstream fetch latency.",
+                                          ["exchange", "operation"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.request_seconds = Histogram("exgate_request_duration_seconds", "HTTP request latency.",
+                                         ["route", "method", "status"], buckets=_LATENCY_BUCKETS,
+                                         registry=self.registry)
+        self.redis_circuit = Gauge("exgate_redis_circuit_state", "1 for the Redis circuit breaker's state.",
+                                   ["state"], registry=self.registry)
+        self._lookups = {(t, s): self.cache_lookups.labels(t.value, s.value) for t in Tier for s in CacheStatus}
+        self.circuit(CircuitState.CLOSED)
+
+    def cache_lookup(self, tier: Tier, status: CacheStatus) -> None:
+        """Count one cache read."""
+        self._lookups[tier, status].inc()
+
+    def circuit(self, state: CircuitState) -> None:
+        """Record the Redis circuit's new state."""
+        for each in CircuitState:
+            self.redis_circuit.labels(each.value).set(1 if each is state else 0)
+
+    def upstream(self, exchange: str, operation: str, status: str, seconds: float) -> None:
+        """Count one upstream fetch and its latency."""
+        self.upstream_requests.labels(exchange, operation, status).inc()
+        self.upstream_seconds.labels(exchange, operation).observe(seconds)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every collector."""
+        return generate_latest(self.registry)
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class RequestMetrics:
+    """ASGI middleware timing every HTTP request by route template, method and status."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.request_seconds.labels(path, scope["method"], str(status)).observe(
+                time.perf_counter() - started)

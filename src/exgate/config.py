@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     cache_ttl_ms: str = ""
     cache_config: Path | None = None
     l1_ttl_ms: int = Field(default=1_000, ge=0)
-    redis_timeout_ms: int = Field(default=250, gt=0)
+    redis_timeout_ms: int = Field(default=500, gt=0)
     redis_failures_to_open: int = Field(default=3, gt=0)
     redis_cooldown_ms: int = Field(default=1_000, gt=0)
     lock_lease_ms: int | None = Field(default=None, gt=0)

@@ -182,10 +182,10 @@ class MarketData:
             # a subset lives exactly as long as the fresh whole it was cut from; cut from a stale
             # whole it is not kept at all
             ttl = whole.expires_ms - self.clock() if whole.status is not CacheStatus.STALE else 0
-            return Fetched(body, Freshness(ttl_ms=max(0, ttl)), shared=False)
+            return Fetched(body, Freshness(ttl_ms=max(0, ttl)))
 
         return await self.cache.get_or_fetch(market_key(adapter.id, DataType.PRICES, ",".join(names)), fetch_subset,
-                                             tags=tags)
+                                             tags=tags, shared=False)
 
     async def order_book(self, exchange: str, symbol: str, depth: int | None) -> CacheResult:
         """Order book with ``depth`` levels per side (freshness: order book)."""

@@ -51,12 +51,10 @@ class Freshness:
 
 @dataclass(frozen=True, slots=True)
 class Fetched:
-    """An upstream fetch's answer: the encoded ``body`` and its ``freshness``.
-    ``shared=False`` keeps it in this process (derived data not worth an L2 write)."""
+    """An upstream fetch's answer: the encoded ``body`` and its ``freshness``."""
 
     body: bytes
     freshness: Freshness
-    shared: bool = True
 
 
 Fetch = Callable[[], Awaitable[Fetched]]

@@ -4,9 +4,10 @@ A read, in order:
 
 1. **L1 hit**: a fresh local copy (with an L2, copies are served at most ``l1_ttl_ms`` so an
    invalidation missed by this process hides a write no longer than that).
-2. **L2 hit**: a fresh entry in Redis, copied into L1.
-3. **Stale-while-revalidate**: an expired entry still within its grace window is served at once
+2. **Stale-while-revalidate**: an expired entry still within its grace window is served at once
    (``stale``) while one background refresh runs.
+3. **L2 hit**: a fresh entry in Redis, copied into L1. From here on there is one lookup per key
+   in this process: concurrent readers share its Redis read and its fetch.
 4. **Miss**: one fetch per key in this process (every other local caller awaits it:
    ``coalesced``). With Redis it first takes the key's lock; an instance that finds the lock
    held waits for the holder's ``fill`` event (no polling), then reads L2 (``coalesced``). A
@@ -131,13 +132,15 @@ class Cache:
     def _result(self, entry: Entry, status: CacheStatus, tier: Tier, now: int) -> CacheResult:
         return CacheResult(entry.body, status, entry.age_s(now), entry.expires_ms, tier)
 
-    def _keep_local(self, key: str, entry: Entry, tags: tuple[str, ...], now: int) -> None:
-        local_until = entry.expires_ms if self.l2 is None else now + self.l1_ttl_ms
+    def _keep_local(self, key: str, entry: Entry, tags: tuple[str, ...], now: int, *, local_only: bool = False) -> None:
+        local_until = entry.expires_ms if self.l2 is None or local_only else now + self.l1_ttl_ms
         self.l1.put(key, entry, local_until, tags)
 
-    async def get_or_fetch(self, key: str, fetch: Fetch, *, tags: Iterable[str] = ()) -> CacheResult:
+    async def get_or_fetch(self, key: str, fetch: Fetch, *, tags: Iterable[str] = (),
+                           shared: bool = True) -> CacheResult:
         """The value of ``key``: from L1, L2, a fetch already running here or elsewhere, or
-        fetched now; ``tags`` are stored with it for :meth:`invalidate`.
+        fetched now; ``tags`` are stored with it for :meth:`invalidate`. ``shared=False`` keeps
+        the key in this process only (derived data cheaper to recompute than to share).
 
         Raises:
             RuntimeError: the cache is not open (use ``async with``).
@@ -151,43 +154,34 @@ class Cache:
             self._count(Tier.L1, CacheStatus.HIT)
             return self._result(slot.entry, CacheStatus.HIT, Tier.L1, now)
         tags = tuple(tags)
-        candidate, tier = (slot.entry if slot is not None else None), Tier.L1
-        if self.l2 is not None and (candidate is None or not candidate.in_grace(now)) and key not in self._inflight:
-            remote = await self.l2.get(key)
-            now = self.clock()
-            if remote is DOWN:
-                if candidate is not None and candidate.fresh(now):  # Redis down: L1 serves its full TTL
-                    self.stats.hits += 1
-                    self._count(Tier.L1, CacheStatus.HIT)
-                    return self._result(candidate, CacheStatus.HIT, Tier.L1, now)
-            elif remote is not None and (candidate is None or remote.stored_ms >= candidate.stored_ms):
-                self._keep_local(key, remote, tags, now)
-                candidate, tier = remote, Tier.L2
-                if remote.fresh(now):
-                    self.stats.hits += 1
-                    self._count(Tier.L2, CacheStatus.HIT)
-                    return self._result(remote, CacheStatus.HIT, Tier.L2, now)
+        candidate = slot.entry if slot is not None else None
         if candidate is not None and candidate.in_grace(now):
-            self._start(key, fetch, tags, candidate, background=True)
+            self._start(key, fetch, tags, candidate, background=True, shared=shared)
             self.stats.stale += 1
-            self._count(tier, CacheStatus.STALE)
-            return self._result(candidate, CacheStatus.STALE, tier, now)
+            self._count(Tier.L1, CacheStatus.STALE)
+            return self._result(candidate, CacheStatus.STALE, Tier.L1, now)
+        # one lookup per key in this process: the L2 read, and the fetch if it is needed
         future = self._inflight.get(key)
         started = future is None
         if future is None:
-            future = self._start(key, fetch, tags, candidate, background=False)
-            self.stats.misses += 1
-        else:
-            self.stats.coalesced += 1
+            future = self._start(key, fetch, tags, candidate, background=False, shared=shared)
         outcome = await asyncio.shield(future)
         status = outcome.status
-        if not started and status is not CacheStatus.STALE:
+        if not started and status is CacheStatus.MISS:
             status = CacheStatus.COALESCED
-        self._count(outcome.tier if started else Tier.L1, status)
+        if status is CacheStatus.HIT:
+            self.stats.hits += 1
+        elif status is CacheStatus.MISS:
+            self.stats.misses += 1
+        elif status is CacheStatus.COALESCED:
+            self.stats.coalesced += 1
+        else:
+            self.stats.stale += 1
+        self._count(outcome.tier, status)
         return self._result(outcome.entry, status, outcome.tier, self.clock())
 
     def _start(self, key: str, fetch: Fetch, tags: tuple[str, ...], fallback: Entry | None, *,
-               background: bool) -> asyncio.Future[_Outcome]:
+               background: bool, shared: bool = True) -> asyncio.Future[_Outcome]:
         """The future of the one fetch of ``key`` in this process (started if none runs)."""
         running = self._inflight.get(key)
         if running is not None:
@@ -196,14 +190,14 @@ class Cache:
             raise RuntimeError("Cache is not open; use 'async with Cache()'")
         future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
-        self._tasks.create_task(self._fill(key, fetch, tags, fallback, future, background))
+        self._tasks.create_task(self._fill(key, fetch, tags, fallback, future, background, shared))
         return future
 
     async def _fill(self, key: str, fetch: Fetch, tags: tuple[str, ...], fallback: Entry | None,
-                    future: asyncio.Future[_Outcome], background: bool) -> None:
+                    future: asyncio.Future[_Outcome], background: bool, shared: bool = True) -> None:
         """Run one fill; its outcome goes to ``future``, never out of the task group."""
         try:
-            outcome = await self._obtain(key, fetch, tags, fallback, background)
+            outcome = await self._obtain(key, fetch, tags, fallback, background, shared)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -219,15 +213,30 @@ class Cache:
                 del self._inflight[key]
 
     async def _obtain(self, key: str, fetch: Fetch, tags: tuple[str, ...], fallback: Entry | None,
-                      background: bool) -> _Outcome:
+                      background: bool, shared: bool) -> _Outcome:
         token: str | None = None
-        shared_tier = Tier.L1 if self.l2 is None else Tier.L2
-        if self.l2 is not None and self.l2.coordinating:
+        l2 = self.l2 if shared else None
+        shared_tier = Tier.L1 if l2 is None else Tier.L2
+        if l2 is not None:
+            remote = await l2.get(key)
+            now = self.clock()
+            if remote is DOWN:
+                if fallback is not None and fallback.fresh(now):  # Redis down: L1 serves its full TTL
+                    return _Outcome(fallback, CacheStatus.HIT, Tier.L1)
+            elif remote is not None and (fallback is None or remote.stored_ms >= fallback.stored_ms):
+                self._keep_local(key, remote, tags, now)
+                fallback = remote
+                if remote.fresh(now):
+                    return _Outcome(remote, CacheStatus.HIT, Tier.L2)
+                if remote.in_grace(now) and not background:
+                    self._refresh_in_background(key, fetch, tags, remote, shared)
+                    return _Outcome(remote, CacheStatus.STALE, Tier.L2)
+        if l2 is not None and l2.coordinating:
             token = secrets.token_hex(8)
             loop = asyncio.get_running_loop()  # waiting is real time, whatever the data clock says
             deadline = loop.time() + self.wait_timeout_ms / 1000
             while True:
-                lock = await self.l2.try_lock(key, token, self.lock_lease_ms)
+                lock = await l2.try_lock(key, token, self.lock_lease_ms)
                 if not isinstance(lock, Lock):  # Redis went away: fetch here
                     token = None
                     break
@@ -241,7 +250,7 @@ class Cache:
                     self.stats.remote_fills += 1
                     self._keep_local(key, entry, tags, self.clock())
                     return _Outcome(entry, CacheStatus.COALESCED, Tier.L2)
-                if loop.time() >= deadline or not self.l2.coordinating:
+                if loop.time() >= deadline or not l2.coordinating:
                     log.info("cache_wait_timeout", key=key, detail="fetching without the lock")
                     token = None
                     break
@@ -250,8 +259,8 @@ class Cache:
             fetched = await fetch()
         except UpstreamError as exc:
             self.stats.fetch_errors += 1
-            if token is not None:
-                await self.l2.release(key, token, failed=True)
+            if l2 is not None and token is not None:
+                await l2.release(key, token, failed=True)
             now = self.clock()
             if fallback is not None and fallback.usable_on_error(now):
                 log.info("cache_stale_on_error", key=key, age_s=fallback.age_s(now), error=exc.detail)
@@ -259,17 +268,26 @@ class Cache:
             raise
         except BaseException:
             self.stats.fetch_errors += 1
-            if token is not None:
-                await asyncio.shield(self.l2.release(key, token, failed=True))
+            if l2 is not None and token is not None:
+                await asyncio.shield(l2.release(key, token, failed=True))
             raise
         now = self.clock()
         entry = Entry.new(fetched.body, fetched.freshness, now)
-        self._keep_local(key, entry, tags, now)
-        if self.l2 is not None and fetched.shared:
-            await self.l2.set(key, entry, tags, now)
-        if token is not None:
-            await self.l2.release(key, token)
-        return _Outcome(entry, CacheStatus.MISS, shared_tier if fetched.shared else Tier.L1)
+        self._keep_local(key, entry, tags, now, local_only=l2 is None)
+        if l2 is not None:
+            await l2.set(key, entry, tags, now)
+            if token is not None:
+                await l2.release(key, token)
+        return _Outcome(entry, CacheStatus.MISS, shared_tier)
+
+    def _refresh_in_background(self, key: str, fetch: Fetch, tags: tuple[str, ...], stale: Entry,
+                               shared: bool) -> None:
+        """Start the background refresh of ``key`` from inside its lookup (which still holds the
+        in-flight slot): the refresh takes the slot over, and new readers serve ``stale`` meanwhile."""
+        assert self._tasks is not None
+        future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        self._tasks.create_task(self._fill(key, fetch, tags, stale, future, True, shared))
 
     async def _await_remote_fill(self, key: str, timeout_ms: int) -> Entry | None:
         """Wait (event-driven) for another instance's fill of ``key``; the fresh entry or ``None``."""

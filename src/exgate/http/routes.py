@@ -1,5 +1,6 @@
 """Read routes: thin handlers that pass raw parameters to :class:`~exgate.service.MarketData`
-and return its cached bytes as they are, with ``X-Cache`` and ``Age``."""
+and return its cached bytes as they are, with ``X-Cache`` (hit, miss, coalesced, stale),
+``X-Cache-Tier`` (l1: this process, l2: Redis) and ``Age``."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ _JSON = "application/json"
 
 def _cached(result: CacheResult) -> Response:
     return Response(result.body, media_type=_JSON,
-                    headers={"X-Cache": result.status.value, "Age": str(result.age_s)})
+                    headers={"X-Cache": result.status.value, "X-Cache-Tier": result.tier.value, "Age": str(result.age_s)})
 
 
 def _service(request: Request) -> MarketData:

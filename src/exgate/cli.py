@@ -100,12 +100,23 @@ def sandbox_cmd(
     port: Annotated[int, typer.Option(help="TCP port")] = 8900,
     data: Annotated[Path | None, typer.Option(help="folder of recorded payloads (default: EXGATE_SANDBOX_DATA or ../shared/fixtures)")] = None,
     seed: Annotated[int, typer.Option(help="random-walk seed")] = 7,
+    rate_limit: Annotated[list[str] | None, typer.Option(
+        help="VENUE=CAPACITY/WINDOW_MS replacing a venue's published IP budget; repeatable")] = None,
+    ban_after: Annotated[int | None, typer.Option(help="429s in one window before a 418 ban")] = None,
+    ban_ms: Annotated[int | None, typer.Option(help="length of a 418 ban, ms")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
-    """Run the exchange sandbox: each venue's real REST paths under /{venue}/."""
+    """Run the exchange sandbox: each venue's real REST paths under /{venue}/, with its
+    published rate limits (429 with Retry-After past the budget, 418 after continued abuse)."""
     from exgate.sandbox.app import create_sandbox_app
+    from exgate.sandbox.limits import parse_limits
 
-    sandbox_app = create_sandbox_app(data, seed=seed)
+    try:
+        limits = parse_limits(",".join(rate_limit or []))
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    sandbox_app = create_sandbox_app(data, seed=seed, limits=limits, ban_after=ban_after, ban_ms=ban_ms)
     typer.echo(f"sandbox serving {', '.join(sandbox_app.state.venues)} on http://{host}:{port}"
                f" (data: {sandbox_app.state.data_dir or 'synthetic'})")
     uvicorn.run(sandbox_app, host=host, port=port, log_level=log_level, access_log=False)

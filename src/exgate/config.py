@@ -30,6 +30,9 @@ class Settings(BaseSettings):
         redis_failures_to_open: consecutive Redis failures that open the circuit.
         redis_cooldown_ms: how long the open circuit skips Redis before one probe.
         lock_lease_ms: lease of the cross-instance fetch lock (default: upstream timeout + 1 s).
+        budgets: per-venue override of the IP budget, ``venue=capacity/window_ms,...`` (e.g.
+            a lowered budget for an IP shared with other software).
+        budget_max_waiters: most requests queued for one venue's budget.
     """
 
     model_config = SettingsConfigDict(env_prefix="EXGATE_", extra="ignore")
@@ -48,6 +51,8 @@ class Settings(BaseSettings):
     redis_failures_to_open: int = Field(default=3, gt=0)
     redis_cooldown_ms: int = Field(default=1_000, gt=0)
     lock_lease_ms: int | None = Field(default=None, gt=0)
+    budgets: str = ""
+    budget_max_waiters: int = Field(default=1_000, gt=0)
 
     def lease_ms(self) -> int:
         """The fetch-lock lease: configured, or the upstream timeout plus 1 s."""

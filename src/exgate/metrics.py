@@ -9,7 +9,9 @@ process (tests) never share counters.
   ``ok`` or the problem title's slug (``upstream_unavailable``, ...);
 * ``exgate_upstream_duration_seconds{exchange,operation}`` and
   ``exgate_request_duration_seconds{route,method,status}``: latency histograms;
-* ``exgate_redis_circuit_state{state}``: 1 for the Redis circuit's current state, else 0.
+* ``exgate_redis_circuit_state{state}``: 1 for the Redis circuit's current state, else 0;
+* ``exgate_budget_wait_seconds{exchange,priority}``: time spent waiting for upstream budget;
+* ``exgate_upstream_throttled_total{exchange,status}``: 429/418 answers from exchanges.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ class Metrics:
         self.request_seconds = Histogram("exgate_request_duration_seconds", "HTTP request latency.",
                                          ["route", "method", "status"], buckets=_LATENCY_BUCKETS,
                                          registry=self.registry)
+        self.budget_wait = Histogram("exgate_budget_wait_seconds", "Time upstream requests waited for budget.",
+                                     ["exchange", "priority"], buckets=(0.0, 0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0,
+                                                                         5.0, 10.0), registry=self.registry)
+        self.upstream_throttled = Counter("exgate_upstream_throttled", "429/418 answers received from exchanges.",
+                                          ["exchange", "status"], registry=self.registry)
         self.redis_circuit = Gauge("exgate_redis_circuit_state", "1 for the Redis circuit breaker's state.",
                                    ["state"], registry=self.registry)
         self._lookups = {(t, s): self.cache_lookups.labels(t.value, s.value) for t in Tier for s in CacheStatus}

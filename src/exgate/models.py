@@ -7,6 +7,8 @@ Models are frozen: a value read from the cache can be shared between callers saf
 
 from __future__ import annotations
 
+from typing import Any
+
 from decimal import Decimal
 from enum import StrEnum
 
@@ -148,3 +150,6 @@ class ExchangeInfo(_Frozen):
     status: str
     markets: int | None = None
     error: str | None = None
+    budget: dict[str, Any] | None = None
+    """Upstream budget: each limit's use in the current window, ``banned_until_ms`` after a
+    429/418, and how many requests wait."""

@@ -140,6 +140,14 @@ class MarketData:
             ))
         return out
 
+    async def exchanges_with_budget(self) -> list[ExchangeInfo]:
+        """:meth:`exchanges` plus each venue's upstream budget state (shared across instances)."""
+        out = []
+        for info in self.exchanges():
+            gate = getattr(self.adapters[info.id], "budget", None)
+            out.append(info.model_copy(update={"budget": await gate.snapshot()}) if gate is not None else info)
+        return out
+
     # -- reads ----------------------------------------------------------------------------
     async def markets(self, exchange: str) -> CacheResult:
         """All markets of a venue (freshness: markets)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -12,14 +13,16 @@ import structlog
 from fastapi import FastAPI
 
 from exgate import __version__
+from exgate.budget import BudgetGate, MemoryBudgetStore, RedisBudgetStore
 from exgate.cache import Cache, CircuitBreaker, MemoryStore, RedisStore, load_freshness, wall_clock_ms
 from exgate.config import Settings
-from exgate.errors import ExgateError
+from exgate.errors import ConfigError, ExgateError
 from exgate.http import problems
 from exgate.http.routes import router
 from exgate.metrics import Metrics, RequestMetrics
 from exgate.service import MarketData
 from exgate.venues.base import ExchangeAdapter
+from exgate.venues.metering import metering_for, parse_budget_overrides, with_override
 
 log = structlog.get_logger("exgate")
 
@@ -50,6 +53,29 @@ def build_cache(settings: Settings, clock: Callable[[], int], metrics: Metrics) 
                  wait_timeout_ms=settings.lease_ms(), on_lookup=metrics.cache_lookup)
 
 
+async def open_budgets(stack: contextlib.AsyncExitStack, adapters: Mapping[str, ExchangeAdapter],
+                       settings: Settings, clock: Callable[[], int], metrics: Metrics) -> None:
+    """Give every ccxt adapter a :class:`BudgetGate` over one store: Redis (shared by every
+    instance) when ``redis_url`` is set, else in-process."""
+    overrides = parse_budget_overrides(settings.budgets)
+    if settings.redis_url:
+        store = RedisBudgetStore(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
+        stack.push_async_callback(store.close)
+    else:
+        store = MemoryBudgetStore()
+    for venue, adapter in adapters.items():
+        attach = getattr(adapter, "attach_budget", None)
+        if attach is None:
+            continue
+        metering = metering_for(venue, float(getattr(adapter.exchange, "rateLimit", 1000) or 1000))
+        if venue in overrides:
+            metering = with_override(metering, *overrides[venue])
+        gate = BudgetGate(venue, metering, store, clock=clock, max_waiters=settings.budget_max_waiters,
+                          on_wait=lambda p, s, v=venue: metrics.budget_wait.labels(v, p.name.lower()).observe(s),
+                          on_throttled=lambda status, v=venue: metrics.upstream_throttled.labels(v, str(status)).inc())
+        attach(await stack.enter_async_context(gate))
+
+
 def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], int] = wall_clock_ms,
                settings: Settings | None = None, preload: bool = True) -> FastAPI:
     """Build the gateway app over ``adapters`` (``settings``: cache, Redis and TTL options;
@@ -64,11 +90,16 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     """
     settings = settings if settings is not None else Settings()
     freshness = load_freshness(settings.cache_ttl_ms, settings.cache_config)
+    try:
+        parse_budget_overrides(settings.budgets)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="EXGATE_BUDGETS") from None
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with build_cache(settings, clock, metrics) as cache:
+        async with contextlib.AsyncExitStack() as budgets, build_cache(settings, clock, metrics) as cache:
+            await open_budgets(budgets, adapters, settings, clock, metrics)
             app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock,
                                                on_upstream=metrics.upstream)
             try:

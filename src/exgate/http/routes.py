@@ -71,8 +71,9 @@ async def invalidate(request: Request,
 
 @router.get("/v1/exchanges", tags=["market data"], responses={200: {"model": list[ExchangeInfo]}})
 async def exchanges(request: Request) -> Response:
-    """Venues served, with capabilities and whether their markets are loaded."""
-    infos = _service(request).exchanges()
+    """Venues served, with capabilities, whether their markets are loaded, and their upstream
+    budget (use of each limit in the current window, bans after a 429/418)."""
+    infos = await _service(request).exchanges_with_budget()
     return Response(orjson.dumps({"exchanges": [i.model_dump(mode="json") for i in infos]}), media_type=_JSON)
 
 

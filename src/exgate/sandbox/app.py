@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from exgate.sandbox.data import Recordings, default_data_dir
+from exgate.sandbox.limits import LimitMiddleware, RateLimiter, rules_for
 from exgate.sandbox.sim import Clock, wall_clock_ms
 from exgate.sandbox.stats import SandboxStats, StatsMiddleware
 from exgate.sandbox.venue import SandboxVenue, json_response
@@ -24,6 +25,9 @@ def create_sandbox_app(
     seed: int = DEFAULT_SEED,
     clock: Clock = wall_clock_ms,
     venues: list[str] | None = None,
+    limits: dict[str, tuple[int, int]] | None = None,
+    ban_after: int | None = None,
+    ban_ms: int | None = None,
 ) -> Starlette:
     """Build the sandbox app.
 
@@ -32,6 +36,9 @@ def create_sandbox_app(
         seed: random-walk seed; the same seed and clock give the same data.
         clock: returns the time in ms; inject a fixed one in tests for exact values.
         venues: venue names to serve (default: all of :data:`VENUES`).
+        limits: venue → (capacity, window ms) replacing the published IP budgets of
+            :data:`~exgate.sandbox.limits.DEFAULT_RULES` (tests lower or raise them).
+        ban_after: rejected requests in one window before a 418 ban; ban_ms: its length.
 
     The app's ``state.venues`` maps names to :class:`SandboxVenue`, ``state.stats`` is the
     :class:`SandboxStats`.
@@ -52,8 +59,12 @@ def create_sandbox_app(
             snap["venues"][name]["synthetic"] = venue.synthetic
         return json_response(snap)
 
+    limiter = RateLimiter({v: r for v, r in rules_for(limits, ban_after=ban_after, ban_ms=ban_ms).items()
+                           if v in sims}, clock)
+
     async def reset_stats(request: Request) -> Response:
         stats.reset()
+        limiter.reset()
         return json_response({"reset": True})
 
     routes = [
@@ -62,8 +73,10 @@ def create_sandbox_app(
         *(Mount(f"/{name}", routes=venue.routes()) for name, venue in sims.items()),
     ]
     app = Starlette(routes=routes)
-    app.add_middleware(StatsMiddleware, stats=stats, venues=set(sims))
+    app.add_middleware(LimitMiddleware, limiter=limiter)
+    app.add_middleware(StatsMiddleware, stats=stats, venues=set(sims))  # outermost: counts 429/418 too
     app.state.venues = sims
     app.state.stats = stats
+    app.state.limiter = limiter
     app.state.data_dir = root
     return app

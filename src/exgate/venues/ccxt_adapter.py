@@ -16,6 +16,7 @@ from ccxt.base import errors as ccxt_errors
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from exgate import errors
+from exgate.budget import BudgetGate
 from exgate.models import Candle, FundingRate, Market, MarketType, OrderBook, Ticker, Trade
 from exgate.symbols import SymbolIndex
 from exgate.venues import parse
@@ -109,11 +110,41 @@ class CcxtAdapter(ExchangeAdapter):
             candles=bool(has.get("fetchOHLCV")),
             funding_rate=bool(has.get("fetchFundingRate") or has.get("fetchFundingRates")),
         )
+        self.budget: BudgetGate | None = None
         self._index: SymbolIndex | None = None
         self._markets: list[Market] = []
         self._load_lock = asyncio.Lock()
         self._error: str | None = None
         self._retry_at = 0.0  # loop time before which a failed market load is not retried
+
+    def attach_budget(self, gate: BudgetGate) -> None:
+        """Route ccxt's rate limiting into ``gate``: ccxt's per-endpoint cost (corrected by the
+        venue's metering) becomes the weight each request waits for in exgate's shared budget,
+        and every response is shown to the gate (usage headers, 429/418)."""
+        exchange = self.exchange
+        ccxt_cost = exchange.calculate_rate_limiter_cost
+        on_response = exchange.on_rest_response
+        weigh = gate.metering.weigh
+
+        def cost(api: Any, method: str, path: str, params: Any, config: Any = None) -> int:
+            return weigh(str(path), params if isinstance(params, dict) else {},
+                         ccxt_cost(api, method, path, params, config or {}))
+
+        async def throttle(weight: Any = None) -> None:
+            await gate.acquire(max(1, int(weight or 1)))
+
+        def observe(code: Any, reason: Any, url: Any, method: Any, headers: Any, body: Any, *rest: Any) -> Any:
+            try:
+                gate.observe(int(code), headers or {})
+            except (TypeError, ValueError):
+                pass
+            return on_response(code, reason, url, method, headers, body, *rest)
+
+        exchange.enableRateLimit = True
+        exchange.calculate_rate_limiter_cost = cost
+        exchange.throttle = throttle
+        exchange.on_rest_response = observe
+        self.budget = gate
 
     # -- lifecycle ------------------------------------------------------------------------
     @property
@@ -148,7 +179,10 @@ class CcxtAdapter(ExchangeAdapter):
         except BaseException as exc:  # noqa: BLE001 - translated, never swallowed
             if isinstance(exc, (KeyboardInterrupt, SystemExit)):
                 raise
-            raise translate(exc, self.id, operation) from exc
+            error = translate(exc, self.id, operation)
+            if isinstance(error, errors.UpstreamRateLimited) and self.budget is not None:
+                error.retry_after_s = max(error.retry_after_s, self.budget.retry_after_s())
+            raise error from exc
 
     # -- markets --------------------------------------------------------------------------
     async def markets(self, *, reload: bool = False) -> list[Market]:

@@ -1,0 +1,92 @@
+"""What an exchange meters and how exgate classes its own callers.
+
+A venue declares its :class:`Metering` once (in :mod:`exgate.venues.metering`): the limits per
+scope (IP, account, API key), each a capacity of weight per fixed window, and how much weight
+each request costs. Callers wait for budget in :class:`Priority` order.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import IntEnum, StrEnum
+
+
+class Scope(StrEnum):
+    """What an exchange counts a limit against."""
+
+    IP = "ip"
+    ACCOUNT = "account"
+    KEY = "key"
+
+
+class Priority(IntEnum):
+    """Who goes first when budget is short: lower value first."""
+
+    ORDER = 0
+    """Order placement and cancellation."""
+    ACCOUNT = 1
+    """Account reads: balances, positions, open orders, fills."""
+    MARKET_DATA = 2
+    """Public market data (can fall back to stale cache)."""
+
+
+_PRIORITY: contextvars.ContextVar[Priority] = contextvars.ContextVar("exgate_priority", default=Priority.MARKET_DATA)
+
+
+def current_priority() -> Priority:
+    """The priority class of the request being served (market data unless set)."""
+    return _PRIORITY.get()
+
+
+def set_priority(priority: Priority) -> contextvars.Token[Priority]:
+    """Make upstream calls made from this context use ``priority`` (order routes use ORDER)."""
+    return _PRIORITY.set(priority)
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """``capacity`` weight per fixed ``window_ms`` window (aligned on the epoch), per ``scope``."""
+
+    scope: Scope
+    capacity: int
+    window_ms: int
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.capacity <= 0 or self.window_ms <= 0:
+            raise ValueError(f"limit {self.name or self.scope}: capacity and window must be positive")
+
+
+Weigh = Callable[[str, Mapping[str, object], int], int]
+"""``(path, params, ccxt_cost) -> weight`` of one request."""
+
+
+def ccxt_cost(path: str, params: Mapping[str, object], cost: int) -> int:
+    """Weight = ccxt's own per-endpoint cost (its ``calculate_rate_limiter_cost``)."""
+    return max(1, int(cost))
+
+
+@dataclass(frozen=True)
+class Metering:
+    """How one venue meters its public REST API.
+
+    Attributes:
+        limits: the limits every public request counts against.
+        weigh: weight of one request.
+        used_header: response header carrying the weight already used in the current window
+            (Binance ``X-MBX-USED-WEIGHT-1M``), for reconciliation.
+        remaining_header: response header carrying what is left of the window (Bybit
+            ``X-Bapi-Limit-Status``), with the capacity in ``capacity_header``.
+        docs: where the limits are documented.
+    """
+
+    limits: tuple[Limit, ...]
+    weigh: Weigh = ccxt_cost
+    used_header: str = ""
+    remaining_header: str = ""
+    capacity_header: str = ""
+    docs: str = ""
+    account_limits: tuple[Limit, ...] = field(default=())
+    """Limits on order placement per account, for the order routes (declared, not yet charged)."""

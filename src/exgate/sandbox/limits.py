@@ -1,0 +1,234 @@
+"""Rate limits the sandbox enforces, as the exchanges publish them.
+
+Per venue, one IP budget of weight per fixed window (aligned on the epoch, like Binance's
+per-minute weight): each request's weight comes from the exchange's documentation (written
+here from the exchange's side, independently of the gateway's metering); usage headers go on
+every answer; past the budget the answer is 429 with ``Retry-After`` (seconds to the window's
+end); after ``ban_after`` rejected requests in one window the IP is banned: 418 with
+``Retry-After`` for ``ban_ms``, every request meanwhile included.
+
+Real venues differ in details the sandbox leaves out: Bybit answers an IP over its limit with
+403 and lifts it after 10 minutes, and Binance's bans escalate from 2 minutes to 3 days; the
+sandbox answers 429/418 on every venue, with a fixed ban length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def _int(params: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(params.get(name, default))
+    except ValueError:
+        return default
+
+
+def binance_weight(path: str, params: Mapping[str, str], body: dict) -> int:
+    """USD-M request weight (developers.binance.com, USDⓈ-M Futures market data endpoints)."""
+    if path.endswith("/depth"):
+        limit = _int(params, "limit", 500)
+        return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+    if path.endswith("/klines"):
+        limit = _int(params, "limit", 500)
+        return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
+    if path.endswith("/ticker/24hr"):
+        return 1 if params.get("symbol") else 40
+    if path.endswith("/premiumIndex"):
+        return 1 if params.get("symbol") else 10
+    if path.endswith("/aggTrades"):
+        return 20
+    if path.endswith("/trades"):
+        return 5
+    return 1
+
+
+def hyperliquid_weight(path: str, params: Mapping[str, str], body: dict) -> int:
+    """``/info`` weight by type (Hyperliquid docs, rate limits and user limits)."""
+    kind = body.get("type")
+    if kind in {"l2Book", "allMids", "clearinghouseState", "orderStatus", "spotClearinghouseState", "exchangeStatus"}:
+        return 2
+    return 60 if kind == "userRole" else 20
+
+
+def pacifica_weight(path: str, params: Mapping[str, str], body: dict) -> int:
+    """Pacifica's limits are not in the notes the sandbox is built from; ccxt's model: klines
+    and histories cost 12, everything else 1."""
+    return 12 if path.endswith("/kline") or path.endswith("/trades/history") else 1
+
+
+def one(path: str, params: Mapping[str, str], body: dict) -> int:
+    """Every request counts 1 (Bybit: 600 requests per 5 s per IP)."""
+    return 1
+
+
+def binance_headers(used: int, capacity: int, window_end_ms: int) -> dict[str, str]:
+    return {"X-MBX-USED-WEIGHT-1M": str(used)}
+
+
+def bybit_headers(used: int, capacity: int, window_end_ms: int) -> dict[str, str]:
+    return {"X-Bapi-Limit": str(capacity), "X-Bapi-Limit-Status": str(max(0, capacity - used)),
+            "X-Bapi-Limit-Reset-Timestamp": str(window_end_ms)}
+
+
+def no_headers(used: int, capacity: int, window_end_ms: int) -> dict[str, str]:
+    return {}
+
+
+@dataclass(frozen=True)
+class VenueRules:
+    """One venue's IP budget: ``capacity`` weight per ``window_ms``, weights, headers, bans."""
+
+    capacity: int
+    window_ms: int
+    weigh: Callable[[str, Mapping[str, str], dict], int]
+    headers: Callable[[int, int, int], dict[str, str]] = no_headers
+    ban_after: int = 20
+    ban_ms: int = 120_000
+
+
+DEFAULT_RULES: dict[str, VenueRules] = {
+    "binanceusdm": VenueRules(2_400, 60_000, binance_weight, binance_headers),
+    "bybit": VenueRules(600, 5_000, one, bybit_headers),
+    "hyperliquid": VenueRules(1_200, 60_000, hyperliquid_weight),
+    "pacifica": VenueRules(100, 60_000, pacifica_weight),
+}
+
+
+def parse_limits(spec: str) -> dict[str, tuple[int, int]]:
+    """``"binanceusdm=240/10000,bybit=60/5000"`` → venue → (capacity, window ms).
+
+    Raises:
+        ValueError: an item is not ``venue=capacity/window_ms`` with positive integers.
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for item in spec.split(","):
+        if not item.strip():
+            continue
+        venue, _, rest = item.partition("=")
+        capacity, _, window = rest.partition("/")
+        try:
+            cap, win = int(capacity), int(window)
+        except ValueError:
+            raise ValueError(f"rate limit {item.strip()!r}: expected venue=capacity/window_ms") from None
+        if cap <= 0 or win <= 0:
+            raise ValueError(f"rate limit {item.strip()!r}: capacity and window must be positive")
+        out[venue.strip().lower()] = (cap, win)
+    return out
+
+
+def rules_for(limits: Mapping[str, tuple[int, int]] | None, *, ban_after: int | None = None,
+              ban_ms: int | None = None) -> dict[str, VenueRules]:
+    """The default rules with ``limits`` (venue → capacity, window) and ban settings applied."""
+    rules = dict(DEFAULT_RULES)
+    for venue, (capacity, window) in (limits or {}).items():
+        if venue in rules:
+            rules[venue] = replace(rules[venue], capacity=capacity, window_ms=window)
+    if ban_after is not None or ban_ms is not None:
+        rules = {v: replace(r, ban_after=ban_after if ban_after is not None else r.ban_after,
+                            ban_ms=ban_ms if ban_ms is not None else r.ban_ms) for v, r in rules.items()}
+    return rules
+
+
+class _State:
+    __slots__ = ("window", "used", "rejected", "banned_until")
+
+    def __init__(self) -> None:
+        self.window = -1
+        self.used = 0
+        self.rejected = 0
+        self.banned_until = 0
+
+
+class RateLimiter:
+    """Per-venue IP budget state (one client IP: the sandbox's users all come from loopback)."""
+
+    def __init__(self, rules: Mapping[str, VenueRules], clock: Callable[[], int]):
+        self.rules = dict(rules)
+        self.clock = clock
+        self._state = {venue: _State() for venue in rules}
+
+    def admit(self, venue: str, weight: int) -> tuple[int, dict[str, str]]:
+        """Charge one request: ``(0, headers)`` when admitted, else ``(429 or 418, headers)``."""
+        rules, state, now = self.rules[venue], self._state[venue], self.clock()
+        window = now // rules.window_ms
+        end = (window + 1) * rules.window_ms
+        if window != state.window:
+            state.window, state.used, state.rejected = window, 0, 0
+        if state.banned_until > now:
+            return 418, {"Retry-After": str(max(1, -(-(state.banned_until - now) // 1000)))}
+        if state.used + weight > rules.capacity:
+            state.rejected += 1
+            if state.rejected > rules.ban_after:
+                state.banned_until = now + rules.ban_ms
+                return 418, {"Retry-After": str(max(1, rules.ban_ms // 1000))}
+            return 429, {"Retry-After": str(max(1, -(-(end - now) // 1000))),
+                         **rules.headers(state.used, rules.capacity, end)}
+        state.used += weight
+        return 0, rules.headers(state.used, rules.capacity, end)
+
+    def reset(self) -> None:
+        """Forget usage and bans."""
+        self._state = {venue: _State() for venue in self.rules}
+
+
+_MESSAGES = {429: "Too many requests; current limit is {capacity} per {window} ms. Please retry after the window.",
+             418: "Way too many requests; IP banned until the Retry-After has passed."}
+
+
+class LimitMiddleware:
+    """ASGI middleware enforcing :class:`RateLimiter` on every request under a venue prefix."""
+
+    def __init__(self, app: ASGIApp, limiter: RateLimiter):
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        venue, _, rest = scope["path"].lstrip("/").partition("/") if scope["type"] == "http" else ("", "", "")
+        rules = self.limiter.rules.get(venue)
+        if rules is None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            body = {}
+        params = dict(parse_qsl(scope.get("query_string", b"").decode()))
+        status, headers = self.limiter.admit(venue, rules.weigh("/" + rest, params, body if isinstance(body, dict) else {}))
+        if status:
+            payload = orjson.dumps({"code": -1003, "msg": _MESSAGES[status].format(capacity=rules.capacity,
+                                                                                      window=rules.window_ms)})
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(b"content-type", b"application/json"),
+                                    *((k.lower().encode(), v.encode()) for k, v in headers.items())]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start" and headers:
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  *((k.lower().encode(), v.encode()) for k, v in headers.items())]}
+            await send(message)
+
+        await self.app(scope, replay, with_headers)

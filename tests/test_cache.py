@@ -212,8 +212,8 @@ async def test_invalidate_by_key_and_by_tag(make_cache):
     await cache.get_or_fetch("a", up, tags=("market:x:BTC",))
     await cache.get_or_fetch("b", up, tags=("market:x:BTC", "exchange:x"))
     await cache.get_or_fetch("c", up, tags=("market:x:ETH",))
-    assert await cache.invalidate(keys=["c"]) == ["c"]
-    assert sorted(await cache.invalidate(tags=["market:x:BTC"])) == ["a", "b"]
+    assert await cache.invalidate(keys=["c"]) == (["c"], True)
+    assert await cache.invalidate(tags=["market:x:BTC"]) == (["a", "b"], True)
     statuses = [(await cache.get_or_fetch(k, up)).status for k in "abc"]
     assert statuses == [CacheStatus.MISS] * 3
     assert up.calls == 6
@@ -298,12 +298,15 @@ async def test_invalidation_on_one_instance_drops_the_l1_copy_of_the_other(two_i
 
 async def test_a_dead_lock_holder_is_replaced_when_its_lease_runs_out(clean_redis):
     client = aioredis.Redis.from_url(clean_redis)
-    await client.set(lock_key("k"), "dead-instance", px=300)  # a holder that will never fill
+    await client.set(lock_key("k"), "dead-instance", px=1_500)  # a holder that will never fill
     await client.aclose()
     clock = ManualClock()
     l2 = RedisStore.from_url(clean_redis, CircuitBreaker("redis", clock))
     async with Cache(clock=clock, l2=l2, wait_timeout_ms=10_000) as cache:
-        result = await cache.get_or_fetch("k", ready())
+        reader = asyncio.create_task(cache.get_or_fetch("k", ready()))
+        await asyncio.sleep(0.2)
+        assert cache.stats.fetches == 0  # the lock is respected while its lease runs
+        result = await reader
     assert result.status is CacheStatus.MISS and cache.stats.fetches == 1
 
 
@@ -313,9 +316,24 @@ async def test_a_waiter_that_times_out_fetches_itself_rather_than_failing(clean_
     await client.aclose()
     clock = ManualClock()
     l2 = RedisStore.from_url(clean_redis, CircuitBreaker("redis", clock))
-    async with Cache(clock=clock, l2=l2, wait_timeout_ms=200) as cache:
-        result = await cache.get_or_fetch("k", ready())
+    async with Cache(clock=clock, l2=l2, wait_timeout_ms=1_000) as cache:
+        reader = asyncio.create_task(cache.get_or_fetch("k", ready()))
+        await asyncio.sleep(0.2)
+        assert cache.stats.fetches == 0  # still waiting for the holder
+        result = await reader
     assert result.status is CacheStatus.MISS and cache.stats.fetches == 1
+
+
+async def test_a_bad_event_on_the_channel_never_stops_the_cache(two_instances, clean_redis):
+    a, b = two_instances
+    client = aioredis.Redis.from_url(clean_redis)
+    await client.publish(a.l2.channel, b'{"op":"inv","keys":5}')
+    await client.publish(a.l2.channel, b"not json")
+    await client.aclose()
+    await asyncio.sleep(0.1)
+    up = ready()
+    await a.get_or_fetch("k", up)
+    assert (await b.get_or_fetch("k", up)).status is CacheStatus.HIT and up.calls == 1
 
 
 async def test_with_redis_unreachable_reads_are_served_and_the_circuit_opens():

@@ -182,18 +182,26 @@ class MarketData:
         wanted = await self._resolve_many(adapter, symbols.split(","))
         names = [m.symbol for m in wanted]
 
+        def cut(whole: CacheResult) -> bytes:
+            by_symbol = {t["symbol"]: t for t in orjson.loads(whole.body)["prices"]}
+            return orjson.dumps({"exchange": adapter.id, "prices": [by_symbol[n] for n in names if n in by_symbol]})
+
+        stale: list[CacheResult] = []
+
         async def fetch_subset() -> Fetched:
             whole = await self.cache.get_or_fetch(all_key, fetch_all, tags=tags)
-            page = orjson.loads(whole.body)
-            by_symbol = {t["symbol"]: t for t in page["prices"]}
-            body = orjson.dumps({"exchange": adapter.id, "prices": [by_symbol[n] for n in names if n in by_symbol]})
-            # a subset lives exactly as long as the fresh whole it was cut from; cut from a stale
-            # whole it is not kept at all
-            ttl = whole.expires_ms - self.clock() if whole.status is not CacheStatus.STALE else 0
-            return Fetched(body, Freshness(ttl_ms=max(0, ttl)))
+            if whole.status is CacheStatus.STALE:
+                stale.append(whole)
+                return Fetched(b"", Freshness(ttl_ms=0))  # nothing kept: answered below, as stale
+            # a subset lives exactly as long as the fresh whole it was cut from
+            return Fetched(cut(whole), Freshness(ttl_ms=max(0, whole.expires_ms - self.clock())))
 
-        return await self.cache.get_or_fetch(market_key(adapter.id, DataType.PRICES, ",".join(names)), fetch_subset,
-                                             tags=tags, shared=False)
+        result = await self.cache.get_or_fetch(market_key(adapter.id, DataType.PRICES, ",".join(names)), fetch_subset,
+                                               tags=tags, shared=False)
+        if not result.body:  # the whole list was stale: say so, with its age
+            whole = stale[0] if stale else await self.cache.get_or_fetch(all_key, fetch_all, tags=tags)
+            return CacheResult(cut(whole), whole.status, whole.age_s, whole.expires_ms, whole.tier)
+        return result
 
     async def order_book(self, exchange: str, symbol: str, depth: int | None) -> CacheResult:
         """Order book with ``depth`` levels per side (freshness: order book)."""
@@ -262,7 +270,7 @@ class MarketData:
         return await self.cache.get_or_fetch(market_key(adapter.id, DataType.FUNDING, market.symbol), fetch,
                                              tags=self._tags(adapter.id, market.symbol))
 
-    async def invalidate(self, keys: Sequence[str] = (), tags: Sequence[str] = ()) -> list[str]:
+    async def invalidate(self, keys: Sequence[str] = (), tags: Sequence[str] = ()) -> tuple[list[str], bool]:
         """Drop cached keys and tagged groups on every instance (see :meth:`Cache.invalidate`)."""
         return await self.cache.invalidate(keys, tags)
 

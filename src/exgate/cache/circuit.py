@@ -68,6 +68,10 @@ class CircuitBreaker:
         if self.state is not CircuitState.CLOSED:
             self._set(CircuitState.CLOSED)
 
+    def abandon(self) -> None:
+        """A call ended without an answer either way (cancelled): free the probe slot."""
+        self._probing = False
+
     def failure(self, error: BaseException | None = None) -> None:
         """A call failed: count it; open at the threshold, or again after a failed probe."""
         self.failures += 1

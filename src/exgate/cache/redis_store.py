@@ -47,10 +47,6 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
-_TAG_RETENTION_MS = 86_400_000
-"""A tag's key set lives a day past its last addition (members are only deleted, never read, when
-they have expired already)."""
-
 _ERRORS = (RedisError, OSError, asyncio.TimeoutError, ValueError)
 
 
@@ -119,6 +115,9 @@ class RedisStore:
         except _ERRORS as exc:
             self.breaker.failure(exc)
             return DOWN
+        except BaseException:
+            self.breaker.abandon()  # cancelled mid-call: neither success nor failure
+            raise
         self.breaker.success()
         return result
 
@@ -144,9 +143,11 @@ class RedisStore:
             pipe = self.client.pipeline(transaction=False)
             if px > 0:
                 pipe.set(key, entry.encode(), px=px)
-                for tag in tags:
-                    pipe.sadd(tag_key(tag), key)
-                    pipe.pexpire(tag_key(tag), max(px, _TAG_RETENTION_MS))
+                for tag in tags:  # members scored by their expiry; expired ones pruned here
+                    pipe.zadd(tag_key(tag), {key: entry.stale_until_ms})
+                    pipe.zremrangebyscore(tag_key(tag), "-inf", now_ms)
+                    pipe.pexpire(tag_key(tag), px, nx=True)
+                    pipe.pexpire(tag_key(tag), px, gt=True)
             pipe.publish(self.channel, event)
             await pipe.execute()
 
@@ -187,7 +188,7 @@ class RedisStore:
             if tags:
                 pipe = self.client.pipeline(transaction=False)
                 for tag in tags:
-                    pipe.smembers(tag_key(tag))
+                    pipe.zrange(tag_key(tag), 0, -1)
                 for members in await pipe.execute():
                     found.update(m.decode() for m in members)
             doomed = sorted(found)
@@ -201,13 +202,16 @@ class RedisStore:
         return await self._call(op)
 
     # -- events ---------------------------------------------------------------------------
-    async def listen(self, on_event: EventHandler, on_gap: Callable[[], None], *, idle_s: float = 0.5) -> None:
+    async def listen(self, on_event: EventHandler, on_gap: Callable[[], None], on_lost: Callable[[], None] = lambda: None,
+                     *, idle_s: float = 0.5, ping_every_s: float = 5.0) -> None:
         """Deliver every event of the channel to ``on_event`` until cancelled.
 
         Reconnects by itself: while Redis is unreachable it retries every ``idle_s`` (its
         successful subscribe is the breaker's probe, so the circuit closes as soon as Redis is
-        back even without traffic). After any gap in the feed ``on_gap`` runs, because
-        invalidations may have been missed.
+        back even without traffic). A connection that dies silently is noticed by a ping every
+        ``ping_every_s`` left unanswered. ``on_lost`` runs when the feed breaks (wake whoever
+        waits for an event); after any gap ``on_gap`` runs, because invalidations may have
+        been missed. A handler that raises is logged, never allowed to stop the feed.
         """
         first = True
         while True:
@@ -223,20 +227,32 @@ class RedisStore:
                     on_gap()
                 first = False
                 self.subscribed.set()
+                loop = asyncio.get_running_loop()
+                last_seen = last_ping = loop.time()
                 while True:
+                    now = loop.time()
+                    if now - last_seen > 3 * ping_every_s:
+                        raise ConnectionError("events connection silent: no answer to pings")
+                    if now - last_ping >= ping_every_s:
+                        last_ping = now
+                        async with asyncio.timeout(self.timeout_s):
+                            await pubsub.ping()
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=idle_s)
-                    if message is None or message.get("type") != "message":
+                    if message is None:
+                        continue
+                    last_seen = loop.time()
+                    if message.get("type") != "message":
                         continue
                     try:
                         event = orjson.loads(message["data"])
-                    except orjson.JSONDecodeError:
-                        log.warning("cache_event_unreadable", channel=self.channel)
-                        continue
-                    if isinstance(event, dict):
-                        on_event(event)
+                        if isinstance(event, dict):
+                            on_event(event)
+                    except Exception:  # noqa: BLE001 - one bad event must not stop the feed
+                        log.warning("cache_event_rejected", channel=self.channel, exc_info=True)
             except _ERRORS as exc:
                 self.subscribed.clear()
                 self.breaker.failure(exc)
+                on_lost()
                 await asyncio.sleep(idle_s)
             finally:
                 self.subscribed.clear()

@@ -93,13 +93,14 @@ class Cache:
         self._remote_waiters: dict[str, asyncio.Future[str]] = {}
         self._tasks: asyncio.TaskGroup | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._fills: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> Cache:
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         if self.l2 is not None:
-            self._listener = self._tasks.create_task(self.l2.listen(self._on_event, self.l1.clear))
+            self._listener = self._tasks.create_task(self.l2.listen(self._on_event, self.l1.clear, self._wake_waiters))
             try:  # start coordinated when Redis is there; never wait long when it is not
                 await asyncio.wait_for(self.l2.subscribed.wait(), timeout=1.0)
             except TimeoutError:
@@ -111,6 +112,8 @@ class Cache:
         tasks, self._tasks = self._tasks, None
         if self._listener is not None:
             self._listener.cancel()
+        for task in list(self._fills):  # nobody is left to read what they would fetch
+            task.cancel()
         for future in self._inflight.values():
             future.cancel()
         self._inflight.clear()
@@ -189,9 +192,13 @@ class Cache:
         if self._tasks is None:
             raise RuntimeError("Cache is not open; use 'async with Cache()'")
         future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        self._tasks.create_task(self._fill(key, fetch, tags, fallback, future, background, shared))
+        self._own(self._tasks.create_task(self._fill(key, fetch, tags, fallback, future, background, shared)))
+        self._inflight[key] = future  # only once the task exists: never a future nobody resolves
         return future
+
+    def _own(self, task: asyncio.Task[None]) -> None:
+        self._fills.add(task)
+        task.add_done_callback(self._fills.discard)
 
     async def _fill(self, key: str, fetch: Fetch, tags: tuple[str, ...], fallback: Entry | None,
                     future: asyncio.Future[_Outcome], background: bool, shared: bool = True) -> None:
@@ -241,6 +248,12 @@ class Cache:
                     token = None
                     break
                 if lock.acquired:
+                    # a holder may have filled and released between our read and our lock
+                    again = await l2.get(key)
+                    if isinstance(again, Entry) and again.fresh(self.clock()):
+                        await l2.release(key, token)
+                        self._keep_local(key, again, tags, self.clock())
+                        return _Outcome(again, CacheStatus.HIT, Tier.L2)
                     break
                 if background and fallback is not None:  # another instance is refreshing it
                     return _Outcome(fallback, CacheStatus.STALE, Tier.L2)
@@ -286,8 +299,8 @@ class Cache:
         in-flight slot): the refresh takes the slot over, and new readers serve ``stale`` meanwhile."""
         assert self._tasks is not None
         future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
+        self._own(self._tasks.create_task(self._fill(key, fetch, tags, stale, future, True, shared)))
         self._inflight[key] = future
-        self._tasks.create_task(self._fill(key, fetch, tags, stale, future, True, shared))
 
     async def _await_remote_fill(self, key: str, timeout_ms: int) -> Entry | None:
         """Wait (event-driven) for another instance's fill of ``key``; the fresh entry or ``None``."""
@@ -298,6 +311,8 @@ class Cache:
             entry = await self.l2.get(key)  # after registering: a fill can't slip between the two
             if isinstance(entry, Entry) and entry.fresh(self.clock()):
                 return entry
+            if entry is DOWN or not self.l2.coordinating:
+                return None  # no event will come: the caller fetches itself
             if timeout_ms > 0:
                 try:
                     await asyncio.wait_for(waiter, timeout_ms / 1000)
@@ -311,6 +326,12 @@ class Cache:
             if self._remote_waiters.get(key) is waiter:
                 del self._remote_waiters[key]
 
+    def _wake_waiters(self) -> None:
+        """The events feed broke: wake every wait for another instance's fill (they fetch)."""
+        for waiter in self._remote_waiters.values():
+            if not waiter.done():
+                waiter.set_result("lost")
+
     def _on_event(self, event: dict[str, Any]) -> None:
         """One event from the channel: wake a waiter on ``fill``/``fail``, drop L1 on ``inv``."""
         op = event.get("op")
@@ -319,24 +340,32 @@ class Cache:
             if waiter is not None and not waiter.done():
                 waiter.set_result(op)
         elif op == "inv":
-            for key in event.get("keys") or ():
+            keys, tags = event.get("keys"), event.get("tags")
+            for key in keys if isinstance(keys, list) else ():
                 self.l1.drop(str(key))
-            for tag in event.get("tags") or ():
+            for tag in tags if isinstance(tags, list) else ():
                 self.l1.drop_tag(str(tag))
 
     # -- invalidation ---------------------------------------------------------------------
-    async def invalidate(self, keys: Iterable[str] = (), tags: Iterable[str] = ()) -> list[str]:
+    async def invalidate(self, keys: Iterable[str] = (), tags: Iterable[str] = ()) -> tuple[list[str], bool]:
         """Drop ``keys`` and every key stored with one of ``tags`` here, in Redis and (through
-        the events channel) from every instance's L1. Returns the keys dropped; with Redis down,
-        only this process's copies go, and other instances' copies age out within ``l1_ttl_ms``."""
+        the events channel) from every instance's L1.
+
+        Returns:
+            the keys dropped, and whether the drop reached Redis (and so every instance).
+            With Redis down only this process's copies go: the Redis copies and other
+            instances' copies stay until their TTL ends.
+        """
         keys, tags = list(keys), list(tags)
         dropped = set(keys)
         for key in keys:
             self.l1.drop(key)
         for tag in tags:
             dropped.update(self.l1.drop_tag(tag))
+        propagated = self.l2 is None
         if self.l2 is not None:
             remote = await self.l2.invalidate(keys, tags)
             if remote is not DOWN:
                 dropped.update(remote)
-        return sorted(dropped)
+                propagated = True
+        return sorted(dropped), propagated

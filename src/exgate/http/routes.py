@@ -65,8 +65,9 @@ async def invalidate(request: Request,
         if not value.startswith(_TAG_KINDS):
             raise BadRequest(f"tag must start with one of {', '.join(_TAG_KINDS)}; got {value!r}", field="tag",
                              allowed=list(_TAG_KINDS))
-    dropped = await _service(request).invalidate(key, tag)
-    return Response(orjson.dumps({"invalidated": dropped}), media_type=_JSON)
+    dropped, propagated = await _service(request).invalidate(key, tag)
+    # propagated false: Redis was unreachable, only this instance's copies were dropped
+    return Response(orjson.dumps({"invalidated": dropped, "propagated": propagated}), media_type=_JSON)
 
 
 @router.get("/v1/exchanges", tags=["market data"], responses={200: {"model": list[ExchangeInfo]}})

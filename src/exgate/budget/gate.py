@@ -108,8 +108,8 @@ class BudgetGate:
         self._pump_task.cancel()
         for *_, future in self._queue:
             future.cancel()
-        if tasks is not None:
-            await tasks.__aexit__(exc_type, exc, tb)
+        if tasks is not None:  # the body's own exception propagates as it is, not in a group
+            await tasks.__aexit__(None, None, None)
 
     @property
     def waiting(self) -> int:

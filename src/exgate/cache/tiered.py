@@ -118,8 +118,8 @@ class Cache:
             future.cancel()
         self._inflight.clear()
         try:
-            if tasks is not None:
-                await tasks.__aexit__(exc_type, exc, tb)
+            if tasks is not None:  # the body's own exception propagates as it is, not in a group
+                await tasks.__aexit__(None, None, None)
         finally:
             if self.l2 is not None:
                 await self.l2.close()

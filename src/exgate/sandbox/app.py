@@ -52,15 +52,24 @@ def create_sandbox_app(
         if venues is None or name in venues
     }
     stats = SandboxStats()
+    limiter = RateLimiter({v: r for v, r in rules_for(limits, ban_after=ban_after, ban_ms=ban_ms).items()
+                           if v in sims}, clock)
 
     async def get_stats(request: Request) -> Response:
         snap = stats.snapshot(list(sims))
         for name, venue in sims.items():
             snap["venues"][name]["synthetic"] = venue.synthetic
+            snap["venues"][name]["limit"] = limiter.snapshot(name)
         return json_response(snap)
 
-    limiter = RateLimiter({v: r for v, r in rules_for(limits, ban_after=ban_after, ban_ms=ban_ms).items()
-                           if v in sims}, clock)
+    async def throttle(request: Request) -> Response:
+        q = request.query_params
+        venue, status = q.get("venue", ""), q.get("status", "429")
+        if venue not in sims or status not in ("429", "418") or not q.get("retry_after_s", "").isdigit():
+            return json_response({"error": "expected venue in " + ",".join(sims) + ", status 429|418, retry_after_s"},
+                                 status=422)
+        limiter.inject(venue, int(status), int(q["retry_after_s"]))
+        return json_response({"venue": venue, "status": int(status), "retry_after_s": int(q["retry_after_s"])})
 
     async def reset_stats(request: Request) -> Response:
         stats.reset()
@@ -70,6 +79,7 @@ def create_sandbox_app(
     routes = [
         Route("/__sandbox/stats", get_stats, methods=["GET"]),
         Route("/__sandbox/reset", reset_stats, methods=["POST"]),
+        Route("/__sandbox/throttle", throttle, methods=["POST"]),
         *(Mount(f"/{name}", routes=venue.routes()) for name, venue in sims.items()),
     ]
     app = Starlette(routes=routes)

@@ -136,13 +136,15 @@ def rules_for(limits: Mapping[str, tuple[int, int]] | None, *, ban_after: int | 
 
 
 class _State:
-    __slots__ = ("window", "used", "rejected", "banned_until")
+    __slots__ = ("window", "used", "rejected", "banned_until", "ban_status", "admitted_weight")
 
     def __init__(self) -> None:
         self.window = -1
         self.used = 0
         self.rejected = 0
         self.banned_until = 0
+        self.ban_status = 418
+        self.admitted_weight = 0
 
 
 class RateLimiter:
@@ -161,16 +163,29 @@ class RateLimiter:
         if window != state.window:
             state.window, state.used, state.rejected = window, 0, 0
         if state.banned_until > now:
-            return 418, {"Retry-After": str(max(1, -(-(state.banned_until - now) // 1000)))}
+            return state.ban_status, {"Retry-After": str(max(1, -(-(state.banned_until - now) // 1000)))}
         if state.used + weight > rules.capacity:
             state.rejected += 1
             if state.rejected > rules.ban_after:
-                state.banned_until = now + rules.ban_ms
+                state.banned_until, state.ban_status = now + rules.ban_ms, 418
                 return 418, {"Retry-After": str(max(1, rules.ban_ms // 1000))}
             return 429, {"Retry-After": str(max(1, -(-(end - now) // 1000))),
                          **rules.headers(state.used, rules.capacity, end)}
         state.used += weight
+        state.admitted_weight += weight
         return 0, rules.headers(state.used, rules.capacity, end)
+
+    def inject(self, venue: str, status: int, retry_after_s: int) -> None:
+        """Answer every request to ``venue`` with ``status`` (429 or 418) for ``retry_after_s``."""
+        state = self._state[venue]
+        state.banned_until, state.ban_status = self.clock() + retry_after_s * 1000, status
+
+    def snapshot(self, venue: str) -> dict[str, int]:
+        """``{"capacity", "window_ms", "used" (this window), "admitted_weight" (since start)}``."""
+        rules, state = self.rules[venue], self._state[venue]
+        current = state.window == self.clock() // rules.window_ms
+        return {"capacity": rules.capacity, "window_ms": rules.window_ms, "used": state.used if current else 0,
+                "admitted_weight": state.admitted_weight}
 
     def reset(self) -> None:
         """Forget usage and bans."""

@@ -155,3 +155,44 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# -- exgate processes ---------------------------------------------------------------------------
+def spawn_exgate(args: list[str], env: dict[str, str]):
+    """Start ``python -m exgate ARGS`` with ``env`` added to this process's environment."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen([sys.executable, "-m", "exgate", *args], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_ready(url: str, what: str, proc, path: str = "/healthz", deadline_s: float = 60) -> None:
+    """Block until ``url + path`` answers 200 (and, for a gateway, every venue is ready)."""
+    import time
+
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        try:
+            r = httpx.get(url + path, timeout=2)
+            if r.status_code == 200 and (path != "/healthz" or set(r.json()["exchanges"].values()) == {"ready"}):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready at {url} after {deadline_s} s")
+
+
+def stop_all(procs) -> None:
+    """Terminate processes, killing those that do not exit within 10 s."""
+    import subprocess
+
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()

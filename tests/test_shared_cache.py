@@ -4,54 +4,21 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from exgate.config import Settings
-from tests.conftest import ManualClock, ServerThread, free_port, path_count, require_fixtures
+from tests.conftest import (ManualClock, ServerThread, free_port, path_count, require_fixtures, spawn_exgate,
+                            stop_all, wait_ready)
 
 BOOK = "/v1/binanceusdm/markets/BTC/orderbook"
 BOOK_TAG = "market:binanceusdm:BTC/USDT:USDT"
-
-
-def _wait_ready(url: str, what: str, proc: subprocess.Popen, path: str = "/healthz", deadline_s: float = 60) -> None:
-    """Block until ``url + path`` answers 200 (and, for a gateway, every venue is ready)."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            r = httpx.get(url + path, timeout=2)
-            if r.status_code == 200 and (path != "/healthz" or set(r.json()["exchanges"].values()) == {"ready"}):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready at {url} after {deadline_s} s")
-
-
-def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "exgate", *args], env={**os.environ, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.fixture(scope="module")
@@ -67,22 +34,22 @@ def cluster(redis_url: str) -> Iterator[tuple[str, list[str]]]:
     client.flushdb()
     client.close()
     sandbox_port = free_port()
-    procs = [_spawn(["sandbox", "--port", str(sandbox_port), "--data", str(root)], {})]
+    procs = [spawn_exgate(["sandbox", "--port", str(sandbox_port), "--data", str(root)], {})]
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     try:
-        _wait_ready(sandbox_url, "sandbox", procs[0], path="/__sandbox/stats")
+        wait_ready(sandbox_url, "sandbox", procs[0], path="/__sandbox/stats")
         env = {"EXGATE_REDIS_URL": redis_url, "EXGATE_EXCHANGES": "binanceusdm",
                "EXGATE_UPSTREAMS": f"binanceusdm={sandbox_url}/binanceusdm",
                "EXGATE_CACHE_TTL_MS": "orderbook=60000", "EXGATE_L1_TTL_MS": "60000"}
         ports = [free_port() for _ in range(3)]
-        gateways = [_spawn(["serve", "--port", str(p), "--log-level", "warning"], env) for p in ports]
+        gateways = [spawn_exgate(["serve", "--port", str(p), "--log-level", "warning"], env) for p in ports]
         procs.extend(gateways)
         urls = [f"http://127.0.0.1:{p}" for p in ports]
         for url, proc in zip(urls, gateways):
-            _wait_ready(url, "gateway", proc)
+            wait_ready(url, "gateway", proc)
         yield sandbox_url, urls
     finally:
-        _stop(procs)
+        stop_all(procs)
 
 
 def _book_requests(sandbox_url: str) -> int:

@@ -24,6 +24,7 @@ test: install
 
 bench: install
 	$(BIN)/python bench/cached_route.py
+	$(BIN)/python bench/budget_overload.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

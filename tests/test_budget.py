@@ -124,10 +124,10 @@ async def test_market_data_leaves_a_reserve_that_orders_can_still_use():
     clock = ManualClock(T0)
     async with BudgetGate("x", _metering(100, 1_000), MemoryBudgetStore(), clock=clock,
                           deadline_ms={p: 0 for p in Priority}) as gate:
-        await gate.acquire(98, Priority.MARKET_DATA)
+        await gate.acquire(95, Priority.MARKET_DATA)
         with pytest.raises(UpstreamRateLimited):
             await gate.acquire(1, Priority.MARKET_DATA)
-        await gate.acquire(2, Priority.ORDER)
+        await gate.acquire(5, Priority.ORDER)
 
 
 async def test_a_caller_past_its_deadline_gets_503_with_retry_after_and_the_queue_is_bounded():

@@ -48,12 +48,17 @@ async def offer_load(urls: list[str], seconds: float, weight_per_s: float) -> li
     spread over the instances, plus order books (weight 2, cached 1 s) and funding (weight 1,
     cached 10 s) ten times a second."""
     rng = random.Random(7)
-    # distinct recent ranges: the sandbox walks candles back from now, so old starts cost it CPU
-    starts = itertools.count((time.time_ns() // 1_000_000 - 2 * 86_400_000) // 60_000 * 60_000, 60_000)
+    # distinct (start, limit) ranges in the last 40 minutes: uncacheable, weight 1 (limit < 100),
+    # and cheap for the sandbox, which walks candles back from now
+    now_min = time.time_ns() // 60_000_000
+    pool = [(start * 60_000, limit) for limit in range(1, 100) for start in range(now_min - 40, now_min)]
+    rng.shuffle(pool)
+    ranges = itertools.cycle(pool)
     responses: list[httpx.Response] = []
     errors: list[Exception] = []
     gate = asyncio.Semaphore(200)
-    limits = httpx.Limits(max_connections=300, max_keepalive_connections=300)
+    # a connection per request: no request may race a server closing an idle keep-alive connection
+    limits = httpx.Limits(max_connections=300, max_keepalive_connections=0)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client, asyncio.TaskGroup() as tasks:
         async def one(path: str) -> None:
             async with gate:
@@ -68,7 +73,8 @@ async def offer_load(urls: list[str], seconds: float, weight_per_s: float) -> li
         while loop.time() < end:
             tick += 1
             for _ in range(int(weight_per_s / 10)):
-                tasks.create_task(one(f"/v1/binanceusdm/markets/BTC/klines?interval=1m&limit=50&start={next(starts)}"))
+                start, limit = next(ranges)
+                tasks.create_task(one(f"/v1/binanceusdm/markets/BTC/klines?interval=1m&limit={limit}&start={start}"))
             tasks.create_task(one("/v1/binanceusdm/markets/BTC/orderbook" if tick % 2 else
                                   "/v1/binanceusdm/markets/ETH/funding"))
             await asyncio.sleep(0.1)

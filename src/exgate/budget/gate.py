@@ -35,7 +35,7 @@ from exgate.errors import UpstreamRateLimited
 log = structlog.get_logger("exgate.budget")
 
 DEFAULT_RESERVE: Mapping[Priority, float] = MappingProxyType(
-    {Priority.ORDER: 0.0, Priority.ACCOUNT: 0.01, Priority.MARKET_DATA: 0.02})
+    {Priority.ORDER: 0.0, Priority.ACCOUNT: 0.02, Priority.MARKET_DATA: 0.05})
 """Share of each window a class may not use (kept for the classes above it)."""
 
 DEFAULT_DEADLINE_MS: Mapping[Priority, int] = MappingProxyType(

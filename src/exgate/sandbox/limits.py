@@ -14,6 +14,7 @@ sandbox answers 429/418 on every venue, with a fixed ban length.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qsl
@@ -136,9 +137,10 @@ def rules_for(limits: Mapping[str, tuple[int, int]] | None, *, ban_after: int | 
 
 
 class _State:
-    __slots__ = ("window", "used", "rejected", "banned_until", "ban_status", "admitted_weight")
+    __slots__ = ("window", "used", "rejected", "banned_until", "ban_status", "admitted_weight", "history")
 
     def __init__(self) -> None:
+        self.history: deque[tuple[int, int]] = deque(maxlen=32)  # (window index, weight used), past windows
         self.window = -1
         self.used = 0
         self.rejected = 0
@@ -161,6 +163,8 @@ class RateLimiter:
         window = now // rules.window_ms
         end = (window + 1) * rules.window_ms
         if window != state.window:
+            if state.window >= 0:
+                state.history.append((state.window, state.used))
             state.window, state.used, state.rejected = window, 0, 0
         if state.banned_until > now:
             return state.ban_status, {"Retry-After": str(max(1, -(-(state.banned_until - now) // 1000)))}
@@ -180,12 +184,15 @@ class RateLimiter:
         state = self._state[venue]
         state.banned_until, state.ban_status = self.clock() + retry_after_s * 1000, status
 
-    def snapshot(self, venue: str) -> dict[str, int]:
-        """``{"capacity", "window_ms", "used" (this window), "admitted_weight" (since start)}``."""
+    def snapshot(self, venue: str) -> dict[str, object]:
+        """``{"capacity", "window_ms", "used" (this window), "admitted_weight" (since start),
+        "windows": [[window start ms, weight used], ...] (the last 32 past windows with traffic)}``."""
         rules, state = self.rules[venue], self._state[venue]
         current = state.window == self.clock() // rules.window_ms
+        past = [*state.history, *([] if current or state.window < 0 else [(state.window, state.used)])]
         return {"capacity": rules.capacity, "window_ms": rules.window_ms, "used": state.used if current else 0,
-                "admitted_weight": state.admitted_weight}
+                "admitted_weight": state.admitted_weight,
+                "windows": [[w * rules.window_ms, used] for w, used in past]}
 
     def reset(self) -> None:
         """Forget usage and bans."""

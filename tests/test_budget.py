@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -56,7 +57,8 @@ def frozen_sandbox():
 async def test_each_request_is_charged_what_the_exchange_counts(frozen_sandbox, venue, operation, call, weight):
     (adapter,) = build_adapters([venue], {venue: f"{frozen_sandbox.url}/{venue}"}).values()
     store = MemoryBudgetStore()
-    metering = metering_for(venue, adapter.exchange.rateLimit)
+    # usage headers off: the charge must come from the weights alone, not from reconciliation
+    metering = replace(metering_for(venue, adapter.exchange.rateLimit), used_header="", remaining_header="")
     limit = metering.limits[0]
     clock = ManualClock(T0)
     limiter = frozen_sandbox.limiter
@@ -149,6 +151,12 @@ async def test_a_caller_past_its_deadline_gets_503_with_retry_after_and_the_queu
         with pytest.raises(UpstreamRateLimited) as late:
             await gate.acquire(5)  # the window ends in 20 s, far past a 50 ms deadline
         assert late.value.retry_after_s == 20 and late.value.status == 503
+    async with BudgetGate("x", _metering(10, 1_000), MemoryBudgetStore(), clock=clock,
+                          deadline_ms={p: 1_500 for p in Priority}) as gate:
+        await gate.acquire(9)
+        with pytest.raises(UpstreamRateLimited) as expired:
+            await gate.acquire(5)  # the window should turn within the deadline; the frozen clock never turns it
+        assert "no budget within 1500 ms" in expired.value.detail and gate.waiting == 0
 
 
 async def test_instances_share_one_budget_through_redis(clean_redis):

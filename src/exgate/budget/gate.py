@@ -89,7 +89,6 @@ class BudgetGate:
                          for limit in metering.limits] for p in Priority}
         self.on_wait = on_wait
         self.on_throttled = on_throttled
-        self.retry_ms = 0
         self.banned_until_ms = 0
         self._queue: list[tuple[int, int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
@@ -121,9 +120,13 @@ class BudgetGate:
         self._wake.set()
 
     def retry_after_s(self) -> int:
-        """Whole seconds until budget is expected back (next window, or the ban's end)."""
-        wait_ms = max(self.retry_ms, self.banned_until_ms - self.clock(), 1_000)
-        return max(1, math.ceil(wait_ms / 1000))
+        """Whole seconds until budget is expected back: the end of a ban, else the end of the
+        current window of the longest limit."""
+        now = self.clock()
+        if self.banned_until_ms > now:
+            return max(1, math.ceil((self.banned_until_ms - now) / 1000))
+        window = max((limit.window_ms for limit in self.metering.limits), default=1_000)
+        return max(1, math.ceil(((now // window + 1) * window - now) / 1000))
 
     def _rate_limited(self, detail: str) -> UpstreamRateLimited:
         return UpstreamRateLimited(f"{self.venue}: {detail}", retry_after_s=self.retry_after_s())
@@ -140,7 +143,7 @@ class BudgetGate:
         started = loop.time()
         deadline_ms = self.deadline_ms[priority]
         if not self._queue:
-            grant = await self.store.acquire(self.venue, self.caps[priority], cost, self.clock(), self.guard_ms)
+            grant = await self._try(priority, cost)
             if grant.granted:
                 self._report(priority, 0.0)
                 return
@@ -158,9 +161,11 @@ class BudgetGate:
             done, _ = await asyncio.wait({future}, timeout=deadline_ms / 1000)
         except asyncio.CancelledError:
             future.cancel()
+            self._wake.set()  # the pump may be waiting on this caller as the head
             raise
         if not done:
             future.cancel()
+            self._wake.set()
             self._report(priority, loop.time() - started)
             raise self._rate_limited(f"no budget within {deadline_ms} ms")
         future.result()
@@ -171,9 +176,16 @@ class BudgetGate:
             self.on_wait(priority, seconds)
 
     def _note(self, grant: Grant) -> None:
-        self.retry_ms = grant.retry_ms
         if grant.banned:
             self.banned_until_ms = max(self.banned_until_ms, self.clock() + grant.retry_ms)
+
+    async def _try(self, priority: Priority, cost: int) -> Grant:
+        """One attempt on the shared budget; a ban this instance saw itself is honoured even
+        if writing it to Redis failed."""
+        now = self.clock()
+        if self.banned_until_ms > now:
+            return Grant(False, self.banned_until_ms - now, banned=True)
+        return await self.store.acquire(self.venue, self.caps[priority], cost, now, self.guard_ms)
 
     async def _pump(self) -> None:
         """Grant queued callers, head first, as budget allows; sleep until a window turns."""
@@ -181,20 +193,20 @@ class BudgetGate:
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                priority, _, cost, future = self._queue[0]
+                head = heapq.heappop(self._queue)  # taken out while asking: a caller arriving
+                priority, _, cost, future = head   # meanwhile can never be granted in its place
                 if future.done():
-                    heapq.heappop(self._queue)
                     continue
-                grant = await self.store.acquire(self.venue, self.caps[Priority(priority)], cost, self.clock(),
-                                                 self.guard_ms)
+                grant = await self._try(Priority(priority), cost)
                 if grant.granted:
-                    heapq.heappop(self._queue)
                     if not future.done():
                         future.set_result(None)
                     continue
+                heapq.heappush(self._queue, head)
                 self._note(grant)
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(grant.retry_ms, 5) / 1000)
+                try:  # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                    async with asyncio.timeout(max(grant.retry_ms, 5) / 1000):
+                        await self._wake.wait()
                 except TimeoutError:
                     pass
                 self._wake.clear()
@@ -216,7 +228,10 @@ class BudgetGate:
         except ValueError:
             log.warning("budget_header_unreadable", exchange=self.venue)
         if used is not None and metering.limits:
-            self._spawn(self.store.reconcile(self.venue, metering.limits[0], used, now))
+            first = metering.limits[0]
+            # just after a turn the count may still be the old window's: skip rather than misfile
+            if now % first.window_ms >= min(1_000, first.window_ms // 10):
+                self._spawn(self.store.reconcile(self.venue, first, used, now))
         if status in (418, 429):
             try:
                 retry_after_s = int(float(lower.get("retry-after", BAN_DEFAULT_S[status])))

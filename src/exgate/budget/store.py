@@ -123,6 +123,14 @@ return 1
 """
 
 
+_BAN = """
+if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+
+
 class RedisBudgetStore:
     """Usage shared by every instance through Redis (atomic Lua per acquire).
 
@@ -136,6 +144,7 @@ class RedisBudgetStore:
         self.fallback = MemoryBudgetStore()
         self._acquire = self.client.register_script(_ACQUIRE)
         self._reconcile = self.client.register_script(_RECONCILE)
+        self._ban = self.client.register_script(_BAN)
 
     @staticmethod
     def _key(venue: str, limit: Limit, window: int) -> str:
@@ -181,10 +190,8 @@ class RedisBudgetStore:
         if until_ms <= now_ms:
             return
         try:
-            async with asyncio.timeout(self.timeout_s):
-                current = int(await self.client.get(self._ban_key(venue)) or 0)
-                if until_ms > current:  # the key's own expiry only cleans up; 'until' decides
-                    await self.client.set(self._ban_key(venue), str(until_ms), px=until_ms - now_ms + 60_000)
+            async with asyncio.timeout(self.timeout_s):  # atomic: a longer ban is never shortened
+                await self._ban(keys=[self._ban_key(venue)], args=[until_ms, until_ms - now_ms + 60_000])
         except (RedisError, OSError, TimeoutError):
             pass
 

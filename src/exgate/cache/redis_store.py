@@ -257,6 +257,7 @@ class RedisStore:
             finally:
                 self.subscribed.clear()
                 try:
-                    await asyncio.wait_for(pubsub.aclose(), timeout=idle_s)
+                    async with asyncio.timeout(idle_s):
+                        await pubsub.aclose()
                 except _ERRORS:
                     pass

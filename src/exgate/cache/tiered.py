@@ -102,7 +102,8 @@ class Cache:
         if self.l2 is not None:
             self._listener = self._tasks.create_task(self.l2.listen(self._on_event, self.l1.clear, self._wake_waiters))
             try:  # start coordinated when Redis is there; never wait long when it is not
-                await asyncio.wait_for(self.l2.subscribed.wait(), timeout=1.0)
+                async with asyncio.timeout(1.0):
+                    await self.l2.subscribed.wait()
             except TimeoutError:
                 log.warning("cache_l2_not_subscribed", detail="serving from L1 and upstream until Redis answers")
         return self
@@ -315,7 +316,8 @@ class Cache:
                 return None  # no event will come: the caller fetches itself
             if timeout_ms > 0:
                 try:
-                    await asyncio.wait_for(waiter, timeout_ms / 1000)
+                    async with asyncio.timeout(timeout_ms / 1000):  # not wait_for: see BudgetGate._pump
+                        await asyncio.shield(waiter)
                 except TimeoutError:
                     return None
                 entry = await self.l2.get(key)

@@ -181,7 +181,7 @@ class CcxtAdapter(ExchangeAdapter):
                 raise
             error = translate(exc, self.id, operation)
             if isinstance(error, errors.UpstreamRateLimited) and self.budget is not None:
-                error.retry_after_s = max(error.retry_after_s, self.budget.retry_after_s())
+                error.retry_after_s = self.budget.retry_after_s()  # the ban or window, not a guess
             raise error from exc
 
     # -- markets --------------------------------------------------------------------------

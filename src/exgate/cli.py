@@ -109,10 +109,10 @@ def sandbox_cmd(
     """Run the exchange sandbox: each venue's real REST paths under /{venue}/, with its
     published rate limits (429 with Retry-After past the budget, 418 after continued abuse)."""
     from exgate.sandbox.app import create_sandbox_app
-    from exgate.sandbox.limits import parse_limits
+    from exgate.budget.model import parse_limit_overrides
 
     try:
-        limits = parse_limits(",".join(rate_limit or []))
+        limits = parse_limit_overrides(",".join(rate_limit or []), "--rate-limit")
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -90,3 +90,28 @@ class Metering:
     docs: str = ""
     account_limits: tuple[Limit, ...] = field(default=())
     """Limits on order placement per account, for the order routes (declared, not yet charged)."""
+
+
+def parse_limit_overrides(spec: str, source: str = "EXGATE_BUDGETS") -> dict[str, tuple[int, int]]:
+    """``"binanceusdm=240/10000,bybit=60/5000"`` → venue → (capacity, window ms).
+
+    Used for the gateway's ``EXGATE_BUDGETS`` and the sandbox's ``--rate-limit``.
+
+    Raises:
+        ValueError: an item is not ``venue=capacity/window_ms`` with positive integers
+            (the message names ``source`` and the item).
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for item in spec.split(","):
+        if not item.strip():
+            continue
+        venue, _, rest = item.partition("=")
+        capacity, _, window = rest.partition("/")
+        try:
+            cap, win = int(capacity), int(window)
+        except ValueError:
+            raise ValueError(f"{source} {item.strip()!r}: expected venue=capacity/window_ms") from None
+        if cap <= 0 or win <= 0 or not venue.strip():
+            raise ValueError(f"{source} {item.strip()!r}: capacity and window must be positive")
+        out[venue.strip().lower()] = (cap, win)
+    return out

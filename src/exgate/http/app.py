@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from exgate import __version__
 from exgate.budget import BudgetGate, MemoryBudgetStore, RedisBudgetStore
+from exgate.budget.model import parse_limit_overrides
 from exgate.cache import Cache, CircuitBreaker, MemoryStore, RedisStore, load_freshness, wall_clock_ms
 from exgate.config import Settings
 from exgate.errors import ConfigError, ExgateError
@@ -22,7 +23,7 @@ from exgate.http.routes import router
 from exgate.metrics import Metrics, RequestMetrics
 from exgate.service import MarketData
 from exgate.venues.base import ExchangeAdapter
-from exgate.venues.metering import metering_for, parse_budget_overrides, with_override
+from exgate.venues.metering import metering_for, with_override
 
 log = structlog.get_logger("exgate")
 
@@ -57,7 +58,7 @@ async def open_budgets(stack: contextlib.AsyncExitStack, adapters: Mapping[str, 
                        settings: Settings, clock: Callable[[], int], metrics: Metrics) -> None:
     """Give every ccxt adapter a :class:`BudgetGate` over one store: Redis (shared by every
     instance) when ``redis_url`` is set, else in-process."""
-    overrides = parse_budget_overrides(settings.budgets)
+    overrides = parse_limit_overrides(settings.budgets)
     if settings.redis_url:
         store = RedisBudgetStore(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
         stack.push_async_callback(store.close)
@@ -91,7 +92,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     settings = settings if settings is not None else Settings()
     freshness = load_freshness(settings.cache_ttl_ms, settings.cache_config)
     try:
-        parse_budget_overrides(settings.budgets)
+        parse_limit_overrides(settings.budgets)
     except ValueError as exc:
         raise ConfigError(str(exc), field="EXGATE_BUDGETS") from None
     metrics = Metrics()

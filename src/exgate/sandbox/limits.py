@@ -101,28 +101,6 @@ DEFAULT_RULES: dict[str, VenueRules] = {
 }
 
 
-def parse_limits(spec: str) -> dict[str, tuple[int, int]]:
-    """``"binanceusdm=240/10000,bybit=60/5000"`` → venue → (capacity, window ms).
-
-    Raises:
-        ValueError: an item is not ``venue=capacity/window_ms`` with positive integers.
-    """
-    out: dict[str, tuple[int, int]] = {}
-    for item in spec.split(","):
-        if not item.strip():
-            continue
-        venue, _, rest = item.partition("=")
-        capacity, _, window = rest.partition("/")
-        try:
-            cap, win = int(capacity), int(window)
-        except ValueError:
-            raise ValueError(f"rate limit {item.strip()!r}: expected venue=capacity/window_ms") from None
-        if cap <= 0 or win <= 0:
-            raise ValueError(f"rate limit {item.strip()!r}: capacity and window must be positive")
-        out[venue.strip().lower()] = (cap, win)
-    return out
-
-
 def rules_for(limits: Mapping[str, tuple[int, int]] | None, *, ban_after: int | None = None,
               ban_ms: int | None = None) -> dict[str, VenueRules]:
     """The default rules with ``limits`` (venue → capacity, window) and ban settings applied."""

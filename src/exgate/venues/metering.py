@@ -8,6 +8,7 @@ documentation says otherwise; each correction cites its source.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 from exgate.budget.model import Limit, Metering, Scope, ccxt_cost
 
@@ -82,31 +83,7 @@ def metering_for(venue: str, rate_limit_ms: float) -> Metering:
     return Metering(limits=(Limit(Scope.IP, capacity, 60_000, "ccxt_1m"),), docs="ccxt rateLimit")
 
 
-def parse_budget_overrides(spec: str) -> dict[str, tuple[int, int]]:
-    """``"binanceusdm=240/10000,bybit=60/5000"`` → venue → (capacity, window ms).
-
-    Raises:
-        ValueError: an item is not ``venue=capacity/window_ms`` with positive integers.
-    """
-    out: dict[str, tuple[int, int]] = {}
-    for item in spec.split(","):
-        if not item.strip():
-            continue
-        venue, _, rest = item.partition("=")
-        capacity, _, window = rest.partition("/")
-        try:
-            cap, win = int(capacity), int(window)
-        except ValueError:
-            raise ValueError(f"budget override {item.strip()!r}: expected venue=capacity/window_ms") from None
-        if cap <= 0 or win <= 0 or not venue.strip():
-            raise ValueError(f"budget override {item.strip()!r}: capacity and window must be positive")
-        out[venue.strip().lower()] = (cap, win)
-    return out
-
-
 def with_override(metering: Metering, capacity: int, window_ms: int) -> Metering:
     """``metering`` with its first (IP) limit replaced (a lowered budget for tests or a shared IP)."""
-    from dataclasses import replace
-
     first = metering.limits[0]
     return replace(metering, limits=(Limit(first.scope, capacity, window_ms, first.name), *metering.limits[1:]))

@@ -296,32 +296,34 @@ async def test_invalidation_on_one_instance_drops_the_l1_copy_of_the_other(two_i
     assert after.status is CacheStatus.MISS and up.calls == 2
 
 
-async def test_a_dead_lock_holder_is_replaced_when_its_lease_runs_out(clean_redis):
-    client = aioredis.Redis.from_url(clean_redis)
-    await client.set(lock_key("k"), "dead-instance", px=1_500)  # a holder that will never fill
+async def _read_while_another_holds_the_lock(url: str, lease_ms: int, wait_timeout_ms: int) -> tuple[int, object, int]:
+    """Read a cold key whose fetch lock another instance holds (and never fills): the fetches
+    made 0.2 s in, the result, and the fetches made in all."""
+    client = aioredis.Redis.from_url(url)
+    await client.set(lock_key("k"), "other-instance", px=lease_ms)
     await client.aclose()
     clock = ManualClock()
-    l2 = RedisStore.from_url(clean_redis, CircuitBreaker("redis", clock))
-    async with Cache(clock=clock, l2=l2, wait_timeout_ms=10_000) as cache:
+    l2 = RedisStore.from_url(url, CircuitBreaker("redis", clock))
+    async with Cache(clock=clock, l2=l2, wait_timeout_ms=wait_timeout_ms) as cache:
         reader = asyncio.create_task(cache.get_or_fetch("k", ready()))
         await asyncio.sleep(0.2)
-        assert cache.stats.fetches == 0  # the lock is respected while its lease runs
+        early = cache.stats.fetches
         result = await reader
-    assert result.status is CacheStatus.MISS and cache.stats.fetches == 1
+    return early, result, cache.stats.fetches
+
+
+async def test_a_dead_lock_holder_is_replaced_when_its_lease_runs_out(clean_redis):
+    early, result, fetches = await _read_while_another_holds_the_lock(clean_redis, lease_ms=1_500,
+                                                                      wait_timeout_ms=10_000)
+    assert early == 0  # the lock is respected while its lease runs
+    assert result.status is CacheStatus.MISS and fetches == 1
 
 
 async def test_a_waiter_that_times_out_fetches_itself_rather_than_failing(clean_redis):
-    client = aioredis.Redis.from_url(clean_redis)
-    await client.set(lock_key("k"), "slow-instance", px=60_000)  # alive but never finishing
-    await client.aclose()
-    clock = ManualClock()
-    l2 = RedisStore.from_url(clean_redis, CircuitBreaker("redis", clock))
-    async with Cache(clock=clock, l2=l2, wait_timeout_ms=1_000) as cache:
-        reader = asyncio.create_task(cache.get_or_fetch("k", ready()))
-        await asyncio.sleep(0.2)
-        assert cache.stats.fetches == 0  # still waiting for the holder
-        result = await reader
-    assert result.status is CacheStatus.MISS and cache.stats.fetches == 1
+    early, result, fetches = await _read_while_another_holds_the_lock(clean_redis, lease_ms=60_000,
+                                                                      wait_timeout_ms=1_000)
+    assert early == 0  # still waiting for the holder
+    assert result.status is CacheStatus.MISS and fetches == 1
 
 
 async def test_a_bad_event_on_the_channel_never_stops_the_cache(two_instances, clean_redis):

@@ -42,7 +42,7 @@ def _retry_ms(limit: Limit, now_ms: int) -> int:
     return (now_ms // limit.window_ms + 1) * limit.window_ms - now_ms
 
 
-def _charge_needed(limit: Limit, cost: int, cap: int) -> int:
+def _charge_needed(cost: int, cap: int) -> int:
     """Cost checked against ``cap``; a request costlier than the whole window may still go
     alone into an empty window, as the exchange would let it."""
     return min(cost, cap)
@@ -67,7 +67,7 @@ class MemoryBudgetStore:
             name = f"{venue}:{limit.name}"
             self._window_ms[name] = limit.window_ms
             for window in _windows(limit, now_ms, guard_ms):
-                if self._used.get((name, window), 0) + _charge_needed(limit, cost, cap) > cap:
+                if self._used.get((name, window), 0) + _charge_needed(cost, cap) > cap:
                     return Grant(False, _retry_ms(limit, now_ms))
                 charges.append((name, window))
         for key in charges:
@@ -114,21 +114,14 @@ end
 return {1, 0, 0}
 """
 
-_RECONCILE = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > used then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-end
-return 1
-"""
-
-
-_BAN = """
+_RAISE = """
 if tonumber(ARGV[1]) > tonumber(redis.call('GET', KEYS[1]) or '0') then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 end
 return 1
 """
+"""Set KEYS[1] to ARGV[1] (expiring after ARGV[2] ms) only if that raises it: window usage
+reconciled from the exchange, and ban ends (a longer ban is never shortened)."""
 
 
 class RedisBudgetStore:
@@ -143,8 +136,7 @@ class RedisBudgetStore:
         self.timeout_s = timeout_ms / 1000
         self.fallback = MemoryBudgetStore()
         self._acquire = self.client.register_script(_ACQUIRE)
-        self._reconcile = self.client.register_script(_RECONCILE)
-        self._ban = self.client.register_script(_BAN)
+        self._raise = self.client.register_script(_RAISE)
 
     @staticmethod
     def _key(venue: str, limit: Limit, window: int) -> str:
@@ -166,7 +158,7 @@ class RedisBudgetStore:
         for limit, cap in limits:
             for window in _windows(limit, now_ms, guard_ms):
                 keys.append(self._key(venue, limit, window))
-                args.extend([cap, _charge_needed(limit, cost, cap), _retry_ms(limit, now_ms)])
+                args.extend([cap, _charge_needed(cost, cap), _retry_ms(limit, now_ms)])
         try:
             async with asyncio.timeout(self.timeout_s):
                 granted, retry_ms, banned = await self._acquire(keys=keys, args=args)
@@ -179,7 +171,7 @@ class RedisBudgetStore:
         await self.fallback.reconcile(venue, limit, used, now_ms)
         try:
             async with asyncio.timeout(self.timeout_s):
-                await self._reconcile(keys=[self._key(venue, limit, now_ms // limit.window_ms)],
+                await self._raise(keys=[self._key(venue, limit, now_ms // limit.window_ms)],
                                       args=[used, limit.window_ms + 120_000])
         except (RedisError, OSError, TimeoutError):
             pass
@@ -191,7 +183,7 @@ class RedisBudgetStore:
             return
         try:
             async with asyncio.timeout(self.timeout_s):  # atomic: a longer ban is never shortened
-                await self._ban(keys=[self._ban_key(venue)], args=[until_ms, until_ms - now_ms + 60_000])
+                await self._raise(keys=[self._ban_key(venue)], args=[until_ms, until_ms - now_ms + 60_000])
         except (RedisError, OSError, TimeoutError):
             pass
 

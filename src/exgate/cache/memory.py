@@ -41,11 +41,6 @@ class MemoryStore:
     def __len__(self) -> int:
         return len(self._slots)
 
-    @property
-    def bytes(self) -> int:
-        """Body bytes held."""
-        return self._bytes
-
     def get(self, key: str, now_ms: int) -> Slot | None:
         """The slot of ``key`` unless its entry is past every window (then it is dropped)."""
         slot = self._slots.get(key)

@@ -19,6 +19,7 @@ from tests.conftest import (ManualClock, ServerThread, free_port, path_count, re
 
 BOOK = "/v1/binanceusdm/markets/BTC/orderbook"
 BOOK_TAG = "market:binanceusdm:BTC/USDT:USDT"
+ADMIN = {"Authorization": "Bearer test-operator-token"}
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,8 @@ def cluster(redis_url: str) -> Iterator[tuple[str, list[str]]]:
         wait_ready(sandbox_url, "sandbox", procs[0], path="/__sandbox/stats")
         env = {"EXGATE_REDIS_URL": redis_url, "EXGATE_EXCHANGES": "binanceusdm",
                "EXGATE_UPSTREAMS": f"binanceusdm={sandbox_url}/binanceusdm",
-               "EXGATE_CACHE_TTL_MS": "orderbook=60000", "EXGATE_L1_TTL_MS": "60000"}
+               "EXGATE_CACHE_TTL_MS": "orderbook=60000", "EXGATE_L1_TTL_MS": "60000",
+               "EXGATE_ADMIN_TOKEN": ADMIN["Authorization"].removeprefix("Bearer ")}
         ports = [free_port() for _ in range(3)]
         gateways = [spawn_exgate(["serve", "--port", str(p), "--log-level", "warning"], env) for p in ports]
         procs.extend(gateways)
@@ -77,7 +79,7 @@ async def test_invalidation_on_one_instance_is_visible_on_every_instance(cluster
             again = await client.get(url + BOOK)
             assert (again.headers["x-cache"], again.headers["x-cache-tier"]) == ("hit", "l1")
         before = _book_requests(sandbox_url)
-        dropped = await client.delete(urls[0] + "/v1/cache", params={"tag": BOOK_TAG})
+        dropped = await client.delete(urls[0] + "/v1/cache", params={"tag": BOOK_TAG}, headers=ADMIN)
         assert dropped.status_code == 200
         assert "exgate:v1:binanceusdm:orderbook:BTC/USDT:USDT:depth=20" in dropped.json()["invalidated"]
         for url in urls[1:]:
@@ -94,8 +96,8 @@ async def test_invalidation_on_one_instance_is_visible_on_every_instance(cluster
 async def test_cache_invalidation_route_validates_its_input(cluster):
     _, urls = cluster
     async with httpx.AsyncClient(timeout=10) as client:
-        empty = await client.delete(urls[0] + "/v1/cache")
-        wrong = await client.delete(urls[0] + "/v1/cache", params={"tag": "everything"})
+        empty = await client.delete(urls[0] + "/v1/cache", headers=ADMIN)
+        wrong = await client.delete(urls[0] + "/v1/cache", params={"tag": "everything"}, headers=ADMIN)
     assert empty.status_code == 422 and empty.json()["field"] == "key"
     assert wrong.status_code == 422 and wrong.json()["field"] == "tag" and "exchange:" in wrong.json()["allowed"]
 
@@ -227,7 +229,7 @@ async def test_metrics_expose_cache_upstream_latency_and_circuit_state(client):
                  "exgate_request_duration_seconds_bucket{", "exgate_upstream_duration_seconds_bucket{",
                  'exgate_redis_circuit_state{state="closed"} 1.0'):
         assert name in text, name
-    assert 'exgate_upstream_requests_total{exchange="bybit",operation="markets",status="ok"}' in text
+    assert 'exgate_upstream_requests_total{exchange="bybit",operation="load_markets",status="ok"}' in text
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from exgate.venues.registry import DEFAULT_VENUES
@@ -33,6 +33,8 @@ class Settings(BaseSettings):
         budgets: per-venue override of the IP budget, ``venue=capacity/window_ms,...`` (e.g.
             a lowered budget for an IP shared with other software).
         budget_max_waiters: most requests queued for one venue's budget.
+        admin_token: operator token for ``DELETE /v1/cache`` (``Authorization: Bearer ...``);
+            unset: the route answers 403. Never logged or returned.
     """
 
     model_config = SettingsConfigDict(env_prefix="EXGATE_", extra="ignore")
@@ -53,6 +55,7 @@ class Settings(BaseSettings):
     lock_lease_ms: int | None = Field(default=None, gt=0)
     budgets: str = ""
     budget_max_waiters: int = Field(default=1_000, gt=0)
+    admin_token: SecretStr | None = None
 
     def lease_ms(self) -> int:
         """The fetch-lock lease: configured, or the upstream timeout plus 1 s."""

@@ -180,7 +180,7 @@ class RedisStore:
     # -- invalidation ---------------------------------------------------------------------
     async def invalidate(self, keys: Iterable[str], tags: Iterable[str]) -> list[str] | _Down:
         """Delete ``keys`` and every key stored with one of ``tags``, and tell every instance to
-        drop its L1 copies. Returns the keys deleted or announced, or ``DOWN``."""
+        drop its L1 copies. Returns the keys that existed and were deleted, or ``DOWN``."""
         keys, tags = list(keys), list(tags)
 
         async def op() -> list[str]:
@@ -193,11 +193,13 @@ class RedisStore:
                     found.update(m.decode() for m in members)
             doomed = sorted(found)
             pipe = self.client.pipeline(transaction=False)
+            for key in doomed:
+                pipe.exists(key)
             if doomed or tags:
                 pipe.delete(*doomed, *(tag_key(t) for t in tags))
             pipe.publish(self.channel, orjson.dumps({"op": "inv", "keys": doomed, "tags": tags, "origin": self.origin}))
-            await pipe.execute()
-            return doomed
+            existed = (await pipe.execute())[:len(doomed)]
+            return [key for key, count in zip(doomed, existed) if count]
 
         return await self._call(op)
 

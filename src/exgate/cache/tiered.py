@@ -354,12 +354,14 @@ class Cache:
         the events channel) from every instance's L1.
 
         Returns:
-            the keys dropped, and whether the drop reached Redis (and so every instance).
+            the keys that existed (here or in Redis) and were dropped, and whether the drop
+            reached Redis (and so every instance).
             With Redis down only this process's copies go: the Redis copies and other
             instances' copies stay until their TTL ends.
         """
         keys, tags = list(keys), list(tags)
-        dropped = set(keys)
+        now = self.clock()
+        dropped = {key for key in keys if self.l1.get(key, now) is not None}  # only keys that existed
         for key in keys:
             self.l1.drop(key)
         for tag in tags:

@@ -101,8 +101,10 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as budgets, build_cache(settings, clock, metrics) as cache:
             await open_budgets(budgets, adapters, settings, clock, metrics)
-            app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock,
-                                               on_upstream=metrics.upstream)
+            app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock)
+            for adapter in adapters.values():
+                if adapter.calls is not None:  # count only the calls that reached the exchange
+                    adapter.calls.observers["metrics"] = metrics.upstream_call
             try:
                 async with asyncio.TaskGroup() as loads:
                     pending = [loads.create_task(_load_markets(a)) for a in adapters.values()] if preload else []
@@ -122,6 +124,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    app.state.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     problems.install(app)
     app.include_router(router)
     app.add_middleware(RequestMetrics, metrics=metrics)

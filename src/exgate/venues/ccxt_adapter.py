@@ -21,6 +21,7 @@ from exgate.models import Candle, FundingRate, Market, MarketType, OrderBook, Ti
 from exgate.symbols import SymbolIndex
 from exgate.venues import parse
 from exgate.venues.base import Capabilities, ExchangeAdapter
+from exgate.venues.calls import CallMeter
 from exgate.venues.profiles import VenueProfile
 from exgate.venues.upstream import rewrite_urls
 
@@ -96,7 +97,8 @@ class CcxtAdapter(ExchangeAdapter):
                 raise errors.BadRequest(f"{profile.exchange_class!r} is not a ccxt exchange id", field="exchange")
             exchange = cls({"enableRateLimit": True, "timeout": timeout_ms})
         exchange.options = exchange.deep_extend(exchange.options, dict(profile.ccxt_options))
-        exchange.fetch = _json_only(exchange.fetch, profile.id)
+        self.calls = CallMeter(profile.id)
+        exchange.fetch = CallMeter.wrap_transport(_json_only(exchange.fetch, profile.id))
         if upstream:
             exchange.urls["api"] = rewrite_urls(exchange.urls["api"], upstream, exchange.hostname)
         self.exchange = exchange
@@ -170,7 +172,12 @@ class CcxtAdapter(ExchangeAdapter):
         await self.exchange.close()
 
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run one ccxt call under the adapter's timeout, translating its errors."""
+        """Run one ccxt call under the adapter's timeout, translating its errors; reported to
+        :attr:`calls` when it sent a request."""
+        with self.calls.measure(operation):
+            return await self._call_translated(operation, fn)
+
+    async def _call_translated(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
         try:
             async with asyncio.timeout(self.timeout_ms / 1000 * 2):
                 return await fn()

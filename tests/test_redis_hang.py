@@ -33,7 +33,8 @@ async def test_a_hanging_redis_is_probed_in_the_background_and_no_request_waits_
     assert server.proc is not None
     try:
         clock = ManualClock()
-        breaker = CircuitBreaker("redis", clock, failure_threshold=3, cooldown_ms=1_000)
+        changes: list[CircuitState] = []
+        breaker = CircuitBreaker("redis", clock, failure_threshold=3, cooldown_ms=1_000, on_change=changes.append)
         l2 = RedisStore.from_url(server.url, breaker, timeout_ms=1_000)
         async with Cache(clock=clock, l2=l2, l1_ttl_ms=0) as cache:  # l1_ttl_ms=0: every read asks Redis
             await cache.get_or_fetch("warm", _fetch)
@@ -54,14 +55,16 @@ async def test_a_hanging_redis_is_probed_in_the_background_and_no_request_waits_
             clock.advance(1_000)  # the cooldown is over: a probe is due, and no request may be it
             served = await asyncio.gather(*(cache.get_or_fetch("warm", _fetch) for _ in range(50)))
             assert reads == seen  # none of them was the probe
-            await _eventually(lambda: breaker.state is CircuitState.HALF_OPEN, "the background probe started")
+            await _eventually(lambda: CircuitState.HALF_OPEN in changes, "the background probe started")
             served += await asyncio.gather(*(cache.get_or_fetch("warm", _fetch) for _ in range(50)))
-            await _eventually(lambda: breaker.state is CircuitState.OPEN, "the probe into the hang failed")
+            await _eventually(lambda: changes[-1] is CircuitState.OPEN and len(changes) >= 3, "the probe into the hang failed")
             assert reads == seen  # no request's read went to Redis while open or half-open
             assert {(r.status, r.tier) for r in served} == {(CacheStatus.HIT, Tier.L1)}
             os.kill(server.proc.pid, signal.SIGCONT)
             clock.advance(1_000)
             await _eventually(lambda: breaker.state is CircuitState.CLOSED, "the probe closed the circuit")
+            assert changes[:3] == [CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.OPEN]
+            assert changes[-2:] == [CircuitState.HALF_OPEN, CircuitState.CLOSED]
             back = await cache.get_or_fetch("warm", _fetch)
             assert reads == seen + 1 and (back.status, back.tier) == (CacheStatus.HIT, Tier.L2)
     finally:

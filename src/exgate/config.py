@@ -30,6 +30,8 @@ class Settings(BaseSettings):
         redis_failures_to_open: consecutive Redis failures that open the circuit.
         redis_cooldown_ms: how long the open circuit skips Redis before one probe.
         lock_lease_ms: lease of the cross-instance fetch lock (default: upstream timeout + 1 s).
+        stale_after_ms: soft deadline of a read that has a copy within its max-stale age: past
+            it, the copy is served ``stale`` while the fetch goes on (0: at once).
         budgets: per-venue override of the IP budget, ``venue=capacity/window_ms,...`` (e.g.
             a lowered budget for an IP shared with other software).
         budget_max_waiters: most requests queued for one venue's budget.
@@ -53,6 +55,7 @@ class Settings(BaseSettings):
     redis_failures_to_open: int = Field(default=3, gt=0)
     redis_cooldown_ms: int = Field(default=1_000, gt=0)
     lock_lease_ms: int | None = Field(default=None, gt=0)
+    stale_after_ms: int = Field(default=1_000, ge=0)
     budgets: str = ""
     budget_max_waiters: int = Field(default=1_000, gt=0)
     admin_token: SecretStr | None = None

@@ -9,7 +9,10 @@ when keys or tags are invalidated (dropping every instance's L1 copies).
 
 Every call is fail-open: a Redis error or timeout is counted by the :class:`CircuitBreaker`
 and reported as "Redis unavailable" (``DOWN``), never raised, so the caller carries on with
-L1 and the upstream. While the circuit is open no call is tried at all.
+L1 and the upstream. While the circuit is open or half-open no request's call is tried at
+all: the probe that closes it again is a ``PING`` sent by a background task
+(:meth:`RedisStore.keep_probing`, owned by the cache), so a Redis that hangs costs a request
+nothing once the circuit is open.
 """
 
 from __future__ import annotations
@@ -121,6 +124,32 @@ class RedisStore:
         self.breaker.success()
         return result
 
+    async def probe(self) -> bool:
+        """Probe Redis once if the breaker is due for it (open past its cooldown): a ``PING``
+        bounded by the call timeout; its outcome opens or closes the circuit. Returns whether
+        a probe was sent."""
+        if not self.breaker.begin_probe():
+            return False
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.client.ping()
+        except _ERRORS as exc:
+            self.breaker.failure(exc)
+        except BaseException:
+            self.breaker.abandon()
+            raise
+        else:
+            self.breaker.success()
+        return True
+
+    async def keep_probing(self, poll_s: float = 0.1) -> None:
+        """Run until cancelled: every ``poll_s`` (real time) check whether the breaker is due
+        for a probe and send it (:meth:`probe`). The only path that closes an open circuit;
+        run it as a task its owner cancels on close (see :class:`~exgate.cache.tiered.Cache`)."""
+        while True:
+            await self.probe()
+            await asyncio.sleep(poll_s)
+
     # -- values ---------------------------------------------------------------------------
     async def get(self, key: str) -> Entry | None | _Down:
         """The entry under ``key``, ``None`` when absent or unreadable, ``DOWN`` when Redis is."""
@@ -208,9 +237,8 @@ class RedisStore:
                      *, idle_s: float = 0.5, ping_every_s: float = 5.0) -> None:
         """Deliver every event of the channel to ``on_event`` until cancelled.
 
-        Reconnects by itself: while Redis is unreachable it retries every ``idle_s`` (its
-        successful subscribe is the breaker's probe, so the circuit closes as soon as Redis is
-        back even without traffic). A connection that dies silently is noticed by a ping every
+        Reconnects by itself: while the circuit is open it waits (checking every ``idle_s``)
+        for :meth:`keep_probing` to close it, then subscribes again. A connection that dies silently is noticed by a ping every
         ``ping_every_s`` left unanswered. ``on_lost`` runs when the feed breaks (wake whoever
         waits for an event); after any gap ``on_gap`` runs, because invalidations may have
         been missed. A handler that raises is logged, never allowed to stop the feed.

@@ -51,7 +51,8 @@ def build_cache(settings: Settings, clock: Callable[[], int], metrics: Metrics) 
                                  origin=f"{socket.gethostname()}:{os.getpid()}")
     return Cache(clock=clock, l1=MemoryStore(max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes),
                  l2=l2, l1_ttl_ms=settings.l1_ttl_ms, lock_lease_ms=settings.lease_ms(),
-                 wait_timeout_ms=settings.lease_ms(), on_lookup=metrics.cache_lookup)
+                 wait_timeout_ms=settings.lease_ms(), stale_after_ms=settings.stale_after_ms,
+                 on_lookup=metrics.cache_lookup)
 
 
 async def open_budgets(stack: contextlib.AsyncExitStack, adapters: Mapping[str, ExchangeAdapter],

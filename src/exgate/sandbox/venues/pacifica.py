@@ -282,10 +282,11 @@ class Pacifica(SandboxVenue):
         """One ``/funding_rate/history`` entry; impact prices are the best bid/ask at ``when``."""
         inst = sim.instrument
         bids, asks = sim.book(when, 1)
+        oracle = sim.price(when)
         return {
-            "oracle_price": _num(sim.price(when)),
-            "bid_impact_price": _num(bids[0][0]) if bids else _num(sim.price(when)),
-            "ask_impact_price": _num(asks[0][0]) if asks else _num(sim.price(when)),
+            "oracle_price": _num(oracle),
+            "bid_impact_price": _num(bids[0][0]) if bids else _num(oracle),
+            "ask_impact_price": _num(asks[0][0]) if asks else _num(oracle),
             "funding_rate": _num(inst.funding_rate),
             "next_funding_rate": _num(D(inst.raw.get("next_funding_rate", inst.funding_rate))),
             "created_at": when,

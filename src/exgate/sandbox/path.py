@@ -3,9 +3,9 @@
 :class:`BrownianPath` is a standard Brownian motion sampled on integer seconds, built by Lévy's
 construction (a Brownian bridge refined by halving): the value at any second is found by
 descending a fixed binary tree of the path's time span, one hashed normal number per level.
-So any past or future instant costs at most :data:`PATH_DEPTH` hashes (fewer with the memo of
-upper-tree nodes that neighbouring reads share), a read never depends on the clock or on earlier
-reads, and the same key always gives the same path.
+So any past or future instant costs at most :data:`PATH_DEPTH` hashes (a batch of neighbouring
+seconds shares its upper tree), a read never depends on the clock or on earlier reads, and the
+same key always gives the same path.
 
 The hashes are splitmix64's finalizer over a 64-bit key derived once (blake2b) from the
 sandbox's seed and a name: cheap integer arithmetic, no global random state.
@@ -27,6 +27,7 @@ PATH_DEPTH = 33
 
 PATH_SPAN = 1 << PATH_DEPTH
 """Seconds covered by a :class:`BrownianPath`; reads outside ``[0, PATH_SPAN]`` are clamped."""
+
 
 def key64(*parts: object) -> int:
     """A 64-bit key from ``parts`` (blake2b of their ``|``-joined text); compute it once, reuse it."""

@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from exgate.sandbox.data import D, Recordings, fmt
-from exgate.sandbox.sim import Instrument, InstrumentSim
+from exgate.sandbox.sim import Instrument, InstrumentSim, listing_ms
 from exgate.intervals import interval_ms
 from exgate.sandbox.venue import SandboxVenue, json_response
 
@@ -56,7 +56,7 @@ class BinanceUsdm(SandboxVenue):
             tick = D(_filter(raw, "PRICE_FILTER").get("tickSize", "0.01"))
             lot = D(_filter(raw, "LOT_SIZE").get("stepSize", "0.001"))
             inst = Instrument(venue_id=symbol, base=raw["baseAsset"], quote=raw["quoteAsset"],
-                              tick=tick, lot=lot, price=Decimal(0), raw=raw)
+                              tick=tick, lot=lot, price=Decimal(0), raw=raw, listed_ms=listing_ms(raw.get("onboardDate")))
             if symbol == "BTCUSDT" and book.get("bids"):
                 inst.bids = [(D(p), D(s)) for p, s in book["bids"]]
                 inst.asks = [(D(p), D(s)) for p, s in book["asks"]]
@@ -95,7 +95,7 @@ class BinanceUsdm(SandboxVenue):
                 "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
             }
             out.append(Instrument(venue_id=symbol, base=base, quote="USDT", tick=D(tick), lot=D(lot),
-                                  price=D(price), raw=raw))
+                                  price=D(price), raw=raw, listed_ms=listing_ms(raw["onboardDate"])))
         self._info_doc = {"timezone": "UTC", "futuresType": "U_MARGINED", "rateLimits": [], "exchangeFilters": [],
                               "assets": [{"asset": "USDT", "marginAvailable": True}], "symbols": [i.raw for i in out]}
         return out

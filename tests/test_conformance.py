@@ -711,6 +711,11 @@ def check_funding_wire(exchange: str, f: FundingRate, wire: Any) -> None:
             int(x["nextFundingTime"]), int(x["time"]))
         if exchange == "binanceusdm":  # not in the documented fundingInfo answer: the 8 h default
             assert f.interval_ms == 8 * 3_600_000
+    elif exchange == "hyperliquid":  # [meta, assetCtxs]: the context of the symbol's coin
+        meta, contexts = wire
+        x = contexts[[u["name"] for u in meta["universe"]].index(f.symbol.split("/")[0])]
+        assert (f.rate, f.mark, f.index, f.interval_ms, f.timestamp) == (
+            Decimal(x["funding"]), Decimal(x["markPx"]), Decimal(x["oraclePx"]), 3_600_000, None)
     else:  # pragma: no cover
         raise AssertionError(exchange)
 
@@ -796,6 +801,9 @@ WIRE_CASES = (
     # tickers() on Hyperliquid reads metaAndAssetCtxs; see _hyperliquid_contexts
     WireCase("hyperliquid", "nautilus http_meta_perp_sample + ws_all_dexs_asset_ctxs", "fetchTickers",
              "BTC/USDC:USDC",
+             lambda: [Route("/info", _hyperliquid_contexts(), method="POST", info_type="metaAndAssetCtxs")]),
+    WireCase("hyperliquid", "nautilus http_meta_perp_sample + ws_all_dexs_asset_ctxs", "fetchFundingRate",
+             "ETH/USDC:USDC",
              lambda: [Route("/info", _hyperliquid_contexts(), method="POST", info_type="metaAndAssetCtxs")]),
     WireCase("binanceusdm", "nautilus http_futures_market_premium_index", "fetchFundingRate", "BTC/USDT:USDT",
              lambda: [Route("/fapi/v1/premiumIndex", _file(f"{NB}/http_futures_market_premium_index.json"))]),
@@ -1133,3 +1141,21 @@ async def test_binance_unreadable_funding_info_leaves_the_interval_unknown() -> 
         assert adapter.status == "ready"
         funding = await adapter.funding_rate(await adapter.resolve("BTC/USDT:USDT"))
     assert funding.interval_ms is None and funding.rate is not None
+
+
+async def test_malformed_raw_ticker_value_is_malformed_upstream() -> None:
+    """Ticker values are read from the venue's raw strings: a non-numeric one is a
+    MalformedUpstream (never a crash or a silent null), and a previous-day price of 0 leaves
+    the change unknown rather than dividing by it."""
+    broken = json.loads(_hyperliquid_contexts().body)
+    broken[1][0]["dayNtlVlm"] = "abc"
+    async with Harness(VENUES["hyperliquid"], [Route("/info", broken, method="POST",
+                                                     info_type="metaAndAssetCtxs")]) as adapter:
+        with pytest.raises(errors.MalformedUpstream):
+            await adapter.tickers([await adapter.resolve("BTC")])
+    zero = json.loads(_hyperliquid_contexts().body)
+    zero[1][0]["prevDayPx"] = "0.0"
+    async with Harness(VENUES["hyperliquid"], [Route("/info", zero, method="POST",
+                                                     info_type="metaAndAssetCtxs")]) as adapter:
+        (btc,) = await adapter.tickers([await adapter.resolve("BTC")])
+    assert btc.change_24h_pct is None and btc.quote_volume_24h == Decimal(zero[1][0]["dayNtlVlm"])

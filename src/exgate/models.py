@@ -73,8 +73,9 @@ class Ticker(_Frozen):
 
     ``volume_24h`` is in base currency, ``quote_volume_24h`` in quote currency, ``change_24h_pct``
     in percent. ``mark``, ``index`` and ``funding_rate`` are set where the venue reports them
-    (perpetuals). ``timestamp`` is the venue's time of the data in ms, or the time exgate
-    received it when the venue gives none.
+    (perpetuals). ``timestamp`` is the venue's time of the data in ms (Binance: ``closeTime``
+    of the 24 h window; Bybit: the response's ``time``; Pacifica: the record's ``timestamp``),
+    ``None`` where the venue sends none (Hyperliquid's asset contexts).
     """
 
     exchange: str

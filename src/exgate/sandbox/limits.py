@@ -47,6 +47,12 @@ def binance_weight(path: str, params: Mapping[str, str], body: dict) -> int:
         return 1 if params.get("symbol") else 40
     if path.endswith("/premiumIndex"):
         return 1 if params.get("symbol") else 10
+    if path.endswith("/ticker/bookTicker"):
+        return 2 if params.get("symbol") else 5
+    if path.endswith("/fundingInfo"):
+        # documented as weight 0 (it shares fundingRate's 500 per 5 min); counted 1 like every
+        # request the gateway's budget admits (it charges at least 1)
+        return 1
     if path.endswith("/aggTrades"):
         return 20
     if path.endswith("/trades"):

@@ -19,8 +19,10 @@ HYPERLIQUID_DOCS = "https://hyperliquid.gitbook.io/hyperliquid-docs/for-develope
 
 def binance_weight(path: str, params: Mapping[str, object], cost: int) -> int:
     """Binance USD-M request weight: ccxt's table (depth 2/5/10/20 by limit, ticker/24hr 1 with
-    a symbol and 40 without, klines 1/2/5/10 by limit, ...), except ``premiumIndex`` without a
-    symbol, which Binance weighs 10 (ccxt says 1)."""
+    a symbol and 40 without, ticker/bookTicker 2 with a symbol and 5 without, klines 1/2/5/10 by
+    limit, fundingInfo 1, ...), except ``premiumIndex`` without a symbol, which Binance weighs 10
+    (ccxt says 1). Binance documents fundingInfo as weight 0 (sharing fundingRate's 500 per
+    5 min); the budget charges every request at least 1."""
     if path == "premiumIndex" and not params.get("symbol"):
         return 10
     return ccxt_cost(path, params, cost)

@@ -339,11 +339,12 @@ async def test_a_bad_event_on_the_channel_never_stops_the_cache(two_instances, c
     assert (await b.get_or_fetch("k", up)).status is CacheStatus.HIT and up.calls == 1
 
 
-async def test_with_redis_unreachable_reads_are_served_and_the_circuit_opens():
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:{port}/0", "redis+cluster://127.0.0.1:{port}"])
+async def test_with_redis_unreachable_reads_are_served_and_the_circuit_opens(url):
     clock = ManualClock()
     changes: list[CircuitState] = []
     breaker = CircuitBreaker("redis", clock, failure_threshold=3, cooldown_ms=1_000, on_change=changes.append)
-    l2 = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", breaker)
+    l2 = RedisStore.from_url(url.format(port=free_port()), breaker)
     async with Cache(clock=clock, l2=l2) as cache:
         up = ready()
         results = [await cache.get_or_fetch(f"k{i}", up) for i in range(10)]
@@ -392,26 +393,3 @@ def test_account_keys_hash_the_account_id():
     key = account_key("bybit", "user-42", DataType.POSITIONS)
     assert "user-42" not in key and key.startswith("exgate:v1:{bybit:acct:") and key.endswith(":positions")
     assert key == account_key("bybit", "user-42", DataType.POSITIONS)
-
-
-def test_every_key_group_one_command_touches_shares_one_cluster_slot():
-    """What one script or one multi-key command touches together must hash to one slot, or a
-    Redis Cluster refuses it (CROSSSLOT): a venue's market data, tag sets, locks and budget
-    keys; an account's private data and its tag set."""
-    from redis.crc import key_slot
-
-    from exgate.cache.keys import account_key, account_tag, ban_key, budget_key, exchange_tag, market_tag, tag_key
-
-    def slots(*names: str) -> set[int]:
-        return {key_slot(name.encode()) for name in names}
-
-    book = market_key("bybit", DataType.ORDER_BOOK, "BTC/USDT:USDT", depth=20)
-    venue = [book, market_key("bybit", DataType.MARKETS), lock_key(book), tag_key(exchange_tag("bybit")),
-             tag_key(market_tag("bybit", "BTC/USDT:USDT")), ban_key("bybit"), budget_key("bybit", "ip", 7),
-             budget_key("bybit", "ip", 8)]
-    positions = account_key("bybit", "user-42", DataType.POSITIONS)
-    account = [positions, account_key("bybit", "user-42", DataType.OPEN_ORDERS), lock_key(positions),
-               tag_key(account_tag("bybit", "user-42"))]
-    assert len(slots(*venue)) == 1 and len(slots(*account)) == 1
-    assert slots(*venue) != slots(market_key("binanceusdm", DataType.MARKETS))  # venues spread over the cluster
-    assert slots(*account) != slots(account_key("bybit", "user-43", DataType.POSITIONS))  # and accounts too

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -176,10 +177,17 @@ def clean_redis(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A local 3-master Redis Cluster for the session (no replicas): ``redis+cluster://`` URL.
+    Fails, never skips, without redis-server and redis-cli."""
+    with local_redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as (url, _):
+        yield url
 
-    Three ``redis-server --cluster-enabled yes`` on free loopback ports (and free bus ports),
-    joined by ``redis-cli --cluster create``; stopped at the end of the session. Fails, never
-    skips, without redis-server and redis-cli."""
+
+@contextlib.contextmanager
+def local_redis_cluster(workdir: Path, node_timeout_ms: int = 15_000) -> Iterator[tuple[str, list]]:
+    """Start three ``redis-server --cluster-enabled yes`` on free loopback ports (and free bus
+    ports), join them with ``redis-cli --cluster create`` (no replicas), wait for
+    ``cluster_state:ok``; yield the ``redis+cluster://`` URL and the server processes (in the
+    URL's order); stop them after."""
     import shutil
     import subprocess
     import time
@@ -189,7 +197,6 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
     if server is None or cli is None:
         pytest.fail("redis-server and redis-cli are needed to start a local Redis Cluster", pytrace=False)
-    workdir = tmp_path_factory.mktemp("redis-cluster")
     chosen: set[int] = set()
     while len(chosen) < 6:  # three client ports and three cluster-bus ports, all distinct
         chosen.add(free_port())
@@ -200,7 +207,8 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             procs.append(subprocess.Popen(
                 [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
                  "--cluster-port", str(bus_port), "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
-                 "--save", "", "--appendonly", "no", "--dir", str(workdir), "--daemonize", "no"],
+                 "--cluster-node-timeout", str(node_timeout_ms), "--save", "", "--appendonly", "no",
+                 "--dir", str(workdir), "--daemonize", "no"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         nodes = [redis.Redis(port=port, socket_connect_timeout=0.5) for port in ports]
 
@@ -224,7 +232,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.05)
         for node in nodes:
             node.close()
-        yield "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports)
+        yield "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports), procs
     finally:
         stop_all(procs)
 

@@ -102,3 +102,43 @@ async def test_an_event_published_on_any_node_reaches_every_instance(redis_clust
         assert [cache.l1.get(key, clock()) for key in keys] == [None] * len(keys)
         again = await cache.get_or_fetch(keys[0], fetch)
     assert (again.status, again.tier) == (CacheStatus.HIT, Tier.L2)
+
+
+async def _eventually(check, what: str, seconds: float = 15.0) -> None:
+    """Wait (bounded) for something carried by Redis to happen; not a timing assertion."""
+    for _ in range(int(seconds / 0.02)):
+        if check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def test_the_event_feed_moves_to_a_live_node_when_its_node_dies(tmp_path):
+    """The node the feed subscribed on goes away (crash, or a failover this instance's slot map
+    has not seen): the feed resubscribes on another node instead of retrying the dead one."""
+    from exgate.cache import Fetched
+    from tests.conftest import local_redis_cluster
+
+    async def fetch() -> Fetched:
+        return Fetched(b'{"v":1}', FRESH)
+
+    with local_redis_cluster(tmp_path, node_timeout_ms=60_000) as (url, procs):  # no failover during the test
+        clock = ManualClock()
+        l2 = RedisStore.from_url(url, CircuitBreaker("redis", clock, failure_threshold=1_000), origin="a")
+        async with Cache(clock=clock, l2=l2, l1_ttl_ms=60_000) as cache:
+            seeds = url.removeprefix("redis+cluster://").split(",")
+            first = l2.client.get_node_from_key(l2.channel)  # where the feed subscribed
+            dead = seeds.index(f"{first.host}:{first.port}")
+            procs[dead].kill()
+            procs[dead].wait()
+            await _eventually(lambda: not l2.subscribed.is_set(), "the feed noticed its node died")
+            await _eventually(l2.subscribed.is_set, "the feed subscribed again on a live node")
+            key = next(k for k in (market_key("x", DataType.PRICES, f"S{i}") for i in range(100))
+                       if l2.client.get_node_from_key(k).name != first.name)  # a key a live node holds
+            await cache.get_or_fetch(key, fetch)
+            assert (await cache.get_or_fetch(key, fetch)).tier is Tier.L1
+            host, port = seeds[(dead + 1) % len(seeds)].rsplit(":", 1)
+            node = aioredis.Redis(host=host, port=int(port))
+            await node.publish(l2.channel, orjson.dumps({"op": "inv", "keys": [key], "tags": [], "origin": "tool"}))
+            await node.aclose()
+            await _eventually(lambda: cache.l1.get(key, clock()) is None, "the live feed dropped the L1 copy")

@@ -8,9 +8,9 @@ channel: ``fill``/``fail`` when a fetch ends (waking the instances waiting on it
 when keys or tags are invalidated (dropping every instance's L1 copies).
 
 The client comes from :func:`exgate.cache.client.redis_client`: one server or a Redis
-Cluster. On a cluster the events channel is classic pub/sub, which the cluster broadcasts to
-every node, so one subscription (on the node owning the channel's slot) hears every
-instance's events.
+Cluster. On a cluster the events channel stays classic pub/sub, which the cluster broadcasts
+to every node: one subscription on any node hears every instance's events, so the feed
+subscribes on the channel's slot owner first and moves to another node if that one dies.
 
 Every call is fail-open: a Redis error or timeout is counted by the :class:`CircuitBreaker`
 and reported as "Redis unavailable" (``DOWN``), never raised, so the caller carries on with
@@ -66,7 +66,7 @@ EventHandler = Callable[[dict[str, Any]], None]
 
 
 class RedisStore:
-    """The shared tier over one Redis server.
+    """The shared tier over one Redis server or a Redis Cluster.
 
     Args:
         client: a redis-py asyncio client (one server or a cluster); build one with :meth:`from_url`.
@@ -215,6 +215,18 @@ class RedisStore:
         return await self._call(op)
 
     # -- events ---------------------------------------------------------------------------
+    def _pubsub(self, attempt: int) -> Any:
+        """The pub/sub connection of subscription attempt number ``attempt``. On a cluster the
+        first goes to the node owning the channel's slot and each later one to the next node
+        in turn: classic pub/sub is broadcast to every node, so any node hears every event, and
+        a dead node (whose slots a failover may have moved while this client's map is stale)
+        is never retried forever."""
+        if isinstance(self.client, RedisCluster) and attempt:
+            nodes = sorted(self.client.get_nodes(), key=lambda node: node.name)
+            if nodes:
+                return self.client.pubsub(node=nodes[attempt % len(nodes)])
+        return self.client.pubsub()
+
     async def listen(self, on_event: EventHandler, on_gap: Callable[[], None], on_lost: Callable[[], None] = lambda: None,
                      *, idle_s: float = 0.5, ping_every_s: float = 5.0) -> None:
         """Deliver every event of the channel to ``on_event`` until cancelled.
@@ -227,11 +239,13 @@ class RedisStore:
         been missed. A handler that raises is logged, never allowed to stop the feed.
         """
         first = True
+        attempts = 0
         while True:
             if not self.breaker.allow():
                 await asyncio.sleep(idle_s)
                 continue
-            pubsub = self.client.pubsub()
+            pubsub = self._pubsub(attempts)
+            attempts += 1
             try:
                 async with asyncio.timeout(self.timeout_s):
                     if isinstance(self.client, RedisCluster):  # learn the slots first: pub/sub routes by them

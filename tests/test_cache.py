@@ -1,4 +1,5 @@
-"""The read-through cache, one suite over both backends: in-process only, and L1 + real Redis.
+"""The read-through cache, one suite over every backend: in-process only, L1 + one real Redis,
+and L1 + a local 3-master Redis Cluster.
 
 Then what only a shared tier can do: coalescing and invalidation across two cache instances
 (two gateway processes' worth) on one Redis, dead lock holders, waits that time out, fail-open.
@@ -11,13 +12,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-import redis.asyncio as aioredis
 
 from exgate.cache import (Cache, CacheStatus, CircuitBreaker, CircuitState, DataType, Fetched, Freshness, MemoryStore,
                           RedisStore, Tier, market_key)
+from exgate.cache.client import redis_client
 from exgate.cache.keys import lock_key
 from exgate.errors import NotSupported, UpstreamUnavailable
-from tests.conftest import ManualClock, free_port
+from tests.conftest import REDIS_BACKENDS, ManualClock, clean_redis_url, free_port
 
 FRESH = Freshness(ttl_ms=5_000, grace_ms=2_000, max_stale_ms=30_000)
 
@@ -63,7 +64,7 @@ async def _eventually(check: Callable[[], bool], what: str) -> None:
 CacheFactory = Callable[..., "contextlib.AbstractAsyncContextManager[Cache]"]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", *REDIS_BACKENDS])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -71,7 +72,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def make_cache(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Cache]]:
     """Open caches of the parametrized backend; with Redis, every one shares one clean database."""
-    url = request.getfixturevalue("clean_redis") if backend == "redis" else None
+    url = clean_redis_url(request, backend) if backend != "memory" else None
     async with contextlib.AsyncExitStack() as stack:
         async def factory(clock: Callable[[], int] | None = None, **options: object) -> Cache:
             clock = clock or ManualClock()
@@ -82,7 +83,7 @@ async def make_cache(backend: str, request: pytest.FixtureRequest) -> AsyncItera
         yield factory
 
 
-# -- one suite, both backends ------------------------------------------------------------------
+# -- one suite, every backend ------------------------------------------------------------------
 async def test_hit_within_ttl_then_stale_in_grace_then_miss_after_it(make_cache):
     clock = ManualClock()
     cache = await make_cache(clock)
@@ -358,7 +359,7 @@ async def test_invalidation_on_one_instance_drops_the_l1_copy_of_the_other(two_i
 async def _read_while_another_holds_the_lock(url: str, lease_ms: int, wait_timeout_ms: int) -> tuple[int, object, int]:
     """Read a cold key whose fetch lock another instance holds (and never fills): the fetches
     made 0.2 s in, the result, and the fetches made in all."""
-    client = aioredis.Redis.from_url(url)
+    client = redis_client(url)
     await client.set(lock_key("k"), "other-instance", px=lease_ms)
     await client.aclose()
     clock = ManualClock()
@@ -410,7 +411,7 @@ async def test_waiters_on_another_instances_slow_fetch_get_the_l2_copy_at_the_so
 
 async def test_a_bad_event_on_the_channel_never_stops_the_cache(two_instances, clean_redis):
     a, b = two_instances
-    client = aioredis.Redis.from_url(clean_redis)
+    client = redis_client(clean_redis)
     await client.publish(a.l2.channel, b'{"op":"inv","keys":5}')
     await client.publish(a.l2.channel, b"not json")
     await client.aclose()
@@ -420,11 +421,12 @@ async def test_a_bad_event_on_the_channel_never_stops_the_cache(two_instances, c
     assert (await b.get_or_fetch("k", up)).status is CacheStatus.HIT and up.calls == 1
 
 
-async def test_with_redis_unreachable_reads_are_served_and_the_circuit_opens():
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:{port}/0", "redis+cluster://127.0.0.1:{port}"])
+async def test_with_redis_unreachable_reads_are_served_and_the_circuit_opens(url):
     clock = ManualClock()
     changes: list[CircuitState] = []
     breaker = CircuitBreaker("redis", clock, failure_threshold=3, cooldown_ms=1_000, on_change=changes.append)
-    l2 = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", breaker)
+    l2 = RedisStore.from_url(url.format(port=free_port()), breaker)
     async with Cache(clock=clock, l2=l2) as cache:
         up = ready()
         results = [await cache.get_or_fetch(f"k{i}", up) for i in range(10)]
@@ -464,14 +466,14 @@ def test_circuit_opens_after_consecutive_failures_and_only_the_background_probe_
 
 def test_keys_are_versioned_exchange_scoped_and_parameter_ordered():
     assert market_key("bybit", DataType.ORDER_BOOK, "BTC/USDT:USDT", depth=20) == \
-        "exgate:v1:bybit:orderbook:BTC/USDT:USDT:depth=20"
+        "exgate:v1:{bybit}:orderbook:BTC/USDT:USDT:depth=20"
     assert market_key("x", DataType.CANDLES, "S", limit=5, interval="1h", start=None) == \
-        "exgate:v1:x:klines:S:interval=1h:limit=5"
+        "exgate:v1:{x}:klines:S:interval=1h:limit=5"
 
 
 def test_account_keys_hash_the_account_id():
     from exgate.cache import account_key
 
     key = account_key("bybit", "user-42", DataType.POSITIONS)
-    assert "user-42" not in key and key.startswith("exgate:v1:bybit:acct:") and key.endswith(":positions")
+    assert "user-42" not in key and key.startswith("exgate:v1:{bybit:acct:") and key.endswith(":positions")
     assert key == account_key("bybit", "user-42", DataType.POSITIONS)

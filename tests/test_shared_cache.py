@@ -14,26 +14,23 @@ import httpx
 import pytest
 
 from exgate.config import Settings
-from tests.conftest import (ManualClock, ServerThread, free_port, path_count, require_fixtures, spawn_exgate,
-                            stop_all, wait_ready)
+from tests.conftest import (REDIS_BACKENDS, ManualClock, ServerThread, clean_redis_url, free_port, path_count,
+                            require_fixtures, spawn_exgate, stop_all, wait_ready)
 
 BOOK = "/v1/binanceusdm/markets/BTC/orderbook"
 BOOK_TAG = "market:binanceusdm:BTC/USDT:USDT"
 ADMIN = {"Authorization": "Bearer test-operator-token"}
 
 
-@pytest.fixture(scope="module")
-def cluster(redis_url: str) -> Iterator[tuple[str, list[str]]]:
-    """One `exgate sandbox` and three `exgate serve` (binanceusdm) sharing one Redis database.
+@pytest.fixture(scope="module", params=REDIS_BACKENDS)
+def cluster(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[str]]]:
+    """One `exgate sandbox` and three `exgate serve` (binanceusdm) sharing one Redis database,
+    then one Redis Cluster (``EXGATE_REDIS_URL=redis+cluster://...``).
 
     Order-book TTL and L1 TTL are raised to 60 s so that "one upstream request" and "visible
     only through invalidation" do not depend on how fast this machine runs the burst."""
-    import redis
-
     root = require_fixtures()
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
+    redis_url = clean_redis_url(request, request.param)
     sandbox_port = free_port()
     procs = [spawn_exgate(["sandbox", "--port", str(sandbox_port), "--data", str(root)], {})]
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
@@ -81,7 +78,7 @@ async def test_invalidation_on_one_instance_is_visible_on_every_instance(cluster
         before = _book_requests(sandbox_url)
         dropped = await client.delete(urls[0] + "/v1/cache", params={"tag": BOOK_TAG}, headers=ADMIN)
         assert dropped.status_code == 200
-        assert "exgate:v1:binanceusdm:orderbook:BTC/USDT:USDT:depth=20" in dropped.json()["invalidated"]
+        assert "exgate:v1:{binanceusdm}:orderbook:BTC/USDT:USDT:depth=20" in dropped.json()["invalidated"]
         for url in urls[1:]:
             for _ in range(100):  # the drop reaches each instance's L1 through Redis pub/sub
                 seen = await client.get(url + BOOK)
@@ -191,13 +188,13 @@ async def test_redis_stopped_under_load_fails_no_request_and_l2_resumes_when_it_
 
 
 # -- the exchange failing behind the cache ------------------------------------------------------
-@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize("backend", ["memory", *REDIS_BACKENDS])
 async def test_upstream_failing_serves_stale_within_max_stale_then_503(backend, request):
     from exgate.http.app import create_app
     from exgate.sandbox.app import create_sandbox_app
     from exgate.venues.registry import build_adapters
 
-    redis_url = request.getfixturevalue("clean_redis") if backend == "redis" else None
+    redis_url = clean_redis_url(request, backend) if backend != "memory" else None
     clock = ManualClock(time.time_ns() // 1_000_000)
     exchange = ServerThread(create_sandbox_app(require_fixtures())).__enter__()
     app = create_app(build_adapters(["bybit"], {"bybit": f"{exchange.url}/bybit"}, timeout_ms=2_000), clock=clock,

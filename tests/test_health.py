@@ -13,17 +13,18 @@ import httpx
 import pytest
 
 from exgate.budget.model import name_for_window, window_label
+from exgate.cache import DataType, market_key
 from exgate.config import Settings
 from exgate.errors import UpstreamUnavailable
 from exgate.models import VenueStatus
 from exgate.venues.calls import UpstreamCall
 from exgate.venues.health import VenueHealth
-from tests.conftest import ManualClock, ServerThread, free_port, require_fixtures
+from tests.conftest import ManualClock, ServerThread, clean_redis_url, free_port, require_fixtures
 
 TOKEN = "operator-secret"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 BOOK = "/v1/bybit/markets/BTC/orderbook"
-BOOK_KEY = "exgate:v1:bybit:orderbook:BTC/USDT:USDT:depth=20"
+BOOK_KEY = market_key("bybit", DataType.ORDER_BOOK, "BTC/USDT:USDT", depth=20)
 
 
 @contextmanager
@@ -184,7 +185,7 @@ async def test_readiness_follows_the_redis_circuit(sandbox, clean_redis):
 def cache_settings(request) -> dict:
     if request.param == "memory":
         return {}
-    return {"redis_url": request.getfixturevalue("clean_redis")}
+    return {"redis_url": clean_redis_url(request, "redis")}
 
 
 @pytest.mark.parametrize("tag", ["market:bybit:BTC", "market:bybit:BTCUSDT", "market:bybit:BTC-USDT-PERP",
@@ -197,7 +198,7 @@ async def test_invalidation_by_tag_takes_every_symbol_form_the_routes_take(sandb
             dropped = await client.delete("/v1/cache", params={"tag": tag}, headers=ADMIN)
             after = await client.get(BOOK)
             await client.delete("/v1/cache", params={"tag": tag}, headers=ADMIN)
-            again = await client.delete("/v1/cache", params={"tag": tag, "key": "exgate:v1:bybit:nothing"},
+            again = await client.delete("/v1/cache", params={"tag": tag, "key": market_key("bybit", DataType.MARKETS) + ":nothing"},
                                         headers=ADMIN)
     assert dropped.status_code == 200, dropped.text
     assert BOOK_KEY in dropped.json()["invalidated"]

@@ -6,6 +6,16 @@ Foreign errors (ccxt, aiohttp, pydantic) are translated once, at the adapter bou
 
 from __future__ import annotations
 
+ECHO_LIMIT = 100
+"""Most characters of client input quoted back in an error message."""
+
+
+def echo(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``repr(value)`` of client input for an error message, cut to ``limit`` characters of the
+    value with a trailing ``…`` so a 60 KB symbol is not sent back (twice) in a 404."""
+    text = str(value)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "…"
+
 
 class ExgateError(Exception):
     """Base of every error exgate raises on purpose.

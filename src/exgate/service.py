@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from exgate.cache import (DEFAULT_FRESHNESS, Cache, CacheResult, CacheStatus, DataType, Fetched, Freshness,
                           exchange_tag, market_key, market_tag)
 from exgate.cache.circuit import CircuitState
-from exgate.errors import BadRequest, ExgateError, UnknownExchange, UnknownSymbol
+from exgate.errors import BadRequest, ExgateError, UnknownExchange, UnknownSymbol, echo
 from exgate.models import Candle, ExchangeInfo, Market, Ticker, Trade, VenueStatus
 from exgate.venues.base import ExchangeAdapter
 from exgate.venues.health import VenueHealth
@@ -137,7 +137,7 @@ class MarketData:
         """
         adapter = self.adapters.get(exchange.lower())
         if adapter is None:
-            raise UnknownExchange(f"exchange {exchange!r} is not served by this gateway", field="exchange",
+            raise UnknownExchange(f"exchange {echo(exchange)} is not served by this gateway", field="exchange",
                                   available=sorted(self.adapters))
         return adapter
 
@@ -276,7 +276,7 @@ class MarketData:
         adapter = self.adapter(exchange)
         allowed = adapter.intervals()
         if not interval or interval not in allowed:
-            raise BadRequest(f"interval must be one of {', '.join(allowed)}; got {interval!r}",
+            raise BadRequest(f"interval must be one of {', '.join(allowed)}; got {echo(interval)}",
                              field="interval", allowed=allowed)
         limit = _in_range("limit", DEFAULT_CANDLES if limit is None else limit, 1, adapter.profile.max_candles)
         for name, value in (("start", start), ("end", end)):
@@ -342,7 +342,7 @@ class MarketData:
             if kind == "exchange":
                 return exchange_tag(adapter.id)
             if not symbol.strip():
-                raise BadRequest(f"tag {tag!r} names no symbol; use market:{{venue}}:{{symbol}}", field="tag")
+                raise BadRequest(f"tag {echo(tag)} names no symbol; use market:{{venue}}:{{symbol}}", field="tag")
             market = await adapter.resolve(symbol)
         except (UnknownExchange, UnknownSymbol) as exc:
             exc.extra["field"] = "tag"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
-from exgate.errors import UnknownSymbol
+from exgate.errors import ECHO_LIMIT, UnknownSymbol, echo
 from exgate.models import Market, MarketType
 
 DEFAULT_SETTLE_PREFERENCE: tuple[str, ...] = ("USDT", "USDC", "USD")
@@ -71,9 +71,9 @@ class SymbolIndex:
         if market is not None:
             return market
         raise UnknownSymbol(
-            f"symbol {raw!r} is not a market of this exchange",
+            f"symbol {echo(raw)} is not a market of this exchange",
             field="symbol",
-            suggestions=self.suggest(raw),
+            suggestions=self.suggest(raw[:ECHO_LIMIT]),
         )
 
     def suggest(self, raw: str, limit: int = 5) -> list[str]:

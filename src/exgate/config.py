@@ -37,6 +37,8 @@ class Settings(BaseSettings):
         budget_max_waiters: most requests queued for one venue's budget.
         admin_token: operator token for ``DELETE /v1/cache`` (``Authorization: Bearer ...``);
             unset: the route answers 403. Never logged or returned.
+        cors_origins: comma-separated origins allowed cross-origin ``GET``/``HEAD`` (``*``: any;
+            default none: no CORS headers, preflights answer 405).
     """
 
     model_config = SettingsConfigDict(env_prefix="EXGATE_", extra="ignore")
@@ -59,6 +61,7 @@ class Settings(BaseSettings):
     budgets: str = ""
     budget_max_waiters: int = Field(default=1_000, gt=0)
     admin_token: SecretStr | None = None
+    cors_origins: str = ""
 
     def lease_ms(self) -> int:
         """The fetch-lock lease: configured, or the upstream timeout plus 1 s."""

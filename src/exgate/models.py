@@ -7,12 +7,12 @@ Models are frozen: a value read from the cache can be shared between callers saf
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from decimal import Decimal
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 
 class Side(StrEnum):
@@ -94,8 +94,14 @@ class Ticker(_Frozen):
     timestamp: int | None = None
 
 
-BookLevel = tuple[Decimal, Decimal]
-"""One price level ``(price, size)``: price in quote currency, size in base currency or contracts."""
+BookLevel = Annotated[tuple[Decimal, Decimal], WithJsonSchema({
+    "type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2,
+    "description": "[price, size] as decimal strings: price in quote currency, size in base currency or contracts",
+})]
+"""One price level ``(price, size)``: price in quote currency, size in base currency or contracts.
+
+On the wire a two-item array of decimal strings; its JSON schema says so without
+``prefixItems`` (which schemathesis 4 rejects)."""
 
 
 class OrderBook(_Frozen):

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 import structlog
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from exgate import __version__
 from exgate.budget import BudgetGate, MemoryBudgetStore, RedisBudgetStore
@@ -18,7 +19,7 @@ from exgate.budget.model import parse_limit_overrides
 from exgate.cache import Cache, CircuitBreaker, MemoryStore, RedisStore, load_freshness, wall_clock_ms
 from exgate.config import Settings
 from exgate.errors import ConfigError, ExgateError
-from exgate.http import problems
+from exgate.http import manners, openapi, problems
 from exgate.http.routes import router
 from exgate.metrics import Metrics, RequestMetrics
 from exgate.service import MarketData
@@ -118,7 +119,8 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
                 for adapter in adapters.values():
                     await adapter.close()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc assets come from the installed fastapi-offline package, not a CDN
+    app = FastAPIOffline(
         title="exgate",
         version=__version__,
         summary="One normalized, cached market-data API over many crypto exchanges.",
@@ -129,4 +131,6 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     problems.install(app)
     app.include_router(router)
     app.add_middleware(RequestMetrics, metrics=metrics)
+    manners.install(app, manners.cors_origins(settings.cors_origins))
+    openapi.install(app, adapters)
     return app

@@ -132,3 +132,9 @@ PROFILES: dict[str, VenueProfile] = {
 def profile_for(venue: str) -> VenueProfile:
     """The profile of ``venue``, or generic defaults for any other ccxt id."""
     return PROFILES.get(venue) or VenueProfile(id=venue, name=venue)
+
+
+def widest(limit: str) -> int:
+    """The largest ``limit`` (``max_depth``, ``max_trades``, ``max_candles``) of any profile,
+    generic defaults included: the bound the OpenAPI document gives, each venue checking its own."""
+    return max(getattr(p, limit) for p in (*PROFILES.values(), VenueProfile(id="", name="")))

@@ -135,7 +135,11 @@ async def test_a_repeated_scalar_is_a_422_naming_it(client, path, params, field)
 
 
 async def test_repeated_and_comma_separated_cache_keys_and_tags_merge(configured):
-    keys = ["exgate:v1:bybit:markets", "exgate:v1:bybit:prices", "exgate:v1:pacifica:markets"]
+    from exgate.cache import DataType
+    from exgate.cache.keys import market_key
+
+    keys = [market_key("bybit", DataType.MARKETS), market_key("bybit", DataType.PRICES),
+            market_key("pacifica", DataType.MARKETS)]
     async with httpx.AsyncClient(base_url=configured.url, timeout=30,
                                  headers={"Authorization": f"Bearer {TOKEN}"}) as c:
         for venue in ("bybit", "pacifica"):

@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import ServerThread
@@ -54,6 +56,10 @@ def operated_gateway(sandbox: ServerThread) -> Iterator[ServerThread]:
     upstreams = {venue: f"{sandbox.url}/{venue}" for venue in DEFAULT_VENUES}
     app = create_app(build_adapters(DEFAULT_VENUES, upstreams), settings=Settings(admin_token=ADMIN_TOKEN))
     with ServerThread(app) as server:
+        for _ in range(300):  # fuzz a started gateway: a venue still loading answers 503 by design
+            if httpx.get(f"{server.url}/healthz").status_code == 200:
+                break
+            time.sleep(0.1)
         yield server
 
 

@@ -85,6 +85,7 @@ class RequestMetrics:
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], metrics: Metrics):
         self.app = app
         self.metrics = metrics
+        self._series: dict[tuple[str, str, int], Any] = {}  # labels resolved once per series
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,5 +105,8 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            self.metrics.request_seconds.labels(path, scope["method"], str(status)).observe(
-                time.perf_counter() - started)
+            series = self._series.get((path, scope["method"], status))
+            if series is None:
+                series = self._series.setdefault((path, scope["method"], status),
+                                                 self.metrics.request_seconds.labels(path, scope["method"], str(status)))
+            series.observe(time.perf_counter() - started)

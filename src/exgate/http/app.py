@@ -19,6 +19,7 @@ from exgate.cache import Cache, CircuitBreaker, MemoryStore, RedisStore, load_fr
 from exgate.config import Settings
 from exgate.errors import ConfigError, ExgateError
 from exgate.http import problems
+from exgate.http.fastpath import FastPath, FastPathStats
 from exgate.http.routes import router
 from exgate.metrics import Metrics, RequestMetrics
 from exgate.service import MarketData
@@ -78,9 +79,12 @@ async def open_budgets(stack: contextlib.AsyncExitStack, adapters: Mapping[str, 
 
 
 def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], int] = wall_clock_ms,
-               settings: Settings | None = None, preload: bool = True) -> FastAPI:
+               settings: Settings | None = None, preload: bool = True, fast_path: bool = True) -> FastAPI:
     """Build the gateway app over ``adapters`` (``settings``: cache, Redis and TTL options;
     default: read from the environment).
+
+    ``fast_path``: answer fresh L1 hits of the read routes in raw ASGI before FastAPI's
+    routing and validation (:mod:`exgate.http.fastpath`; same bytes, headers and metrics).
 
     On start-up each venue's markets load in the background (``preload``); a venue that is
     unreachable does not delay or stop the others, and is retried on its next request.
@@ -124,5 +128,8 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     app.state.metrics = metrics
     problems.install(app)
     app.include_router(router)
+    app.state.fast_path = FastPathStats()
+    if fast_path:  # inside RequestMetrics: its answers are timed and labelled like the routes'
+        app.add_middleware(FastPath, stats=app.state.fast_path)
     app.add_middleware(RequestMetrics, metrics=metrics)
     return app

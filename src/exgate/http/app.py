@@ -28,6 +28,15 @@ from exgate.venues.metering import metering_for, with_override
 
 log = structlog.get_logger("exgate")
 
+_NO_OTEL = {"tracing": False, "metrics": False, "logs": False}
+"""FastAPI's native OpenTelemetry, off: it looks for configured providers on every request
+(~8 µs of environment reads here) and exgate's metrics are Prometheus. It stays on when the
+process is set up for OpenTelemetry (any ``OTEL_*`` or ``FASTAPI_OTEL_*`` variable)."""
+
+
+def _fastapi_telemetry() -> dict[str, bool] | None:
+    return None if any(name.startswith(("OTEL_", "FASTAPI_OTEL_")) for name in os.environ) else _NO_OTEL
+
 
 async def _load_markets(adapter: ExchangeAdapter) -> None:
     """Load one venue's markets at start-up; a failure leaves that venue 'unavailable' only."""
@@ -124,6 +133,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
         version=__version__,
         summary="One normalized, cached market-data API over many crypto exchanges.",
         lifespan=lifespan,
+        telemetry=_fastapi_telemetry(),
     )
     app.state.metrics = metrics
     problems.install(app)

@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-from starlette.convertors import Convertor
+from starlette.convertors import Convertor, PathConvertor, StringConvertor
 from starlette.routing import BaseRoute
 
+from exgate.cache import CacheStatus, Tier
 from exgate.http import routes
 from exgate.readkeys import Read
 
@@ -54,6 +55,8 @@ _READS: dict[Callable[..., Any], tuple[Read, dict[str, bool]]] = {
     routes.funding: (Read.FUNDING, {}),
 }
 
+_X_CACHE = (b"x-cache", CacheStatus.HIT.value.encode())
+_X_CACHE_TIER = (b"x-cache-tier", Tier.L1.value.encode())  # Cache.peek answers only fresh L1 hits
 _JSON = (b"content-type", b"application/json")
 
 
@@ -75,7 +78,7 @@ class FastPathStats:
 @dataclass(frozen=True, slots=True)
 class _Route:
     pattern: re.Pattern[str]
-    convertors: dict[str, Convertor[Any]]
+    convertors: dict[str, Convertor[Any]] | None  # None: every path parameter is a plain string
     route: BaseRoute
     read: Read | None  # None: a route the fast path never answers (it only shadows later ones)
     params: dict[str, bool]
@@ -85,14 +88,16 @@ def _table(candidates: list[BaseRoute]) -> list[_Route]:
     """The routes of :data:`exgate.http.routes.router`, in matching order."""
     out = []
     for route in candidates:
-        pattern = getattr(route, "path_regex", None)
-        if pattern is None:
-            continue
+        pattern, path = getattr(route, "path_regex", None), getattr(route, "path", "")
+        if pattern is None or not path.startswith(("/v1/", "/{")):
+            continue  # cannot match a path under /v1/ (the only ones the fast path looks at)
         read, params = _READS.get(getattr(route, "endpoint", None), (None, {}))
         declared = {q.alias for q in getattr(getattr(route, "dependant", None), "query_params", ())}
         if read is not None and not set(params) <= declared:
             read = None  # the route no longer takes a parameter the fast path would key on
-        out.append(_Route(pattern, dict(getattr(route, "param_convertors", {})), route, read, params))
+        convertors = dict(getattr(route, "param_convertors", {}))
+        plain = all(type(c) in (StringConvertor, PathConvertor) for c in convertors.values())
+        out.append(_Route(pattern, None if plain else convertors, route, read, params))
     return out
 
 
@@ -127,8 +132,8 @@ class FastPath:
         self.stats.answered += 1
         body = result.body
         await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"x-cache", result.status.value.encode()), (b"x-cache-tier", result.tier.value.encode()),
-            (b"age", str(result.age_s).encode()), (b"content-length", str(len(body)).encode()), _JSON]})
+            _X_CACHE, _X_CACHE_TIER, (b"age", str(result.age_s).encode()), (b"content-length", str(len(body)).encode()),
+            _JSON]})
         await send({"type": "http.response.body", "body": body})
 
     def _answer(self, scope: Scope) -> tuple[BaseRoute, Any] | None:
@@ -150,7 +155,9 @@ class FastPath:
         service = getattr(scope["app"].state, "market_data", None)
         if service is None:
             return None
-        values = {name: entry.convertors[name].convert(value) for name, value in match.groupdict().items()}
+        values: dict[str, Any] = match.groupdict()
+        if entry.convertors is not None:
+            values = {name: entry.convertors[name].convert(value) for name, value in values.items()}
         query = scope["query_string"]
         if query:
             for name, value in _pairs(query.decode("latin-1")):

@@ -212,3 +212,23 @@ def test_symbols_resolve_only_among_loaded_markets(sandbox: ServerThread):
         second = _get(server.url, "/v1/bybit/markets/BTC/orderbook")
         assert second.content == first.content and _headers(second) == _headers(first)
         assert app.state.fast_path.answered == 1
+
+
+def test_exgate_serve_runs_on_the_loop_uvicorn_would_choose(monkeypatch):
+    """``exgate serve`` starts uvicorn inside its own runner: that runner must use uvloop (as
+    ``uvicorn.run`` does when it is installed), not the stdlib loop of ``asyncio.run``."""
+    import asyncio
+
+    from typer.testing import CliRunner
+
+    from exgate import cli
+
+    loops: list[str] = []
+
+    async def fake_serve(*args) -> None:
+        loops.append(type(asyncio.get_running_loop()).__module__)
+
+    monkeypatch.setattr(cli, "_serve", fake_serve)
+    result = CliRunner().invoke(cli.app, ["serve", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert loops and loops[0].startswith("uvloop")

@@ -23,6 +23,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 bench: install
+	$(BIN)/python bench/hot_path.py
 	$(BIN)/python bench/cached_route.py
 	$(BIN)/python bench/budget_overload.py
 

@@ -6,7 +6,9 @@ one gateway process (sandbox data, one uvicorn worker) with an extra route that 
 constant bytes, warms the cache, then alternates load rounds on the trivial route and on
 cached routes from a separate process, and prints each route's req/s, p99 and its ratio to
 the trivial route measured in the same run and the same server. The L2 server runs with
-``EXGATE_L1_TTL_MS=0`` so every read goes to Redis. Targets: L1 >= 0.7, L2 >= 0.4.
+``EXGATE_L1_TTL_MS=0`` so every read goes to Redis. Targets: L1 >= 0.7, L2 >= 0.4. (L1 hits
+are answered by the fast path of :mod:`exgate.http.fastpath`, the trivial route by FastAPI;
+``bench/hot_path.py`` measures them against bare Starlette and bare FastAPI.)
 Then 3 ``exgate serve`` processes share one ``exgate sandbox``, with and without Redis, and
 300 concurrent identical requests go round-robin over them: the upstream requests are
 counted by the sandbox (target with Redis: 1).

@@ -89,7 +89,9 @@ def serve(
 ) -> None:
     """Run the gateway (HTTP API on HOST:PORT)."""
     try:
-        asyncio.run(_serve(host, port, sandbox, upstream or [], sandbox_data, log_level))
+        # the loop uvicorn.run would pick (uvloop when installed); asyncio.run would give the stdlib loop
+        with asyncio.Runner(loop_factory=uvicorn.Config(app=None, loop="auto").get_loop_factory()) as runner:
+            runner.run(_serve(host, port, sandbox, upstream or [], sandbox_data, log_level))
     except ExgateError as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(2) from None

@@ -110,6 +110,7 @@ class RequestMetrics:
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], metrics: Metrics):
         self.app = app
         self.metrics = metrics
+        self._series: dict[tuple[str, str, int], Any] = {}  # labels resolved once per series
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,5 +129,8 @@ class RequestMetrics:
             await self.app(scope, receive, send_with_status)
         finally:
             path = getattr(scope.get("route"), "path", None) or _route_path(scope)
-            self.metrics.request_seconds.labels(path, scope["method"], str(status)).observe(
-                time.perf_counter() - started)
+            series = self._series.get((path, scope["method"], status))
+            if series is None:
+                series = self._series.setdefault((path, scope["method"], status),
+                                                 self.metrics.request_seconds.labels(path, scope["method"], str(status)))
+            series.observe(time.perf_counter() - started)

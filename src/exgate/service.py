@@ -16,17 +16,15 @@ from typing import TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from exgate import readkeys
 from exgate.cache import (DEFAULT_FRESHNESS, Cache, CacheResult, CacheStatus, DataType, Fetched, Freshness,
-                          exchange_tag, market_key, market_tag)
+                          exchange_tag, market_tag)
 from exgate.cache.circuit import CircuitState
 from exgate.errors import BadRequest, ExgateError, UnknownExchange, UnknownSymbol, echo
 from exgate.models import Candle, ExchangeInfo, Market, Ticker, Trade, VenueStatus
+from exgate.readkeys import Read
 from exgate.venues.base import ExchangeAdapter
 from exgate.venues.health import VenueHealth
-
-DEFAULT_DEPTH = 20
-DEFAULT_TRADES = 100
-DEFAULT_CANDLES = 200
 
 
 class MarketsPage(BaseModel):
@@ -62,13 +60,6 @@ class CandlesPage(BaseModel):
     symbol: str
     interval: str
     candles: list[Candle]
-
-
-def _in_range(field: str, value: int, low: int, high: int) -> int:
-    if not low <= value <= high:
-        raise BadRequest(f"{field} must be between {low} and {high}, got {value}", field=field,
-                         allowed={"min": low, "max": high})
-    return value
 
 
 T = TypeVar("T")
@@ -135,7 +126,7 @@ class MarketData:
         Raises:
             UnknownExchange: not served here; ``available`` lists the ids that are.
         """
-        adapter = self.adapters.get(exchange.lower())
+        adapter = self._find(exchange)
         if adapter is None:
             raise UnknownExchange(f"exchange {echo(exchange)} is not served by this gateway", field="exchange",
                                   available=sorted(self.adapters))
@@ -198,8 +189,7 @@ class MarketData:
             return self._fetched(MarketsPage(exchange=adapter.id, markets=markets).model_dump_json().encode(),
                                  DataType.MARKETS)
 
-        return await self.cache.get_or_fetch(market_key(adapter.id, DataType.MARKETS), fetch,
-                                             tags=(exchange_tag(adapter.id),))
+        return await self.cache.get_or_fetch(readkeys.markets_key(adapter), fetch, tags=(exchange_tag(adapter.id),))
 
     async def prices(self, exchange: str, symbols: str | None = None) -> CacheResult:
         """Tickers of all markets, or of the comma-separated ``symbols`` (freshness: prices).
@@ -209,7 +199,7 @@ class MarketData:
         request per TTL.
         """
         adapter = self.adapter(exchange)
-        all_key = market_key(adapter.id, DataType.PRICES)
+        all_key = readkeys.prices_key(adapter, None)
         tags = (exchange_tag(adapter.id),)
 
         async def fetch_all() -> Fetched:
@@ -217,9 +207,10 @@ class MarketData:
             return self._fetched(PricesPage(exchange=adapter.id, prices=tickers).model_dump_json().encode(),
                                  DataType.PRICES)
 
-        if not symbols or not symbols.strip():
+        items = readkeys.price_items(symbols)
+        if items is None:
             return await self.cache.get_or_fetch(all_key, fetch_all, tags=tags)
-        wanted = await self._resolve_many(adapter, symbols.split(","))
+        wanted = readkeys.unique([await adapter.resolve(item) for item in items])
         names = [m.symbol for m in wanted]
 
         def cut(whole: CacheResult) -> bytes:
@@ -236,8 +227,8 @@ class MarketData:
             # a subset lives exactly as long as the fresh whole it was cut from
             return Fetched(cut(whole), Freshness(ttl_ms=max(0, whole.expires_ms - self.clock())))
 
-        result = await self.cache.get_or_fetch(market_key(adapter.id, DataType.PRICES, ",".join(names)), fetch_subset,
-                                               tags=tags, shared=False)
+        result = await self.cache.get_or_fetch(readkeys.prices_key(adapter, wanted), fetch_subset, tags=tags,
+                                               shared=False)
         if not result.body:  # the whole list was stale: say so, with its age
             whole = stale[0] if stale else await self.cache.get_or_fetch(all_key, fetch_all, tags=tags)
             return CacheResult(cut(whole), whole.status, whole.age_s, whole.expires_ms, whole.tier)
@@ -246,20 +237,20 @@ class MarketData:
     async def order_book(self, exchange: str, symbol: str, depth: int | None) -> CacheResult:
         """Order book with ``depth`` levels per side (freshness: order book)."""
         adapter = self.adapter(exchange)
-        depth = _in_range("depth", DEFAULT_DEPTH if depth is None else depth, 1, adapter.profile.max_depth)
+        depth = readkeys.book_depth(adapter, depth)
         market = await adapter.resolve(symbol)
 
         async def fetch() -> Fetched:
             book = await self._upstream(adapter.id, "order_book", adapter.order_book(market, depth))
             return self._fetched(book.model_dump_json().encode(), DataType.ORDER_BOOK)
 
-        key = market_key(adapter.id, DataType.ORDER_BOOK, market.symbol, depth=depth)
-        return await self.cache.get_or_fetch(key, fetch, tags=self._tags(adapter.id, market.symbol))
+        return await self.cache.get_or_fetch(readkeys.order_book_key(adapter, market, depth), fetch,
+                                             tags=self._tags(adapter.id, market.symbol))
 
     async def trades(self, exchange: str, symbol: str, limit: int | None) -> CacheResult:
         """The ``limit`` most recent public trades (freshness: trades)."""
         adapter = self.adapter(exchange)
-        limit = _in_range("limit", DEFAULT_TRADES if limit is None else limit, 1, adapter.profile.max_trades)
+        limit = readkeys.trades_limit(adapter, limit)
         market = await adapter.resolve(symbol)
 
         async def fetch() -> Fetched:
@@ -267,23 +258,15 @@ class MarketData:
             page = TradesPage(exchange=adapter.id, symbol=market.symbol, trades=trades)
             return self._fetched(page.model_dump_json().encode(), DataType.TRADES)
 
-        key = market_key(adapter.id, DataType.TRADES, market.symbol, limit=limit)
-        return await self.cache.get_or_fetch(key, fetch, tags=self._tags(adapter.id, market.symbol))
+        return await self.cache.get_or_fetch(readkeys.trades_key(adapter, market, limit), fetch,
+                                             tags=self._tags(adapter.id, market.symbol))
 
     async def klines(self, exchange: str, symbol: str, interval: str | None, start: int | None,
                      end: int | None, limit: int | None) -> CacheResult:
         """Candles (freshness: klines while the open candle is included, klines_closed after)."""
         adapter = self.adapter(exchange)
-        allowed = adapter.intervals()
-        if not interval or interval not in allowed:
-            raise BadRequest(f"interval must be one of {', '.join(allowed)}; got {echo(interval)}",
-                             field="interval", allowed=allowed)
-        limit = _in_range("limit", DEFAULT_CANDLES if limit is None else limit, 1, adapter.profile.max_candles)
-        for name, value in (("start", start), ("end", end)):
-            if value is not None and value < 0:
-                raise BadRequest(f"{name} must be a time in ms since the epoch, got {value}", field=name)
-        if start is not None and end is not None and start > end:
-            raise BadRequest(f"start ({start}) must not be after end ({end})", field="start")
+        limit = readkeys.candles_limit(adapter, interval, start, end, limit)
+        assert interval is not None  # checked by _candles_args
         market = await adapter.resolve(symbol)
 
         async def fetch() -> Fetched:
@@ -294,8 +277,7 @@ class MarketData:
             return self._fetched(page.model_dump_json().encode(),
                                  DataType.CANDLES_CLOSED if settled else DataType.CANDLES)
 
-        key = market_key(adapter.id, DataType.CANDLES, market.symbol, interval=interval, start=start, end=end,
-                         limit=limit)
+        key = readkeys.candles_key(adapter, market, interval, start, end, limit)
         return await self.cache.get_or_fetch(key, fetch, tags=self._tags(adapter.id, market.symbol))
 
     async def funding(self, exchange: str, symbol: str) -> CacheResult:
@@ -307,7 +289,7 @@ class MarketData:
             rate = await self._upstream(adapter.id, "funding_rate", adapter.funding_rate(market))
             return self._fetched(rate.model_dump_json().encode(), DataType.FUNDING)
 
-        return await self.cache.get_or_fetch(market_key(adapter.id, DataType.FUNDING, market.symbol), fetch,
+        return await self.cache.get_or_fetch(readkeys.funding_key(adapter, market), fetch,
                                              tags=self._tags(adapter.id, market.symbol))
 
     async def invalidate(self, keys: Sequence[str] = (), tags: Sequence[str] = ()) -> tuple[list[str], bool]:
@@ -349,16 +331,20 @@ class MarketData:
             raise
         return market_tag(adapter.id, market.symbol)
 
+    def cached_key(self, read: Read, exchange: str, symbol: str | None = None, **params: str | int | None
+                   ) -> str | None:
+        """The cache key ``read`` of ``exchange`` with these parsed parameters (``symbols``,
+        ``depth``, ``limit``, ``interval``, ``start``, ``end``) uses, or ``None`` when it cannot
+        be known without calling anything (see :func:`exgate.readkeys.lookup_key`; an exchange
+        not served here is ``None`` too). The HTTP fast path asks this before reading L1."""
+        adapter = self._find(exchange)
+        return None if adapter is None else readkeys.lookup_key(adapter, read, symbol, **params)  # type: ignore
+
+    def _find(self, exchange: str) -> ExchangeAdapter | None:
+        return self.adapters.get(exchange.lower())
+
     # -- helpers --------------------------------------------------------------------------
     @staticmethod
     def _tags(venue: str, symbol: str) -> tuple[str, ...]:
         return exchange_tag(venue), market_tag(venue, symbol)
 
-    @staticmethod
-    async def _resolve_many(adapter: ExchangeAdapter, raw: Sequence[str]) -> list[Market]:
-        out: dict[str, Market] = {}
-        for item in raw:
-            if item.strip():
-                market = await adapter.resolve(item)
-                out.setdefault(market.symbol, market)
-        return list(out.values())

@@ -54,20 +54,24 @@ class SymbolIndex:
                     ranked[market.base.upper()] = (rank, market)
         self._main_perp = {base: m for base, (_, m) in ranked.items()}
 
-    def resolve(self, raw: str) -> Market:
-        """Return the market ``raw`` names.
-
-        Raises:
-            UnknownSymbol: nothing matches; ``extra['suggestions']`` holds up to five close
-                matches in dashed and unified form.
-        """
+    def find(self, raw: str) -> Market | None:
+        """The market ``raw`` names, or ``None`` (no suggestions computed: a dictionary read)."""
         key = raw.strip().upper()
         market = self._by_key.get(key)
         if market is not None:
             return market
         if key.endswith("-PERP") and key.count("-") == 1:  # "BTC-PERP": main perpetual
             key = key[: -len("-PERP")]
-        market = self._main_perp.get(key)
+        return self._main_perp.get(key)
+
+    def resolve(self, raw: str) -> Market:
+        """Return the market ``raw`` names (:meth:`find`, raising when there is none).
+
+        Raises:
+            UnknownSymbol: nothing matches; ``extra['suggestions']`` holds up to five close
+                matches in dashed and unified form.
+        """
+        market = self.find(raw)
         if market is not None:
             return market
         raise UnknownSymbol(

@@ -165,6 +165,18 @@ class Cache:
         local_until = entry.expires_ms if self.l2 is None or local_only else now + self.l1_ttl_ms
         self.l1.put(key, entry, local_until, tags)
 
+    def peek(self, key: str) -> CacheResult | None:
+        """The fresh L1 copy of ``key`` (``hit``, tier ``l1``), counted as :meth:`get_or_fetch`
+        counts its L1 hits; ``None`` otherwise (absent, expired, or only in L2). Never fetches,
+        never waits: the first step of every read, and all the HTTP fast path asks."""
+        now = self.clock()
+        slot = self.l1.get(key, now)
+        if slot is None or now >= slot.local_until_ms:
+            return None
+        self.stats.hits += 1
+        self._count(Tier.L1, CacheStatus.HIT)
+        return self._result(slot.entry, CacheStatus.HIT, Tier.L1, now)
+
     async def get_or_fetch(self, key: str, fetch: Fetch, *, tags: Iterable[str] = (),
                            shared: bool = True) -> CacheResult:
         """The value of ``key``: from L1, L2, a fetch already running here or elsewhere, or
@@ -176,12 +188,11 @@ class Cache:
             Exception: whatever ``fetch`` raised, to this caller and every caller coalesced
                 with it, unless a stale value could be served instead; failures are not cached.
         """
+        hit = self.peek(key)
+        if hit is not None:
+            return hit
         now = self.clock()
         slot = self.l1.get(key, now)
-        if slot is not None and now < slot.local_until_ms:
-            self.stats.hits += 1
-            self._count(Tier.L1, CacheStatus.HIT)
-            return self._result(slot.entry, CacheStatus.HIT, Tier.L1, now)
         tags = tuple(tags)
         candidate = slot.entry if slot is not None else None
         if candidate is not None and candidate.in_grace(now):

@@ -71,6 +71,12 @@ class ExchangeAdapter(abc.ABC):
     async def resolve(self, symbol: str) -> Market:
         """The market a client's symbol names (see :mod:`exgate.symbols`), loading markets if needed."""
 
+    def loaded_market(self, symbol: str) -> Market | None:
+        """The market ``symbol`` names among the markets already loaded, as :meth:`resolve`
+        would return it; ``None`` when they are not loaded or none matches. Never calls the
+        exchange and never waits (the HTTP fast path asks it on every cached read)."""
+        return None
+
     @abc.abstractmethod
     def intervals(self) -> list[str]:
         """Candle intervals the venue offers (``"1m"``, ``"1h"``, ...)."""

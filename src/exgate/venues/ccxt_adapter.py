@@ -280,6 +280,9 @@ class CcxtAdapter(ExchangeAdapter):
         assert self._index is not None
         return self._index.resolve(symbol)
 
+    def loaded_market(self, symbol: str) -> Market | None:
+        return self._index.find(symbol) if self._index is not None else None
+
     def intervals(self) -> list[str]:
         return list(self.exchange.timeframes or {})
 

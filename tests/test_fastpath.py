@@ -149,7 +149,6 @@ DECLINED = [
     ("/v1/bybit/prices?symbols=BTC,NOPE", {}),
     ("/v1/bybit/prices?symbols=BTC&symbols=ETH", {}),
     ("/v1/bybit/markets/BTC/orderbook", {"headers": {"Origin": "https://app.example"}}),  # CORS is FastAPI's
-    ("/v1/bybit/markets/BTC/orderbook", {"method": "HEAD"}),
     ("/v1/bybit/markets/BTC/orderbook", {"method": "POST"}),
     ("/v1/bybit/markets/BTC/orderbook/", {}),
     ("/v1/cache", {}),  # another route: 405
@@ -175,6 +174,20 @@ def test_what_the_fast_path_declines_gets_the_slow_paths_answer(pair: Pair, path
     assert pair.answered() == answered, "the fast path answered a request it must leave to FastAPI"
     assert (fast.status_code, fast.content) == (slow.status_code, slow.content)
     assert _headers(fast) == _headers(slow)
+
+
+def test_head_of_a_hit_is_the_gets_status_and_headers_without_a_body(pair: Pair):
+    """HEAD runs as GET inside the HEAD middleware, so a hit is answered by the fast path too."""
+    path, key = PRIMED[2]
+    assert _get(pair.slow.url, path).status_code == 200
+    pair.copy(key)
+    answered = pair.answered()
+    get = _get(pair.fast.url, path)
+    slow, fast = _get(pair.slow.url, path, method="HEAD"), _get(pair.fast.url, path, method="HEAD")
+    assert pair.answered() == answered + 2
+    assert slow.status_code == fast.status_code == 200 and slow.content == fast.content == b""
+    assert _headers(fast) == _headers(slow)
+    assert fast.headers["content-length"] == str(len(get.content))
 
 
 def _alone(sandbox: ServerThread, clock: ManualClock, **kw) -> ServerThread:

@@ -84,6 +84,17 @@ class _Route:
     params: dict[str, bool]
 
 
+def _query_params(dependant: Any) -> set[str]:
+    """Every query parameter a route takes, its dependencies' included (list parameters such
+    as ``symbols`` are read by a dependency that merges their repeats)."""
+    if dependant is None:
+        return set()
+    names = {q.alias for q in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_params(sub)
+    return names
+
+
 def _table(candidates: list[BaseRoute]) -> list[_Route]:
     """The routes of :data:`exgate.http.routes.router`, in matching order."""
     out = []
@@ -92,7 +103,7 @@ def _table(candidates: list[BaseRoute]) -> list[_Route]:
         if pattern is None or not path.startswith(("/v1/", "/{")):
             continue  # cannot match a path under /v1/ (the only ones the fast path looks at)
         read, params = _READS.get(getattr(route, "endpoint", None), (None, {}))
-        declared = {q.alias for q in getattr(getattr(route, "dependant", None), "query_params", ())}
+        declared = _query_params(getattr(route, "dependant", None))
         if read is not None and not set(params) <= declared:
             read = None  # the route no longer takes a parameter the fast path would key on
         convertors = dict(getattr(route, "param_convertors", {}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import threading
@@ -168,15 +169,101 @@ def redis_url() -> str:
     return TEST_REDIS_URL
 
 
-@pytest.fixture
-def clean_redis(redis_url: str) -> str:
-    """``redis_url`` with its database emptied first."""
-    import redis
+REDIS_BACKENDS = ("redis", "cluster")
+"""The shared-Redis backends the Redis suites run over: one server, and a 3-master cluster."""
 
-    client = redis.Redis.from_url(redis_url)
+
+def flush_redis(url: str) -> None:
+    """Empty the test database (``redis://``) or every primary of the cluster (``redis+cluster://``)."""
+    import redis
+    from redis.cluster import ClusterNode, RedisCluster
+
+    if url.startswith("redis+cluster://"):
+        seeds = [ClusterNode(*seed.rsplit(":", 1)) for seed in url.removeprefix("redis+cluster://").split(",")]
+        cluster = RedisCluster(startup_nodes=seeds)
+        cluster.flushdb(target_nodes=RedisCluster.PRIMARIES)
+        cluster.close()
+        return
+    client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()
-    return redis_url
+
+
+def clean_redis_url(request: pytest.FixtureRequest, backend: str) -> str:
+    """A clean URL of ``backend`` ("redis": ``EXGATE_TEST_REDIS_URL``; "cluster": the session's
+    local Redis Cluster), usable from fixtures that choose the backend themselves."""
+    url = request.getfixturevalue("redis_url" if backend == "redis" else "redis_cluster")
+    flush_redis(url)
+    return url
+
+
+@pytest.fixture(params=REDIS_BACKENDS)
+def clean_redis(request: pytest.FixtureRequest) -> str:
+    """A clean shared Redis: each test using it runs once on one server, once on a cluster."""
+    return clean_redis_url(request, request.param)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A local 3-master Redis Cluster for the session (no replicas): ``redis+cluster://`` URL.
+    Fails, never skips, without redis-server and redis-cli."""
+    with local_redis_cluster(tmp_path_factory.mktemp("redis-cluster")) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def local_redis_cluster(workdir: Path, node_timeout_ms: int = 15_000) -> Iterator[tuple[str, list]]:
+    """Start three ``redis-server --cluster-enabled yes`` on free loopback ports (and free bus
+    ports), join them with ``redis-cli --cluster create`` (no replicas), wait for
+    ``cluster_state:ok``; yield the ``redis+cluster://`` URL and the server processes (in the
+    URL's order); stop them after."""
+    import shutil
+    import subprocess
+    import time
+
+    import redis
+
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if server is None or cli is None:
+        pytest.fail("redis-server and redis-cli are needed to start a local Redis Cluster", pytrace=False)
+    chosen: set[int] = set()
+    while len(chosen) < 6:  # three client ports and three cluster-bus ports, all distinct
+        chosen.add(free_port())
+    ports, bus_ports = sorted(chosen)[:3], sorted(chosen)[3:]
+    procs = []
+    try:
+        for port, bus_port in zip(ports, bus_ports):
+            procs.append(subprocess.Popen(
+                [server, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                 "--cluster-port", str(bus_port), "--cluster-config-file", str(workdir / f"nodes-{port}.conf"),
+                 "--cluster-node-timeout", str(node_timeout_ms), "--save", "", "--appendonly", "no",
+                 "--dir", str(workdir), "--daemonize", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        nodes = [redis.Redis(port=port, socket_connect_timeout=0.5) for port in ports]
+
+        def answers(node: redis.Redis) -> bool:
+            try:
+                return bool(node.ping())
+            except redis.ConnectionError:
+                return False
+
+        deadline = time.monotonic() + 20
+        while not all(answers(node) for node in nodes):
+            if time.monotonic() > deadline or any(proc.poll() is not None for proc in procs):
+                raise RuntimeError("a cluster redis-server did not start")
+            time.sleep(0.05)
+        subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{port}" for port in ports),
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+        while not all(node.cluster("info")["cluster_state"] == "ok" for node in nodes):
+            if time.monotonic() > deadline + 40:
+                raise RuntimeError("the local Redis Cluster never reached cluster_state:ok")
+            time.sleep(0.05)
+        for node in nodes:
+            node.close()
+        yield "redis+cluster://" + ",".join(f"127.0.0.1:{port}" for port in ports), procs
+    finally:
+        stop_all(procs)
 
 
 def free_port() -> int:

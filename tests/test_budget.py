@@ -27,7 +27,10 @@ T0 = 1_790_000_080_000  # 40 s into a minute: no window edge near
 CASES = [
     ("binanceusdm", "order book, depth 20", lambda a, m: a.order_book(m, 20), 2),
     ("binanceusdm", "order book, depth 1000", lambda a, m: a.order_book(m, 1000), 20),
-    ("binanceusdm", "all tickers (ticker/24hr 40 + premiumIndex 10)", lambda a, m: a.tickers(), 50),
+    ("binanceusdm", "all tickers (ticker/24hr 40 + premiumIndex 10 + bookTicker 5)", lambda a, m: a.tickers(), 55),
+    ("binanceusdm", "one ticker (ticker/24hr 40 + premiumIndex 10 + bookTicker with symbol 2)",
+     lambda a, m: a.tickers([m]), 52),
+    ("binanceusdm", "markets reload (exchangeInfo 1 + fundingInfo 1)", lambda a, m: a.markets(reload=True), 2),
     ("binanceusdm", "candles, 200", lambda a, m: a.candles(m, "1h", start=None, end=None, limit=200, now_ms=T0), 2),
     ("binanceusdm", "funding (premiumIndex with symbol)", lambda a, m: a.funding_rate(m), 1),
     ("binanceusdm", "trades", lambda a, m: a.trades(m, 100), None),

@@ -1,4 +1,5 @@
-"""The read-through cache, one suite over both backends: in-process only, and L1 + real Redis.
+"""The read-through cache, one suite over every backend: in-process only, L1 + one real Redis,
+and L1 + a local 3-master Redis Cluster.
 
 Then what only a shared tier can do: coalescing and invalidation across two cache instances
 (two gateway processes' worth) on one Redis, dead lock holders, waits that time out, fail-open.
@@ -11,13 +12,13 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-import redis.asyncio as aioredis
 
 from exgate.cache import (Cache, CacheStatus, CircuitBreaker, CircuitState, DataType, Fetched, Freshness, MemoryStore,
                           RedisStore, Tier, market_key)
+from exgate.cache.client import redis_client
 from exgate.cache.keys import lock_key
 from exgate.errors import NotSupported, UpstreamUnavailable
-from tests.conftest import ManualClock, free_port
+from tests.conftest import REDIS_BACKENDS, ManualClock, clean_redis_url, free_port
 
 FRESH = Freshness(ttl_ms=5_000, grace_ms=2_000, max_stale_ms=30_000)
 
@@ -63,7 +64,7 @@ async def _eventually(check: Callable[[], bool], what: str) -> None:
 CacheFactory = Callable[..., "contextlib.AbstractAsyncContextManager[Cache]"]
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", *REDIS_BACKENDS])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
@@ -71,7 +72,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def make_cache(backend: str, request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., Cache]]:
     """Open caches of the parametrized backend; with Redis, every one shares one clean database."""
-    url = request.getfixturevalue("clean_redis") if backend == "redis" else None
+    url = clean_redis_url(request, backend) if backend != "memory" else None
     async with contextlib.AsyncExitStack() as stack:
         async def factory(clock: Callable[[], int] | None = None, **options: object) -> Cache:
             clock = clock or ManualClock()
@@ -82,7 +83,7 @@ async def make_cache(backend: str, request: pytest.FixtureRequest) -> AsyncItera
         yield factory
 
 
-# -- one suite, both backends ------------------------------------------------------------------
+# -- one suite, every backend ------------------------------------------------------------------
 async def test_hit_within_ttl_then_stale_in_grace_then_miss_after_it(make_cache):
     clock = ManualClock()
     cache = await make_cache(clock)
@@ -195,6 +196,65 @@ async def test_upstream_failure_serves_stale_within_max_stale_then_raises(make_c
     assert down.calls == 2
 
 
+# -- the soft deadline: a slow upstream -----------------------------------------------------
+async def test_a_slow_fetch_gives_every_waiter_the_copy_at_the_soft_deadline_and_still_fills(make_cache):
+    clock = ManualClock()
+    cache = await make_cache(clock, stale_after_ms=50)
+    await cache.get_or_fetch("k", ready(b'{"v":1}'))
+    clock.advance(8_000)  # past ttl (5 s) and grace (2 s), within max-stale (30 s)
+    up = Upstream(b'{"v":2}')  # blocked until released: the exchange hangs
+    async with asyncio.timeout(10):  # a guard against a hang, not a timing assertion
+        results = await asyncio.gather(*(cache.get_or_fetch("k", up) for _ in range(5)))
+        assert not up.release.is_set() and up.calls == 1  # answered while the fetch is still blocked
+        late = await cache.get_or_fetch("k", up)  # arriving after the deadline: the copy at once
+    assert [(r.status, r.body, r.age_s) for r in results] == [(CacheStatus.STALE, b'{"v":1}', 8)] * 5
+    assert late.status is CacheStatus.STALE and up.calls == 1 and cache._inflight
+    up.release.set()  # the fetch, left running in the background, fills as usual
+    await _eventually(lambda: not cache._inflight, "the slow fetch finished")
+    after = await cache.get_or_fetch("k", up)
+    assert (after.status, after.body, up.calls) == (CacheStatus.HIT, b'{"v":2}', 1)
+
+
+async def test_readers_without_a_usable_copy_keep_waiting_for_the_slow_fetch(make_cache):
+    clock = ManualClock()
+    cache = await make_cache(clock, stale_after_ms=50)
+    private = Freshness(ttl_ms=5_000)  # never served stale (like account data)
+    await cache.get_or_fetch("private", ready(freshness=private))
+    await cache.get_or_fetch("public", ready())
+    clock.advance(8_000)
+    slow = Upstream(freshness=private)
+    cold = Upstream()
+    waiting = [asyncio.create_task(cache.get_or_fetch("private", slow)),
+               asyncio.create_task(cache.get_or_fetch("cold", cold))]
+    await _settle()
+    async with asyncio.timeout(10):  # started after the others: its deadline passes after theirs
+        public = await cache.get_or_fetch("public", Upstream())
+    await _settle()
+    assert public.status is CacheStatus.STALE
+    assert not any(task.done() for task in waiting)  # past their soft deadline, still waiting
+    slow.release.set()
+    cold.release.set()
+    assert [r.status for r in await asyncio.gather(*waiting)] == [CacheStatus.MISS] * 2
+
+
+async def test_a_copy_that_ages_past_max_stale_during_the_wait_is_not_served(make_cache):
+    clock = ManualClock()
+    cache = await make_cache(clock, stale_after_ms=50)
+    await cache.get_or_fetch("k", ready(b'{"v":1}'))
+    await cache.get_or_fetch("marker", ready(freshness=Freshness(ttl_ms=5_000, grace_ms=2_000, max_stale_ms=60_000)))
+    clock.advance(34_000)  # k within max-stale (5 s + 30 s) when the read starts
+    up = Upstream(b'{"v":2}')
+    reader = asyncio.create_task(cache.get_or_fetch("k", up))
+    await _settle()
+    clock.advance(2_000)  # and past it by the soft deadline
+    async with asyncio.timeout(10):  # started after the reader: its deadline passes after the reader's
+        assert (await cache.get_or_fetch("marker", Upstream())).status is CacheStatus.STALE
+    await _settle()
+    assert not reader.done()
+    up.release.set()
+    assert (await reader).body == b'{"v":2}'
+
+
 async def test_errors_that_are_not_upstream_failures_are_never_hidden_by_stale(make_cache):
     clock = ManualClock()
     cache = await make_cache(clock)
@@ -299,7 +359,7 @@ async def test_invalidation_on_one_instance_drops_the_l1_copy_of_the_other(two_i
 async def _read_while_another_holds_the_lock(url: str, lease_ms: int, wait_timeout_ms: int) -> tuple[int, object, int]:
     """Read a cold key whose fetch lock another instance holds (and never fills): the fetches
     made 0.2 s in, the result, and the fetches made in all."""
-    client = aioredis.Redis.from_url(url)
+    client = redis_client(url)
     await client.set(lock_key("k"), "other-instance", px=lease_ms)
     await client.aclose()
     clock = ManualClock()
@@ -326,9 +386,32 @@ async def test_a_waiter_that_times_out_fetches_itself_rather_than_failing(clean_
     assert result.status is CacheStatus.MISS and fetches == 1
 
 
+async def test_waiters_on_another_instances_slow_fetch_get_the_l2_copy_at_the_soft_deadline(clean_redis):
+    clock = ManualClock()
+    async with contextlib.AsyncExitStack() as stack:
+        a, b = [await stack.enter_async_context(Cache(
+            clock=clock, l2=RedisStore.from_url(clean_redis, CircuitBreaker("redis", clock), origin=name),
+            l1_ttl_ms=60_000, stale_after_ms=50)) for name in ("a", "b")]
+        await a.get_or_fetch("k", ready(b'{"v":1}'))
+        clock.advance(8_000)  # past ttl and grace, within max-stale
+        slow = Upstream(b'{"v":2}')
+        a_reader = asyncio.create_task(a.get_or_fetch("k", slow))
+        await _eventually(lambda: slow.calls == 1, "a holds the lock and fetches")
+        b_up = ready(b'{"v":3}')
+        async with asyncio.timeout(10):  # a guard against a hang, not a timing assertion
+            results = await asyncio.gather(*(b.get_or_fetch("k", b_up) for _ in range(5)))
+            assert (await a_reader).status is CacheStatus.STALE
+        assert not slow.release.is_set() and b_up.calls == 0 and b._inflight  # b still waits for a's fill
+        assert [(r.status, r.tier, r.body) for r in results] == [(CacheStatus.STALE, Tier.L2, b'{"v":1}')] * 5
+        slow.release.set()
+        await _eventually(lambda: not b._inflight, "b's wait ended with a's fill")
+        after = await b.get_or_fetch("k", b_up)
+        assert (after.status, after.body, b_up.calls, b.stats.remote_fills) == (CacheStatus.HIT, b'{"v":2}', 0, 1)
+
+
 async def test_a_bad_event_on_the_channel_never_stops_the_cache(two_instances, clean_redis):
     a, b = two_instances
-    client = aioredis.Redis.from_url(clean_redis)
+    client = redis_client(clean_redis)
     await client.publish(a.l2.channel, b'{"op":"inv","keys":5}')
     await client.publish(a.l2.channel, b"not json")
     await client.aclose()
@@ -338,11 +421,12 @@ async def test_a_bad_event_on_the_channel_never_stops_the_cache(two_instances, c
     assert (await b.get_or_fetch("k", up)).status is CacheStatus.HIT and up.calls == 1
 
 
-async def test_with_redis_unreachable_reads_are_served_and_the_circuit_opens():
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:{port}/0", "redis+cluster://127.0.0.1:{port}"])
+async def test_with_redis_unreachable_reads_are_served_and_the_circuit_opens(url):
     clock = ManualClock()
     changes: list[CircuitState] = []
     breaker = CircuitBreaker("redis", clock, failure_threshold=3, cooldown_ms=1_000, on_change=changes.append)
-    l2 = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", breaker)
+    l2 = RedisStore.from_url(url.format(port=free_port()), breaker)
     async with Cache(clock=clock, l2=l2) as cache:
         up = ready()
         results = [await cache.get_or_fetch(f"k{i}", up) for i in range(10)]
@@ -354,7 +438,7 @@ async def test_with_redis_unreachable_reads_are_served_and_the_circuit_opens():
 
 
 # -- circuit breaker ---------------------------------------------------------------------------
-def test_circuit_opens_after_consecutive_failures_and_lets_one_probe_through_after_cooldown():
+def test_circuit_opens_after_consecutive_failures_and_only_the_background_probe_tries_it_again():
     clock = ManualClock()
     changes: list[CircuitState] = []
     breaker = CircuitBreaker("redis", clock, failure_threshold=3, cooldown_ms=1_000, on_change=changes.append)
@@ -365,13 +449,15 @@ def test_circuit_opens_after_consecutive_failures_and_lets_one_probe_through_aft
     for _ in range(3):
         assert breaker.allow()
         breaker.failure()
-    assert breaker.state is CircuitState.OPEN and not breaker.allow()
+    assert breaker.state is CircuitState.OPEN and not breaker.allow() and not breaker.begin_probe()
     clock.advance(1_000)
-    assert breaker.allow() and not breaker.allow()  # exactly one probe
+    assert not breaker.allow()  # a request never probes
+    assert breaker.begin_probe() and not breaker.begin_probe()  # exactly one probe
+    assert breaker.state is CircuitState.HALF_OPEN and not breaker.allow()  # requests skip it while half-open
     breaker.failure()
-    assert breaker.state is CircuitState.OPEN and not breaker.allow()
+    assert breaker.state is CircuitState.OPEN and not breaker.begin_probe()
     clock.advance(1_000)
-    assert breaker.allow()
+    assert breaker.begin_probe()
     breaker.success()
     assert breaker.state is CircuitState.CLOSED and breaker.allow() and breaker.allow()
     assert changes == [CircuitState.OPEN, CircuitState.HALF_OPEN, CircuitState.OPEN, CircuitState.HALF_OPEN,
@@ -380,14 +466,14 @@ def test_circuit_opens_after_consecutive_failures_and_lets_one_probe_through_aft
 
 def test_keys_are_versioned_exchange_scoped_and_parameter_ordered():
     assert market_key("bybit", DataType.ORDER_BOOK, "BTC/USDT:USDT", depth=20) == \
-        "exgate:v1:bybit:orderbook:BTC/USDT:USDT:depth=20"
+        "exgate:v1:{bybit}:orderbook:BTC/USDT:USDT:depth=20"
     assert market_key("x", DataType.CANDLES, "S", limit=5, interval="1h", start=None) == \
-        "exgate:v1:x:klines:S:interval=1h:limit=5"
+        "exgate:v1:{x}:klines:S:interval=1h:limit=5"
 
 
 def test_account_keys_hash_the_account_id():
     from exgate.cache import account_key
 
     key = account_key("bybit", "user-42", DataType.POSITIONS)
-    assert "user-42" not in key and key.startswith("exgate:v1:bybit:acct:") and key.endswith(":positions")
+    assert "user-42" not in key and key.startswith("exgate:v1:{bybit:acct:") and key.endswith(":positions")
     assert key == account_key("bybit", "user-42", DataType.POSITIONS)

@@ -25,6 +25,7 @@ are absent, unless ``EXGATE_REQUIRE_FIXTURES=1``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -66,19 +67,11 @@ FLOAT_DIGITS = 15
 
 
 def exact(got: Decimal | None, raw: Any, what: str) -> None:
-    """``got`` equals the wire decimal ``raw``.
-
-    ccxt's unified structures hold floats, so a wire value with more than 15 significant
-    digits cannot come out exact through them: such values must be within one unit in the
-    last place of a double here, and exactness for them is asserted (as a known gap) by
-    ``test_wire_digits_beyond_double_precision``.
-    """
+    """``got`` equals the wire decimal ``raw``, every digit of it: ticker and funding values
+    are read from the venue's own decimal strings, not from ccxt's floats (which cannot carry
+    more than 15 significant digits; see ``test_wire_digits_beyond_double_precision``)."""
     want = Decimal(str(raw))
-    if len(want.normalize().as_tuple().digits) <= FLOAT_DIGITS:
-        assert got == want, f"{what}: got {got!r}, wire {raw!r}"
-    else:
-        assert got is not None and abs(got - want) <= Decimal(math.ulp(float(want))), (
-            f"{what}: got {got!r}, wire {raw!r} (beyond a double's precision)")
+    assert got == want, f"{what}: got {got!r}, wire {raw!r}"
 
 
 def same_as_ccxt(got: Decimal | None, want: Any) -> bool:
@@ -144,6 +137,41 @@ def _hyperliquid_meta() -> Raw:
     return Raw("[" + meta + ",[]]")
 
 
+BINANCE_FUNDING_INFO_DOC = [{
+    "symbol": "BLZUSDT", "adjustedFundingRateCap": "0.03000000", "adjustedFundingRateFloor": "-0.03000000",
+    "fundingIntervalHours": 4, "disclaimer": False,
+}]
+"""Binance's documented example answer of ``GET /fapi/v1/fundingInfo`` (developers.binance.com,
+USD-M Futures, Get Funding Rate Info; the same record is quoted in ccxt's
+``fetch_funding_intervals``). No recording of this endpoint exists in the fixtures. BLZUSDT is
+not in the recorded listing, so every recorded market is unlisted here: Binance then settles
+it every 8 h."""
+
+
+def _funding_info(symbol: str | None = None) -> list[dict]:
+    """The documented ``fundingInfo`` example; with ``symbol``, its one record moved to that
+    symbol (a listed market with a 4 h interval)."""
+    records = copy.deepcopy(BINANCE_FUNDING_INFO_DOC)
+    if symbol:
+        records[0]["symbol"] = symbol
+    return records
+
+
+def _hyperliquid_contexts() -> Raw:
+    """A ``metaAndAssetCtxs`` answer (``[meta, assetCtxs]``) from two recordings, as the sandbox
+    builds it: NautilusTrader's perpetual ``meta`` sample (BTC, ETH, ATOM: the first three assets
+    of Hyperliquid's universe) and the first three contexts of the main dex (``""``) in its
+    recorded ``allDexsAssetCtxs`` message (the same context schema, in universe order). Both
+    texts are verbatim; the contexts keep their wire strings (``dayNtlVlm``
+    ``"1516669192.1953897476"``, 20 significant digits)."""
+    meta = recorded.text(f"{NH}/http_meta_perp_sample.json")
+    feed = recorded.text(f"{NH}/ws_all_dexs_asset_ctxs.json")
+    universe = json.loads(meta)["universe"]
+    main = next(ctxs for dex, ctxs in json.loads(feed)["data"]["ctxs"] if dex == "")
+    # re-serialised from the decoded message: every context value is a JSON string, so no digit changes
+    return Raw("[" + meta + "," + json.dumps(main[: len(universe)]) + "]")
+
+
 def _pacifica_info() -> Any:
     # Pacifica's market listing is itself a recorded ccxt case (fetchMarkets)
     return recorded.ccxt_case("pacifica", "fetchMarkets", "Fetch perpetual and spot markets")["httpResponse"]
@@ -198,7 +226,10 @@ VENUES: dict[str, Venue] = {
         ),
         Venue(
             key="binanceusdm", venue="binanceusdm", ccxt_id="binanceusdm", ccxt_file="binance",
-            markets=lambda: [Route("/fapi/v1/exchangeInfo", _file(f"{NB}/http_futures_market_exchange_info.json"))],
+            # the USD-M profile loads the funding intervals with the markets (fundingInfo); the
+            # listing itself is the last route (see _truncated_listing)
+            markets=lambda: [Route("/fapi/v1/fundingInfo", _funding_info()),
+                             Route("/fapi/v1/exchangeInfo", _file(f"{NB}/http_futures_market_exchange_info.json"))],
         ),
         # ccxt asks for the linear listing twice (all, then status=PreLaunch); nothing is
         # recorded for the PreLaunch query, so the same listing answers both (ccxt concatenates
@@ -428,7 +459,8 @@ async def test_ccxt_recorded_case(key: str, exchange: str, method: str, descript
             by_symbol = expected if method == "fetchTickers" else {expected["symbol"]: expected}
             assert sorted(t.symbol for t in tickers) == sorted(by_symbol)
             for ticker in tickers:
-                check_ticker(ticker, by_symbol[ticker.symbol], venue.venue)
+                sent = int(wire["time"]) if isinstance(wire, dict) and "time" in wire else None
+                check_ticker(ticker, by_symbol[ticker.symbol], venue.venue, sent=sent)
             check_ticker_wire(exchange, tickers, wire, {m.symbol: m.id for m in markets})
         elif method == "fetchTrades":
             limit = args[2] if len(args) > 2 and args[2] else adapter.profile.max_trades
@@ -450,7 +482,8 @@ async def test_ccxt_recorded_case(key: str, exchange: str, method: str, descript
         elif method in ("fetchFundingRate", "fetchFundingRates"):
             funding = await adapter.funding_rate(market)
             one = expected if method == "fetchFundingRate" else expected[market.symbol]
-            check_funding(funding, one, venue.venue, interval_from_listing=(venue.ccxt_id == "bybit"))
+            check_funding(funding, one, venue.venue, interval_from_listing=(venue.ccxt_id == "bybit"),
+                          interval_from_funding_info=(venue.key == "binanceusdm"))
             check_funding_wire(exchange, funding, wire)
         else:  # pragma: no cover
             raise AssertionError(method)
@@ -500,7 +533,9 @@ def check_order_book(book: OrderBook, expected: dict, depth: int, exchange: str)
     assert all(isinstance(x, Decimal) for level in book.bids + book.asks for x in level)
 
 
-def check_ticker(t: Ticker, e: dict, exchange: str) -> None:
+def check_ticker(t: Ticker, e: dict, exchange: str, *, sent: int | None = None) -> None:
+    """``sent``: the venue's time of the whole response where its records carry none (Bybit),
+    which exgate uses and ccxt leaves out."""
     assert t.exchange == exchange
     pairs = {
         "last": (t.last, e.get("last")), "bid": (t.bid, e.get("bid")), "ask": (t.ask, e.get("ask")),
@@ -511,7 +546,7 @@ def check_ticker(t: Ticker, e: dict, exchange: str) -> None:
     }
     for name, (got, want) in pairs.items():
         assert same_as_ccxt(got, want), f"{t.symbol} {name}: got {got!r}, ccxt {want!r}"
-    assert t.timestamp == e.get("timestamp")
+    assert t.timestamp == (e.get("timestamp") if e.get("timestamp") is not None else sent)
 
 
 def check_trades(trades: list[Trade], expected: list[dict], limit: int, exchange: str) -> None:
@@ -538,7 +573,8 @@ def check_candles(candles: list[Candle], expected: list[list], step: int, now_ms
     assert candles[-1].closed is False and all(c.closed for c in candles[:-1])
 
 
-def check_funding(f: FundingRate, e: dict, exchange: str, *, interval_from_listing: bool = False) -> None:
+def check_funding(f: FundingRate, e: dict, exchange: str, *, interval_from_listing: bool = False,
+                  interval_from_funding_info: bool = False) -> None:
     assert f.exchange == exchange
     assert f.symbol == e["symbol"]
     assert f.rate == D(e.get("fundingRate"))
@@ -546,7 +582,11 @@ def check_funding(f: FundingRate, e: dict, exchange: str, *, interval_from_listi
     assert f.index == D(e.get("indexPrice"))
     assert f.timestamp == e.get("timestamp")
     assert f.next_funding_time == (e.get("nextFundingTimestamp") or e.get("fundingTimestamp"))
-    if not interval_from_listing:
+    if interval_from_funding_info:
+        # Binance USD-M: premiumIndex has no interval; fundingInfo (loaded with the markets)
+        # does not list the recorded symbols, so Binance's default of 8 h applies
+        assert f.interval_ms == 8 * 3_600_000
+    elif not interval_from_listing:
         # Bybit's interval comes from the market listing (fundingInterval), not from this
         # payload; the recorded Nautilus listing says 8 where the API sends minutes (480)
         assert f.interval_ms == interval_ms(e.get("interval"))
@@ -669,8 +709,29 @@ def check_funding_wire(exchange: str, f: FundingRate, wire: Any) -> None:
         assert (f.rate, f.mark, f.index, f.next_funding_time, f.timestamp) == (
             Decimal(x["lastFundingRate"]), Decimal(x["markPrice"]), Decimal(x["indexPrice"]),
             int(x["nextFundingTime"]), int(x["time"]))
+        if exchange == "binanceusdm":  # not in the documented fundingInfo answer: the 8 h default
+            assert f.interval_ms == 8 * 3_600_000
+    elif exchange == "hyperliquid":  # [meta, assetCtxs]: the context of the symbol's coin
+        meta, contexts = wire
+        x = contexts[[u["name"] for u in meta["universe"]].index(f.symbol.split("/")[0])]
+        assert (f.rate, f.mark, f.index, f.interval_ms, f.timestamp) == (
+            Decimal(x["funding"]), Decimal(x["markPx"]), Decimal(x["oraclePx"]), 3_600_000, None)
     else:  # pragma: no cover
         raise AssertionError(exchange)
+
+
+def check_hyperliquid_ticker(t: Ticker, ctx: dict) -> None:
+    """A Hyperliquid ticker against its recorded asset context: every value the wire string,
+    the 24 h change derived from ``prevDayPx`` (the venue sends no change)."""
+    last, previous = Decimal(ctx["midPx"]), Decimal(ctx["prevDayPx"])
+    assert t.last == last  # ccxt's last for Hyperliquid: the mid price
+    assert (t.bid, t.ask) == tuple(Decimal(p) for p in ctx["impactPxs"])  # ccxt's bid/ask: impact prices
+    assert (t.mark, t.index, t.funding_rate) == (Decimal(ctx["markPx"]), Decimal(ctx["oraclePx"]),
+                                                 Decimal(ctx["funding"]))
+    assert t.volume_24h == Decimal(ctx["dayBaseVlm"])
+    assert t.quote_volume_24h == Decimal(ctx["dayNtlVlm"])  # all 20 digits
+    assert t.change_24h_pct == (last - previous) / previous * 100
+    assert t.timestamp is None  # metaAndAssetCtxs carries no time
 
 
 def check_markets_wire(exchange: str, markets: list[Market], wire: Any) -> None:
@@ -687,15 +748,18 @@ def check_markets_wire(exchange: str, markets: list[Market], wire: Any) -> None:
         raise AssertionError(exchange)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "exgate gap: ccxt's unified ticker holds floats, so Binance's quoteVolume '5167027510.68728707' "
-    "(18 significant digits) comes out as Decimal('5167027510.687287'); prices/sizes of <=15 digits are exact"))
 async def test_wire_digits_beyond_double_precision() -> None:
+    """Binance's quoteVolume '5167027510.68728707' (18 significant digits) comes out of ccxt's
+    float as 5167027510.687287; exgate reads the venue's string and keeps every digit."""
     case = recorded.ccxt_case("binance", "fetchTicker", "public spot ticker")
     venue = VENUES["binance"]
     async with Harness(venue, _case_routes(venue, "fetchTicker", ["BTC/USDT"], case["httpResponse"])) as adapter:
         (ticker,) = await adapter.tickers([await adapter.resolve("BTC/USDT")])
     assert ticker.quote_volume_24h == Decimal(case["httpResponse"]["quoteVolume"])
+    async with Harness(VENUES["hyperliquid"], [Route("/info", _hyperliquid_contexts(), method="POST",
+                                                     info_type="metaAndAssetCtxs")]) as adapter:
+        (btc,) = await adapter.tickers([await adapter.resolve("BTC")])
+    assert str(btc.quote_volume_24h) == "1516669192.1953897476"  # ccxt's float: 1516669192.1953897
 
 
 # =============================================================================================
@@ -726,11 +790,21 @@ WIRE_CASES = (
     WireCase("binanceusdm", "nautilus http_futures_market_agg_trades", "fetchTrades", "BTC/USDT:USDT",
              lambda: [Route("/fapi/v1/aggTrades", _file(f"{NB}/http_futures_market_agg_trades.json"))]),
     # tickers() on USD-M reads /ticker/24hr and /premiumIndex (mark, index, funding), each in its
-    # all-symbols form; the recordings are single-symbol answers (same item schema)
-    WireCase("binanceusdm", "nautilus http_futures_market_ticker_24hr + premium_index", "fetchTickers",
+    # all-symbols form (the recordings are single-symbol answers: same item schema), and
+    # /ticker/bookTicker (bid, ask), which ccxt asks for one symbol by symbol (the recorded form)
+    WireCase("binanceusdm", "nautilus http_futures_market_ticker_24hr + premium_index + book_ticker", "fetchTickers",
              "BTC/USDT:USDT",
              lambda: [Route("/fapi/v1/ticker/24hr", _one_as_list(f"{NB}/http_futures_market_ticker_24hr.json")),
-                      Route("/fapi/v1/premiumIndex", _one_as_list(f"{NB}/http_futures_market_premium_index.json"))]),
+                      Route("/fapi/v1/premiumIndex", _one_as_list(f"{NB}/http_futures_market_premium_index.json")),
+                      Route("/fapi/v1/ticker/bookTicker", _file(f"{NB}/http_futures_market_book_ticker.json"),
+                            query={"symbol": "BTCUSDT"})]),
+    # tickers() on Hyperliquid reads metaAndAssetCtxs; see _hyperliquid_contexts
+    WireCase("hyperliquid", "nautilus http_meta_perp_sample + ws_all_dexs_asset_ctxs", "fetchTickers",
+             "BTC/USDC:USDC",
+             lambda: [Route("/info", _hyperliquid_contexts(), method="POST", info_type="metaAndAssetCtxs")]),
+    WireCase("hyperliquid", "nautilus http_meta_perp_sample + ws_all_dexs_asset_ctxs", "fetchFundingRate",
+             "ETH/USDC:USDC",
+             lambda: [Route("/info", _hyperliquid_contexts(), method="POST", info_type="metaAndAssetCtxs")]),
     WireCase("binanceusdm", "nautilus http_futures_market_premium_index", "fetchFundingRate", "BTC/USDT:USDT",
              lambda: [Route("/fapi/v1/premiumIndex", _file(f"{NB}/http_futures_market_premium_index.json"))]),
     WireCase("bybit", "nautilus http_get_orderbook", "fetchOrderBook", "BTC/USDT:USDT",
@@ -802,13 +876,21 @@ async def test_recorded_wire_case(case: WireCase) -> None:
             trades = await adapter.trades(market, adapter.profile.max_trades)
             assert len(trades) == len(_wire_trades(exchange, body)) > 0
             check_trades_wire(exchange, trades, body)
+        elif case.method == "fetchTickers" and exchange == "hyperliquid":
+            meta, contexts = wire[0]
+            (ticker,) = await adapter.tickers([market])
+            ctx = contexts[[u["name"] for u in meta["universe"]].index(market.base)]
+            check_hyperliquid_ticker(ticker, ctx)
         elif case.method == "fetchTickers":
-            ticker_list, premium_list = wire
+            ticker_list, premium_list, book = wire
             (ticker,) = await adapter.tickers([market])
             check_ticker_wire(exchange, [ticker], ticker_list, {market.symbol: market.id})
             (premium,) = premium_list
             assert (ticker.mark, ticker.index, ticker.funding_rate) == (
                 Decimal(premium["markPrice"]), Decimal(premium["indexPrice"]), Decimal(premium["lastFundingRate"]))
+            # USD-M's ticker/24hr has no bid/ask: they come from ticker/bookTicker, exactly
+            assert (ticker.bid, ticker.ask) == (Decimal(book["bidPrice"]), Decimal(book["askPrice"]))
+            assert ticker.timestamp == ticker_list[0]["closeTime"]
         elif case.method == "fetchFundingRate":
             (body,) = wire
             check_funding_wire(exchange, await adapter.funding_rate(market), body)
@@ -1025,3 +1107,55 @@ async def test_venue_error_envelope_is_an_exgate_error() -> None:
         with pytest.raises(errors.ExgateError) as caught:
             await adapter.order_book(market, 5)
     assert isinstance(caught.value, errors.UpstreamError)
+
+
+# =============================================================================================
+# Binance USD-M funding intervals (fundingInfo, loaded with the markets)
+# =============================================================================================
+
+HOUR_MS = 3_600_000
+
+
+async def test_binance_funding_interval_from_funding_info() -> None:
+    """A symbol ``fundingInfo`` lists settles at its ``fundingIntervalHours``; one it does not
+    list at Binance's default 8 h. ``fundingInfo`` is read with the markets, not per call."""
+    info = Route("/fapi/v1/fundingInfo", _funding_info("BTCUSDT"))  # the documented record, 4 h
+    premium = Route("/fapi/v1/premiumIndex", _file(f"{NB}/http_futures_market_premium_index.json"))
+    harness = Harness(VENUES["binanceusdm"], [info, premium])
+    async with harness as adapter:
+        market = await adapter.resolve("BTC/USDT:USDT")
+        first = await adapter.funding_rate(market)
+        again = await adapter.funding_rate(market)
+        assert adapter.funding_interval_ms("ETH/USDT:USDT") == 8 * HOUR_MS  # not listed
+    assert first.interval_ms == again.interval_ms == 4 * HOUR_MS
+    assert [r.path for r in harness.transport.requests].count("/fapi/v1/fundingInfo") == 1
+
+
+async def test_binance_unreadable_funding_info_leaves_the_interval_unknown() -> None:
+    """A broken ``fundingInfo`` answer does not fail the market load; the interval is then
+    unknown (``None``), never guessed."""
+    broken = Route("/fapi/v1/fundingInfo", Raw('[{"symbol": "BTCUSDT", "fundingInterv'))
+    premium = Route("/fapi/v1/premiumIndex", _file(f"{NB}/http_futures_market_premium_index.json"))
+    async with Harness(VENUES["binanceusdm"], [broken, premium]) as adapter:
+        await adapter.markets()
+        assert adapter.status == "ready"
+        funding = await adapter.funding_rate(await adapter.resolve("BTC/USDT:USDT"))
+    assert funding.interval_ms is None and funding.rate is not None
+
+
+async def test_malformed_raw_ticker_value_is_malformed_upstream() -> None:
+    """Ticker values are read from the venue's raw strings: a non-numeric one is a
+    MalformedUpstream (never a crash or a silent null), and a previous-day price of 0 leaves
+    the change unknown rather than dividing by it."""
+    broken = json.loads(_hyperliquid_contexts().body)
+    broken[1][0]["dayNtlVlm"] = "abc"
+    async with Harness(VENUES["hyperliquid"], [Route("/info", broken, method="POST",
+                                                     info_type="metaAndAssetCtxs")]) as adapter:
+        with pytest.raises(errors.MalformedUpstream):
+            await adapter.tickers([await adapter.resolve("BTC")])
+    zero = json.loads(_hyperliquid_contexts().body)
+    zero[1][0]["prevDayPx"] = "0.0"
+    async with Harness(VENUES["hyperliquid"], [Route("/info", zero, method="POST",
+                                                     info_type="metaAndAssetCtxs")]) as adapter:
+        (btc,) = await adapter.tickers([await adapter.resolve("BTC")])
+    assert btc.change_24h_pct is None and btc.quote_volume_24h == Decimal(zero[1][0]["dayNtlVlm"])

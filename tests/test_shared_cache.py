@@ -14,24 +14,22 @@ import httpx
 import pytest
 
 from exgate.config import Settings
-from tests.conftest import (ManualClock, ServerThread, free_port, path_count, sandbox_data, sandbox_data_args,
-                            spawn_exgate, stop_all, wait_ready)
+from tests.conftest import (REDIS_BACKENDS, ManualClock, ServerThread, clean_redis_url, free_port, path_count,
+                            sandbox_data, sandbox_data_args, spawn_exgate, stop_all, wait_ready)
 
 BOOK = "/v1/binanceusdm/markets/BTC/orderbook"
 BOOK_TAG = "market:binanceusdm:BTC/USDT:USDT"
+ADMIN = {"Authorization": "Bearer test-operator-token"}
 
 
-@pytest.fixture(scope="module")
-def cluster(redis_url: str) -> Iterator[tuple[str, list[str]]]:
-    """One `exgate sandbox` and three `exgate serve` (binanceusdm) sharing one Redis database.
+@pytest.fixture(scope="module", params=REDIS_BACKENDS)
+def cluster(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[str]]]:
+    """One `exgate sandbox` and three `exgate serve` (binanceusdm) sharing one Redis database,
+    then one Redis Cluster (``EXGATE_REDIS_URL=redis+cluster://...``).
 
     Order-book TTL and L1 TTL are raised to 60 s so that "one upstream request" and "visible
     only through invalidation" do not depend on how fast this machine runs the burst."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
+    redis_url = clean_redis_url(request, request.param)
     sandbox_port = free_port()
     procs = [spawn_exgate(["sandbox", "--port", str(sandbox_port), *sandbox_data_args()], {})]
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
@@ -39,7 +37,8 @@ def cluster(redis_url: str) -> Iterator[tuple[str, list[str]]]:
         wait_ready(sandbox_url, "sandbox", procs[0], path="/__sandbox/stats")
         env = {"EXGATE_REDIS_URL": redis_url, "EXGATE_EXCHANGES": "binanceusdm",
                "EXGATE_UPSTREAMS": f"binanceusdm={sandbox_url}/binanceusdm",
-               "EXGATE_CACHE_TTL_MS": "orderbook=60000", "EXGATE_L1_TTL_MS": "60000"}
+               "EXGATE_CACHE_TTL_MS": "orderbook=60000", "EXGATE_L1_TTL_MS": "60000",
+               "EXGATE_ADMIN_TOKEN": ADMIN["Authorization"].removeprefix("Bearer ")}
         ports = [free_port() for _ in range(3)]
         gateways = [spawn_exgate(["serve", "--port", str(p), "--log-level", "warning"], env) for p in ports]
         procs.extend(gateways)
@@ -76,9 +75,9 @@ async def test_invalidation_on_one_instance_is_visible_on_every_instance(cluster
             again = await client.get(url + BOOK)
             assert (again.headers["x-cache"], again.headers["x-cache-tier"]) == ("hit", "l1")
         before = _book_requests(sandbox_url)
-        dropped = await client.delete(urls[0] + "/v1/cache", params={"tag": BOOK_TAG})
+        dropped = await client.delete(urls[0] + "/v1/cache", params={"tag": BOOK_TAG}, headers=ADMIN)
         assert dropped.status_code == 200
-        assert "exgate:v1:binanceusdm:orderbook:BTC/USDT:USDT:depth=20" in dropped.json()["invalidated"]
+        assert "exgate:v1:{binanceusdm}:orderbook:BTC/USDT:USDT:depth=20" in dropped.json()["invalidated"]
         for url in urls[1:]:
             for _ in range(100):  # the drop reaches each instance's L1 through Redis pub/sub
                 seen = await client.get(url + BOOK)
@@ -93,8 +92,8 @@ async def test_invalidation_on_one_instance_is_visible_on_every_instance(cluster
 async def test_cache_invalidation_route_validates_its_input(cluster):
     _, urls = cluster
     async with httpx.AsyncClient(timeout=10) as client:
-        empty = await client.delete(urls[0] + "/v1/cache")
-        wrong = await client.delete(urls[0] + "/v1/cache", params={"tag": "everything"})
+        empty = await client.delete(urls[0] + "/v1/cache", headers=ADMIN)
+        wrong = await client.delete(urls[0] + "/v1/cache", params={"tag": "everything"}, headers=ADMIN)
     assert empty.status_code == 422 and empty.json()["field"] == "key"
     assert wrong.status_code == 422 and wrong.json()["field"] == "tag" and "exchange:" in wrong.json()["allowed"]
 
@@ -188,13 +187,13 @@ async def test_redis_stopped_under_load_fails_no_request_and_l2_resumes_when_it_
 
 
 # -- the exchange failing behind the cache ------------------------------------------------------
-@pytest.mark.parametrize("backend", ["memory", "redis"])
+@pytest.mark.parametrize("backend", ["memory", *REDIS_BACKENDS])
 async def test_upstream_failing_serves_stale_within_max_stale_then_503(backend, request):
     from exgate.http.app import create_app
     from exgate.sandbox.app import create_sandbox_app
     from exgate.venues.registry import build_adapters
 
-    redis_url = request.getfixturevalue("clean_redis") if backend == "redis" else None
+    redis_url = clean_redis_url(request, backend) if backend != "memory" else None
     clock = ManualClock(time.time_ns() // 1_000_000)
     exchange = ServerThread(create_sandbox_app(sandbox_data())).__enter__()
     app = create_app(build_adapters(["bybit"], {"bybit": f"{exchange.url}/bybit"}, timeout_ms=2_000), clock=clock,
@@ -226,7 +225,7 @@ async def test_metrics_expose_cache_upstream_latency_and_circuit_state(client):
                  "exgate_request_duration_seconds_bucket{", "exgate_upstream_duration_seconds_bucket{",
                  'exgate_redis_circuit_state{state="closed"} 1.0'):
         assert name in text, name
-    assert 'exgate_upstream_requests_total{exchange="bybit",operation="markets",status="ok"}' in text
+    assert 'exgate_upstream_requests_total{exchange="bybit",operation="load_markets",status="ok"}' in text
 
 
 @pytest.fixture

@@ -7,3 +7,7 @@ sandbox (:func:`exgate.sandbox.app.create_sandbox_app`).
 """
 
 __version__ = "0.1.0"
+
+from exgate.logs import configure_default_logging
+
+configure_default_logging()

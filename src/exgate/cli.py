@@ -104,28 +104,31 @@ async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandb
     upstreams = parse_upstreams(settings.upstreams)
     upstreams.update(parse_upstreams(upstream))
     venues = settings.exchange_list()
-    sandbox_server: uvicorn.Server | None = None
-    sandbox_task: asyncio.Task | None = None
+    sandbox_thread = None
     if sandbox:
         from exgate.sandbox.app import create_sandbox_app
+        from exgate.sandbox.runner import ServerThread
 
         sandbox_app = create_sandbox_app(sandbox_data)
         sock = _bind("127.0.0.1", 0)
         sandbox_port = sock.getsockname()[1]
         for venue in sandbox_app.state.venues:
             upstreams.setdefault(venue, f"http://127.0.0.1:{sandbox_port}/{venue}")
-        sandbox_server = _EmbeddedServer(_uvicorn_config(sandbox_app, "127.0.0.1", sandbox_port, "warning"))
-        sandbox_task = asyncio.create_task(sandbox_server.serve(sockets=[sock]))
+        # its own thread and event loop: no sandbox work can stall the gateway's loop
+        sandbox_thread = ServerThread(_EmbeddedServer(_uvicorn_config(sandbox_app, "127.0.0.1", sandbox_port,
+                                                                      "warning")), [sock])
         typer.echo(f"sandbox serving {', '.join(sandbox_app.state.venues)} on http://127.0.0.1:{sandbox_port}"
                    f" (data: {sandbox_app.state.data_dir or 'synthetic'})")
     adapters = build_adapters(venues, upstreams, timeout_ms=settings.upstream_timeout_ms)
     gateway = create_app(adapters, settings=settings)
     try:
+        if sandbox_thread is not None:
+            sandbox_thread.start()
+            await sandbox_thread.wait_started()
         await uvicorn.Server(_uvicorn_config(gateway, host, port, log_level)).serve()
     finally:
-        if sandbox_server is not None and sandbox_task is not None:
-            sandbox_server.should_exit = True
-            await sandbox_task
+        if sandbox_thread is not None:
+            sandbox_thread.stop()
 
 
 @app.command()

@@ -9,7 +9,7 @@ import typing
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from exgate.errors import ConfigError, ExgateError
@@ -36,9 +36,13 @@ class Settings(BaseSettings):
         redis_failures_to_open: consecutive Redis failures that open the circuit.
         redis_cooldown_ms: how long the open circuit skips Redis before one probe.
         lock_lease_ms: lease of the cross-instance fetch lock (default: upstream timeout + 1 s).
+        stale_after_ms: soft deadline of a read that has a copy within its max-stale age: past
+            it, the copy is served ``stale`` while the fetch goes on (0: at once).
         budgets: per-venue override of the IP budget, ``venue=capacity/window_ms,...`` (e.g.
             a lowered budget for an IP shared with other software).
         budget_max_waiters: most requests queued for one venue's budget.
+        admin_token: operator token for ``DELETE /v1/cache`` (``Authorization: Bearer ...``);
+            unset: the route answers 403. Never logged or returned.
     """
 
     model_config = SettingsConfigDict(env_prefix="EXGATE_", extra="ignore")
@@ -57,8 +61,10 @@ class Settings(BaseSettings):
     redis_failures_to_open: int = Field(default=3, gt=0)
     redis_cooldown_ms: int = Field(default=1_000, gt=0)
     lock_lease_ms: int | None = Field(default=None, gt=0)
+    stale_after_ms: int = Field(default=1_000, ge=0)
     budgets: str = ""
     budget_max_waiters: int = Field(default=1_000, gt=0)
+    admin_token: SecretStr | None = None
 
     def lease_ms(self) -> int:
         """The fetch-lock lease: configured, or the upstream timeout plus 1 s."""

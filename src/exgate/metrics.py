@@ -5,10 +5,15 @@ process (tests) never share counters.
 
 * ``exgate_cache_lookups_total{tier,result}``: reads by tier (l1, l2) and result (hit, miss,
   stale, coalesced);
-* ``exgate_upstream_requests_total{exchange,operation,status}``: upstream fetches; status is
-  ``ok`` or the problem title's slug (``upstream_unavailable``, ...);
-* ``exgate_upstream_duration_seconds{exchange,operation}`` and
-  ``exgate_request_duration_seconds{route,method,status}``: latency histograms;
+* ``exgate_upstream_requests_total{exchange,operation,status}``: adapter calls that sent at
+  least one request to the exchange (never an operation refused before any request, such as
+  one the venue lacks, or a request exgate's own budget held back); ``operation`` is the ccxt
+  method called (``fetch_order_book``, ``load_markets``, ...), status ``ok`` or the problem
+  title's slug (``upstream_unavailable``, ...);
+* ``exgate_upstream_duration_seconds{exchange,operation}``: latency of those calls (budget
+  wait included); ``exgate_request_duration_seconds{route,method,status}``: HTTP latency by
+  the matched route template (``/docs`` and ``/openapi.json`` included; ``unmatched`` only
+  when no route matched, a 404);
 * ``exgate_redis_circuit_state{state}``: 1 for the Redis circuit's current state, else 0;
 * ``exgate_budget_wait_seconds{exchange,priority}``: time spent waiting for upstream budget;
 * ``exgate_upstream_throttled_total{exchange,status}``: 429/418 answers from exchanges.
@@ -25,6 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from exgate.cache.circuit import CircuitState
 from exgate.cache.entry import CacheStatus, Tier
+from exgate.venues.calls import UpstreamCall
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -38,9 +44,11 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.cache_lookups = Counter("exgate_cache_lookups", "Cache reads by tier and result.",
                                      ["tier", "result"], registry=self.registry)
-        self.upstream_requests = Counter("exgate_upstream_requests", "Upstream fetches by outcome.",
+        self.upstream_requests = Counter("exgate_upstream_requests",
+                                         "Adapter calls that reached the exchange, by ccxt method and outcome.",
                                          ["exchange", "operation", "status"], registry=self.registry)
-        self.upstream_seconds = Histogram("exgate_upstream_duration_seconds", "Upstream fetch latency.",
+        self.upstream_seconds = Histogram("exgate_upstream_duration_seconds",
+                                          "Latency of adapter calls that reached the exchange.",
                                           ["exchange", "operation"], buckets=_LATENCY_BUCKETS, registry=self.registry)
         self.request_seconds = Histogram("exgate_request_duration_seconds", "HTTP request latency.",
                                          ["route", "method", "status"], buckets=_LATENCY_BUCKETS,
@@ -69,6 +77,10 @@ class Metrics:
         self.upstream_requests.labels(exchange, operation, status).inc()
         self.upstream_seconds.labels(exchange, operation).observe(seconds)
 
+    def upstream_call(self, call: UpstreamCall) -> None:
+        """Count one adapter call that reached the exchange (a :class:`~exgate.venues.calls.CallMeter` observer)."""
+        self.upstream(call.exchange, call.operation, call.status, call.seconds)
+
     def render(self) -> bytes:
         """The Prometheus text exposition of every collector."""
         return generate_latest(self.registry)
@@ -77,6 +89,19 @@ class Metrics:
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def _route_path(scope: Scope) -> str:
+    """The path template of the plain Starlette route that served ``scope`` (FastAPI's
+    ``/docs``, ``/openapi.json``, ``/docs/oauth2-redirect`` set ``endpoint`` but not ``route``),
+    or ``"unmatched"`` when no route matched."""
+    endpoint = scope.get("endpoint")
+    app = scope.get("app")
+    if endpoint is not None and app is not None:
+        for route in getattr(getattr(app, "router", None), "routes", ()):
+            if getattr(route, "endpoint", None) is endpoint:
+                return getattr(route, "path", None) or "unmatched"
+    return "unmatched"
 
 
 class RequestMetrics:
@@ -102,7 +127,6 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            path = getattr(scope.get("route"), "path", None) or _route_path(scope)
             self.metrics.request_seconds.labels(path, scope["method"], str(status)).observe(
                 time.perf_counter() - started)

@@ -31,6 +31,15 @@ class MarketType(StrEnum):
     OPTION = "option"
 
 
+class VenueStatus(StrEnum):
+    """Health of a venue from its recent upstream outcomes (see :mod:`exgate.venues.health`)."""
+
+    LOADING = "loading"
+    READY = "ready"
+    DEGRADED = "degraded"
+    UNAVAILABLE = "unavailable"
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, ser_json_inf_nan="null")
 
@@ -64,8 +73,9 @@ class Ticker(_Frozen):
 
     ``volume_24h`` is in base currency, ``quote_volume_24h`` in quote currency, ``change_24h_pct``
     in percent. ``mark``, ``index`` and ``funding_rate`` are set where the venue reports them
-    (perpetuals). ``timestamp`` is the venue's time of the data in ms, or the time exgate
-    received it when the venue gives none.
+    (perpetuals). ``timestamp`` is the venue's time of the data in ms (Binance: ``closeTime``
+    of the 24 h window; Bybit: the response's ``time``; Pacifica: the record's ``timestamp``),
+    ``None`` where the venue sends none (Hyperliquid's asset contexts).
     """
 
     exchange: str
@@ -142,14 +152,26 @@ class FundingRate(_Frozen):
 
 
 class ExchangeInfo(_Frozen):
-    """A venue the gateway serves, with what its adapter supports and its load state."""
+    """A venue the gateway serves, with what its adapter supports and its health.
+
+    ``status`` comes from recent upstream outcomes (:mod:`exgate.venues.health`);
+    ``last_success_ms`` / ``last_error_ms`` are when the last call that reached the exchange
+    succeeded / failed (ms since the epoch) and ``*_age_ms`` how long ago; ``last_error`` is
+    what that failure told the client. ``error`` is why the market load failed while the venue
+    has no markets.
+    """
 
     id: str
     name: str
     capabilities: dict[str, bool] = Field(default_factory=dict)
-    status: str
+    status: VenueStatus
     markets: int | None = None
     error: str | None = None
+    last_success_ms: int | None = None
+    last_success_age_ms: int | None = None
+    last_error: str | None = None
+    last_error_ms: int | None = None
+    last_error_age_ms: int | None = None
     budget: dict[str, Any] | None = None
     """Upstream budget: each limit's use in the current window, ``banned_until_ms`` after a
     429/418, and how many requests wait."""

@@ -18,9 +18,11 @@ from pydantic import BaseModel, ConfigDict
 
 from exgate.cache import (DEFAULT_FRESHNESS, Cache, CacheResult, CacheStatus, DataType, Fetched, Freshness,
                           exchange_tag, market_key, market_tag)
-from exgate.errors import BadRequest, ExgateError, UnknownExchange
-from exgate.models import Candle, ExchangeInfo, Market, Ticker, Trade
+from exgate.cache.circuit import CircuitState
+from exgate.errors import BadRequest, ExgateError, UnknownExchange, UnknownSymbol
+from exgate.models import Candle, ExchangeInfo, Market, Ticker, Trade, VenueStatus
 from exgate.venues.base import ExchangeAdapter
+from exgate.venues.health import VenueHealth
 
 DEFAULT_DEPTH = 20
 DEFAULT_TRADES = 100
@@ -88,8 +90,13 @@ class MarketData:
         adapters: venue id → adapter.
         cache: the (open) read-through cache.
         freshness: TTL, grace and max-stale per :class:`DataType` (defaults: :data:`DEFAULT_FRESHNESS`).
-        clock: current time in ms, to mark the candle still forming.
-        on_upstream: metrics hook for each upstream fetch.
+        clock: current time in ms, to mark the candle still forming (and to date venue health).
+        on_upstream: hook for each service-level fetch (exchange, operation, status, seconds),
+            including fetches answered without a request; the gateway's metrics count only
+            requests that reached the exchange, through each adapter's ``calls`` meter.
+
+    ``health`` holds one :class:`~exgate.venues.health.VenueHealth` per venue, fed by the
+    adapter's :class:`~exgate.venues.calls.CallMeter`.
     """
 
     def __init__(self, adapters: Mapping[str, ExchangeAdapter], cache: Cache,
@@ -100,6 +107,11 @@ class MarketData:
         self.freshness = {**DEFAULT_FRESHNESS, **(freshness or {})}
         self.clock = clock or cache.clock
         self.on_upstream = on_upstream
+        self.health = {venue: VenueHealth(self.clock) for venue in self.adapters}
+        for venue, adapter in self.adapters.items():
+            if adapter.calls is not None:
+                adapter.calls.observers["health"] = self.health[venue].record
+        self._started = False
 
     async def _upstream(self, exchange: str, operation: str, call: Awaitable[T]) -> T:
         """Await one adapter call, reporting its outcome and latency to ``on_upstream``."""
@@ -130,15 +142,43 @@ class MarketData:
         return adapter
 
     def exchanges(self) -> list[ExchangeInfo]:
-        """Every served venue with its capabilities and load status."""
+        """Every served venue with its capabilities, markets loaded and health (status, last
+        success and last error with their ages; see :mod:`exgate.venues.health`)."""
         out = []
         for venue, adapter in self.adapters.items():
+            loaded = adapter.market_count is not None
             out.append(ExchangeInfo(
-                id=venue, name=adapter.name, capabilities=adapter.capabilities.as_dict(), status=adapter.status,
+                id=venue, name=adapter.name, capabilities=adapter.capabilities.as_dict(),
                 markets=adapter.market_count,
-                error=adapter.last_error if adapter.status != "ready" else None,
+                error=adapter.last_error if not loaded else None,
+                **self.health[venue].report(loaded, load_failed=adapter.status == "unavailable"),
             ))
         return out
+
+    def started(self) -> bool:
+        """Whether start-up is over: every venue has loaded its markets or failed at least once.
+        Once true it stays true (liveness must not flap with the venues)."""
+        if not self._started:
+            self._started = all(adapter.market_count is not None or adapter.status == "unavailable"
+                                or self.health[venue].failures for venue, adapter in self.adapters.items())
+        return self._started
+
+    def readiness(self) -> tuple[bool, str, dict[str, VenueStatus], CircuitState | None]:
+        """``(ready, why_not, venue statuses, Redis circuit state or None without Redis)``.
+
+        Not ready while no venue is usable (``ready`` or ``degraded``), or while Redis is
+        configured and its circuit breaker is not closed (open, or half-open while probing).
+        """
+        statuses = {info.id: info.status for info in self.exchanges()}
+        breaker = getattr(getattr(self.cache, "l2", None), "breaker", None)
+        redis = breaker.state if breaker is not None else None
+        usable = [v for v, s in statuses.items() if s in (VenueStatus.READY, VenueStatus.DEGRADED)]
+        if not usable:
+            listed = ", ".join(f"{v}: {s.value}" for v, s in statuses.items()) or "none configured"
+            return False, f"no venue is usable ({listed})", statuses, redis
+        if redis is not None and redis is not CircuitState.CLOSED:
+            return False, f"Redis is configured and its circuit breaker is {redis.value}", statuses, redis
+        return True, "", statuses, redis
 
     async def exchanges_with_budget(self) -> list[ExchangeInfo]:
         """:meth:`exchanges` plus each venue's upstream budget state (shared across instances)."""
@@ -271,8 +311,43 @@ class MarketData:
                                              tags=self._tags(adapter.id, market.symbol))
 
     async def invalidate(self, keys: Sequence[str] = (), tags: Sequence[str] = ()) -> tuple[list[str], bool]:
-        """Drop cached keys and tagged groups on every instance (see :meth:`Cache.invalidate`)."""
-        return await self.cache.invalidate(keys, tags)
+        """Drop cached keys and tagged groups on every instance (see :meth:`Cache.invalidate`).
+
+        Each tag is first resolved to the form the reads store (:meth:`resolve_tag`), so
+        ``market:BYBIT:BTC`` drops what ``/v1/bybit/markets/BTC/...`` cached. Returns the keys
+        that existed and were dropped, and whether the drop reached every instance.
+
+        Raises:
+            UnknownExchange, UnknownSymbol: as on the read routes (``field`` is ``tag``).
+            UpstreamUnavailable: the venue's markets are needed to resolve a symbol and cannot load.
+        """
+        resolved = [await self.resolve_tag(tag) for tag in tags]
+        return await self.cache.invalidate(keys, list(dict.fromkeys(resolved)))
+
+    async def resolve_tag(self, tag: str) -> str:
+        """The canonical tag: ``exchange:{venue}`` with the venue id as served,
+        ``market:{venue}:{unified symbol}`` from any symbol form the routes accept
+        (``BTC``, ``BTCUSDT``, ``BTC-USDT-PERP``, ``BTC/USDT:USDT``); other tags as they are.
+
+        Raises:
+            BadRequest: a ``market:`` tag without a symbol.
+            UnknownExchange, UnknownSymbol: the venue or symbol is not served (``field``: ``tag``).
+        """
+        kind, _, rest = tag.partition(":")
+        if kind not in ("exchange", "market"):
+            return tag
+        venue, _, symbol = rest.partition(":") if kind == "market" else (rest, "", "")
+        try:
+            adapter = self.adapter(venue)
+            if kind == "exchange":
+                return exchange_tag(adapter.id)
+            if not symbol.strip():
+                raise BadRequest(f"tag {tag!r} names no symbol; use market:{{venue}}:{{symbol}}", field="tag")
+            market = await adapter.resolve(symbol)
+        except (UnknownExchange, UnknownSymbol) as exc:
+            exc.extra["field"] = "tag"
+            raise
+        return market_tag(adapter.id, market.symbol)
 
     # -- helpers --------------------------------------------------------------------------
     @staticmethod

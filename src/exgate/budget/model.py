@@ -8,6 +8,7 @@ each request costs. Callers wait for budget in :class:`Priority` order.
 from __future__ import annotations
 
 import contextvars
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
@@ -57,6 +58,26 @@ class Limit:
     def __post_init__(self) -> None:
         if self.capacity <= 0 or self.window_ms <= 0:
             raise ValueError(f"limit {self.name or self.scope}: capacity and window must be positive")
+
+
+_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000))
+_WINDOW_SUFFIX = re.compile(r"_\d+(?:ms|s|m|h|d)$")
+
+
+def window_label(window_ms: int) -> str:
+    """``60000`` → ``"1m"``, ``10000`` → ``"10s"``, ``1500`` → ``"1500ms"`` (largest whole unit)."""
+    for unit, size in _UNITS:
+        if window_ms % size == 0:
+            return f"{window_ms // size}{unit}"
+    return f"{window_ms}ms"
+
+
+def name_for_window(name: str, window_ms: int) -> str:
+    """``name`` with its window suffix replaced by ``window_ms``'s: ``("requests_5s", 10000)`` →
+    ``"requests_10s"``; a name without a suffix gets one; ``""`` stays ``""``."""
+    if not name:
+        return name
+    return f"{_WINDOW_SUFFIX.sub('', name)}_{window_label(window_ms)}"
 
 
 Weigh = Callable[[str, Mapping[str, object], int], int]

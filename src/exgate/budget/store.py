@@ -7,7 +7,9 @@ exgate may overcount a little at window edges, never undercount.
 
 The Redis store does each acquire in one Lua script (check every limit, then charge all or
 none), so instances can never jointly overspend. A ban (after a 429/418) is a key holding
-the time it lifts, compared with the caller's clock.
+the time it lifts, compared with the caller's clock. The ban and every window of a venue share
+the ``{venue}`` hash tag (:func:`exgate.cache.keys.budget_key`), so on a Redis Cluster that
+script runs on one slot.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import redis.asyncio as redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from exgate.budget.model import Limit
-from exgate.cache.keys import PREFIX
+from exgate.cache.client import redis_client
+from exgate.cache.keys import ban_key, budget_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,15 +126,21 @@ return 1
 reconciled from the exchange, and ban ends (a longer ban is never shortened)."""
 
 
+_ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
+
+
 class RedisBudgetStore:
     """Usage shared by every instance through Redis (atomic Lua per acquire).
 
     When Redis fails, each call falls back to the in-process ``fallback`` store, so upstream
     calls stay metered (per instance) rather than unmetered or failed.
+
+    ``url`` is any URL :func:`~exgate.cache.client.redis_client` takes (one server or a Redis
+    Cluster); it raises ``ConfigError`` for any other.
     """
 
     def __init__(self, url: str, *, timeout_ms: int = 500):
-        self.client = redis.Redis.from_url(url, socket_connect_timeout=timeout_ms / 1000)
+        self.client = redis_client(url, timeout_ms=timeout_ms)
         self.timeout_s = timeout_ms / 1000
         self.fallback = MemoryBudgetStore()
         self._acquire = self.client.register_script(_ACQUIRE)
@@ -140,11 +148,11 @@ class RedisBudgetStore:
 
     @staticmethod
     def _key(venue: str, limit: Limit, window: int) -> str:
-        return f"{PREFIX}:budget:{venue}:{limit.name}:{window}"
+        return budget_key(venue, limit.name, window)
 
     @staticmethod
     def _ban_key(venue: str) -> str:
-        return f"{PREFIX}:ban:{venue}"
+        return ban_key(venue)
 
     async def close(self) -> None:
         """Close the client's connections."""
@@ -162,7 +170,7 @@ class RedisBudgetStore:
         try:
             async with asyncio.timeout(self.timeout_s):
                 granted, retry_ms, banned = await self._acquire(keys=keys, args=args)
-        except (RedisError, OSError, TimeoutError):
+        except _ERRORS:
             return await self.fallback.acquire(venue, limits, cost, now_ms, guard_ms)
         return Grant(bool(granted), int(retry_ms), banned=bool(banned))
 
@@ -173,7 +181,7 @@ class RedisBudgetStore:
             async with asyncio.timeout(self.timeout_s):
                 await self._raise(keys=[self._key(venue, limit, now_ms // limit.window_ms)],
                                       args=[used, limit.window_ms + 120_000])
-        except (RedisError, OSError, TimeoutError):
+        except _ERRORS:
             pass
 
     async def ban(self, venue: str, until_ms: int, now_ms: int) -> None:
@@ -184,7 +192,7 @@ class RedisBudgetStore:
         try:
             async with asyncio.timeout(self.timeout_s):  # atomic: a longer ban is never shortened
                 await self._raise(keys=[self._ban_key(venue)], args=[until_ms, until_ms - now_ms + 60_000])
-        except (RedisError, OSError, TimeoutError):
+        except _ERRORS:
             pass
 
     async def banned_until(self, venue: str, now_ms: int) -> int:
@@ -192,7 +200,7 @@ class RedisBudgetStore:
         try:
             async with asyncio.timeout(self.timeout_s):
                 raw = await self.client.get(self._ban_key(venue))
-        except (RedisError, OSError, TimeoutError):
+        except _ERRORS:
             return await self.fallback.banned_until(venue, now_ms)
         until = int(raw or 0)
         return until if until > now_ms else 0
@@ -202,6 +210,6 @@ class RedisBudgetStore:
         try:
             async with asyncio.timeout(self.timeout_s):
                 raw = await self.client.get(self._key(venue, limit, now_ms // limit.window_ms))
-        except (RedisError, OSError, TimeoutError):
+        except _ERRORS:
             return await self.fallback.used(venue, limit, now_ms)
         return int(raw or 0)

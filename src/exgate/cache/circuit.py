@@ -1,10 +1,14 @@
 """A circuit breaker for Redis: after repeated failures stop trying for a while, then probe.
 
 ``closed`` lets every call through; ``failure_threshold`` consecutive failures open it. While
-``open`` no call is tried until ``cooldown_ms`` has passed; then it is ``half_open`` and exactly
-one call (the probe) goes through: success closes it, failure opens it for another cooldown.
-Each state change is logged once as a warning (never once per request) and reported to
-``on_change`` (metrics).
+``open`` or ``half_open`` no request's call is tried (:meth:`CircuitBreaker.allow` is false):
+requests never pay a hanging dependency's timeout for the probe. The probe belongs to a
+background task (:meth:`exgate.cache.redis_store.RedisStore.keep_probing`): once ``cooldown_ms``
+has passed, :meth:`CircuitBreaker.begin_probe` turns the circuit ``half_open`` and hands out the
+one probe; its success closes the circuit, its failure opens it for another cooldown.
+The outage is logged as one warning when it opens and one when it closes (never once per
+request); the probes in between (``half_open``, back to ``open``) are debug lines. Every change
+is reported to ``on_change`` (metrics).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class CircuitBreaker:
         name: what it guards, for the log line.
         clock: current time in ms.
         failure_threshold: consecutive failures that open the circuit.
-        cooldown_ms: how long it stays open before one probe is allowed.
+        cooldown_ms: how long it stays open before the next background probe.
         on_change: called with the new state on every change.
     """
 
@@ -49,15 +53,20 @@ class CircuitBreaker:
         self._probing = False
 
     def allow(self) -> bool:
-        """Whether a call may be tried now (in half-open, only the one probe)."""
-        if self.state is CircuitState.CLOSED:
-            return True
+        """Whether a request's call may be tried now: only while closed (open and half-open
+        skip the dependency; the probe is :meth:`begin_probe`'s, off every request's path)."""
+        return self.state is CircuitState.CLOSED
+
+    def begin_probe(self) -> bool:
+        """Whether the background prober should probe now: the circuit is open, its cooldown
+        has passed and no probe is running. A ``True`` turns it ``half_open``; report the
+        probe's outcome with :meth:`success`, :meth:`failure` or :meth:`abandon`."""
+        if self.state is CircuitState.CLOSED or self._probing:
+            return False
         if self.state is CircuitState.OPEN:
             if self.clock() - self._opened_ms < self.cooldown_ms:
                 return False
             self._set(CircuitState.HALF_OPEN)
-        if self._probing:
-            return False
         self._probing = True
         return True
 

@@ -4,6 +4,17 @@ Shared market data is versioned and exchange-scoped: ``exgate:v1:{venue}:{type}:
 followed by the request parameters that change the answer, in a fixed order. Private data is
 account-scoped with the account id hashed (:func:`account_key`), never a credential.
 Tags group keys for invalidation: :func:`exchange_tag`, :func:`market_tag`, :func:`account_tag`.
+
+The braces are Redis Cluster hash tags: only the part between them picks the key's slot, so
+every group of names that one script or one command touches lands on one slot:
+
+- ``{venue}``: a venue's market data, the sets of its ``exchange:`` and ``market:`` tags, its
+  budget windows and its ban (the budget's Lua script reads the ban and charges every window
+  at once);
+- ``{venue:acct:hash}``: one account's private data and its ``account:`` tag set;
+- a fetch lock (``exgate:v1:lock:`` + the key) takes the slot of the key it guards.
+
+On one Redis server the braces are just characters of the name.
 """
 
 from __future__ import annotations
@@ -19,15 +30,23 @@ def market_key(venue: str, data_type: DataType, symbol: str | None = None, **par
     """Key of one shared market-data read.
 
     >>> market_key("bybit", DataType.ORDER_BOOK, "BTC/USDT:USDT", depth=20)
-    'exgate:v1:bybit:orderbook:BTC/USDT:USDT:depth=20'
+    'exgate:v1:{bybit}:orderbook:BTC/USDT:USDT:depth=20'
 
     ``None`` parameters are left out, so ``limit=None`` and no ``limit`` share a key.
     """
-    parts = [PREFIX, venue, data_type.value]
+    parts = [PREFIX, _venue_slot(venue), data_type.value]
     if symbol is not None:
         parts.append(symbol)
     parts.extend(f"{name}={value}" for name, value in sorted(params.items()) if value is not None)
     return ":".join(parts)
+
+
+def _venue_slot(venue: str) -> str:
+    return "{" + venue + "}"
+
+
+def _account_slot(venue: str, digest: str) -> str:
+    return "{" + f"{venue}:acct:{digest}" + "}"
 
 
 def account_hash(account_id: str) -> str:
@@ -36,12 +55,12 @@ def account_hash(account_id: str) -> str:
 
 
 def account_key(venue: str, account_id: str, data_type: DataType, **params: object) -> str:
-    """Key of one private read: ``exgate:v1:{venue}:acct:{sha256(account)[:16]}:{type}:...``.
+    """Key of one private read: ``exgate:v1:{venue:acct:sha256(account)[:16]}:{type}:...``.
 
     >>> account_key("bybit", "user-42", DataType.POSITIONS)
-    'exgate:v1:bybit:acct:6d894aa3ee802549:positions'
+    'exgate:v1:{bybit:acct:6d894aa3ee802549}:positions'
     """
-    parts = [PREFIX, venue, "acct", account_hash(account_id), data_type.value]
+    parts = [PREFIX, _account_slot(venue, account_hash(account_id)), data_type.value]
     parts.extend(f"{name}={value}" for name, value in sorted(params.items()) if value is not None)
     return ":".join(parts)
 
@@ -62,13 +81,40 @@ def account_tag(venue: str, account_id: str) -> str:
 
 
 def lock_key(key: str) -> str:
-    """Redis key of the fetch lock of ``key`` (held by the one instance fetching it)."""
+    """Redis key of the fetch lock of ``key`` (held by the one instance fetching it); it holds
+    ``key``'s hash tag, so it lives on ``key``'s slot."""
     return f"{PREFIX}:lock:{key}"
 
 
 def tag_key(tag: str) -> str:
-    """Redis set of the keys stored with ``tag``."""
-    return f"{PREFIX}:tag:{tag}"
+    """Redis sorted set of the keys stored with ``tag``, on the slot of the keys it groups.
+
+    >>> tag_key("market:bybit:BTC/USDT:USDT")
+    'exgate:v1:{bybit}:tag:market:bybit:BTC/USDT:USDT'
+    >>> tag_key("account:bybit:6d894aa3ee802549")
+    'exgate:v1:{bybit:acct:6d894aa3ee802549}:tag:account:bybit:6d894aa3ee802549'
+    """
+    kind, _, rest = tag.partition(":")
+    venue, _, detail = rest.partition(":")
+    if kind == "account" and venue and detail:
+        slot = _account_slot(venue, detail)
+    else:
+        slot = _venue_slot(venue or tag)
+    return f"{PREFIX}:{slot}:tag:{tag}"
+
+
+def budget_key(venue: str, limit: str, window: int) -> str:
+    """Redis counter of the weight ``venue``'s ``limit`` used in window number ``window``.
+
+    >>> budget_key("binanceusdm", "ip", 29833333)
+    'exgate:v1:{binanceusdm}:budget:ip:29833333'
+    """
+    return f"{PREFIX}:{_venue_slot(venue)}:budget:{limit}:{window}"
+
+
+def ban_key(venue: str) -> str:
+    """Redis key holding when ``venue``'s ban (after a 429/418) lifts, in ms since the epoch."""
+    return f"{PREFIX}:{_venue_slot(venue)}:ban"
 
 
 def events_channel(db: int) -> str:

@@ -7,9 +7,17 @@ whose lease ran out never frees its successor's lock); and carries events on one
 channel: ``fill``/``fail`` when a fetch ends (waking the instances waiting on it) and ``inv``
 when keys or tags are invalidated (dropping every instance's L1 copies).
 
+The client comes from :func:`exgate.cache.client.redis_client`: one server or a Redis
+Cluster. On a cluster the events channel stays classic pub/sub, which the cluster broadcasts
+to every node: one subscription on any node hears every instance's events, so the feed
+subscribes on the channel's slot owner first and moves to another node if that one dies.
+
 Every call is fail-open: a Redis error or timeout is counted by the :class:`CircuitBreaker`
 and reported as "Redis unavailable" (``DOWN``), never raised, so the caller carries on with
-L1 and the upstream. While the circuit is open no call is tried at all.
+L1 and the upstream. While the circuit is open or half-open no request's call is tried at
+all: the probe that closes it again is a ``PING`` sent by a background task
+(:meth:`RedisStore.keep_probing`, owned by the cache), so a Redis that hangs costs a request
+nothing once the circuit is open.
 """
 
 from __future__ import annotations
@@ -20,13 +28,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
-import redis.asyncio as redis
 import structlog
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
 
 from exgate.cache.circuit import CircuitBreaker, CircuitState
+from exgate.cache.client import Client, client_db, redis_client
 from exgate.cache.entry import Entry
 from exgate.cache.keys import events_channel, lock_key, tag_key
 
@@ -47,7 +54,7 @@ if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) 
 return 0
 """
 
-_ERRORS = (RedisError, OSError, asyncio.TimeoutError, ValueError)
+_ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError, ValueError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,17 +69,17 @@ EventHandler = Callable[[dict[str, Any]], None]
 
 
 class RedisStore:
-    """The shared tier over one Redis server.
+    """The shared tier over one Redis server or a Redis Cluster.
 
     Args:
-        client: a redis-py asyncio client; build one with :meth:`from_url`.
+        client: a redis-py asyncio client (one server or a cluster); build one with :meth:`from_url`.
         breaker: the circuit breaker guarding every call.
         db: the database number (the events channel is per database).
         origin: this instance's id, carried in events.
         timeout_ms: a call slower than this counts as a Redis failure.
     """
 
-    def __init__(self, client: redis.Redis, breaker: CircuitBreaker, *, db: int = 0, origin: str = "",
+    def __init__(self, client: Client, breaker: CircuitBreaker, *, db: int = 0, origin: str = "",
                  timeout_ms: int = 250):
         self.client = client
         self.timeout_s = timeout_ms / 1000
@@ -85,17 +92,16 @@ class RedisStore:
     @classmethod
     def from_url(cls, url: str, breaker: CircuitBreaker, *, timeout_ms: int = 250, max_connections: int = 64,
                  origin: str = "") -> RedisStore:
-        """A store on ``url`` (``redis://host:port/db``) whose calls give up after ``timeout_ms``
-        (including the wait for one of ``max_connections`` pooled connections) and are never
-        retried by redis-py (the breaker decides when to try again)."""
-        # No socket_timeout: redis-py swallows a task's cancellation that lands while it reads
-        # under one (redis-py 8.1). Every call is bounded by asyncio.timeout in _call instead.
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=timeout_ms / 1000, socket_timeout=None,
-            socket_connect_timeout=timeout_ms / 1000, retry=Retry(NoBackoff(), 0), health_check_interval=0)
-        client = redis.Redis(connection_pool=pool)
-        db = int(pool.connection_kwargs.get("db", 0) or 0)
-        return cls(client, breaker, db=db, origin=origin, timeout_ms=timeout_ms)
+        """A store on ``url`` (any URL :func:`~exgate.cache.client.redis_client` takes) whose
+        calls give up after ``timeout_ms`` (including the wait for one of ``max_connections``
+        pooled connections) and are never retried by redis-py (the breaker decides when to try
+        again).
+
+        Raises:
+            ConfigError: ``url`` is not a Redis URL exgate accepts (``field="EXGATE_REDIS_URL"``).
+        """
+        client = redis_client(url, timeout_ms=timeout_ms, max_connections=max_connections)
+        return cls(client, breaker, db=client_db(client), origin=origin, timeout_ms=timeout_ms)
 
     @property
     def coordinating(self) -> bool:
@@ -120,6 +126,32 @@ class RedisStore:
             raise
         self.breaker.success()
         return result
+
+    async def probe(self) -> bool:
+        """Probe Redis once if the breaker is due for it (open past its cooldown): a ``PING``
+        bounded by the call timeout; its outcome opens or closes the circuit. Returns whether
+        a probe was sent."""
+        if not self.breaker.begin_probe():
+            return False
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self.client.ping()
+        except _ERRORS as exc:
+            self.breaker.failure(exc)
+        except BaseException:
+            self.breaker.abandon()
+            raise
+        else:
+            self.breaker.success()
+        return True
+
+    async def keep_probing(self, poll_s: float = 0.1) -> None:
+        """Run until cancelled: every ``poll_s`` (real time) check whether the breaker is due
+        for a probe and send it (:meth:`probe`). The only path that closes an open circuit;
+        run it as a task its owner cancels on close (see :class:`~exgate.cache.tiered.Cache`)."""
+        while True:
+            await self.probe()
+            await asyncio.sleep(poll_s)
 
     # -- values ---------------------------------------------------------------------------
     async def get(self, key: str) -> Entry | None | _Down:
@@ -148,10 +180,21 @@ class RedisStore:
                     pipe.zremrangebyscore(tag_key(tag), "-inf", now_ms)
                     pipe.pexpire(tag_key(tag), px, nx=True)
                     pipe.pexpire(tag_key(tag), px, gt=True)
-            pipe.publish(self.channel, event)
-            await pipe.execute()
+            await self._execute_then_publish(pipe, event)
 
         return await self._call(op) is not DOWN
+
+    async def _execute_then_publish(self, pipe: Any, event: bytes) -> list[Any]:
+        """Run ``pipe``, then publish ``event``: in the same round trip on one server; after it
+        on a cluster, where redis-py refuses PUBLISH in a pipeline. Never before: the event
+        must not reach another instance ahead of the writes it announces. Returns the results
+        of ``pipe``'s own commands (without the publish)."""
+        if isinstance(self.client, RedisCluster):
+            results = await pipe.execute()
+            await self.client.publish(self.channel, event)
+            return list(results)
+        pipe.publish(self.channel, event)
+        return list(await pipe.execute())[:-1]
 
     # -- fetch lock -----------------------------------------------------------------------
     async def try_lock(self, key: str, token: str, lease_ms: int) -> Lock | _Down:
@@ -180,7 +223,7 @@ class RedisStore:
     # -- invalidation ---------------------------------------------------------------------
     async def invalidate(self, keys: Iterable[str], tags: Iterable[str]) -> list[str] | _Down:
         """Delete ``keys`` and every key stored with one of ``tags``, and tell every instance to
-        drop its L1 copies. Returns the keys deleted or announced, or ``DOWN``."""
+        drop its L1 copies. Returns the keys that existed and were deleted, or ``DOWN``."""
         keys, tags = list(keys), list(tags)
 
         async def op() -> list[str]:
@@ -193,34 +236,51 @@ class RedisStore:
                     found.update(m.decode() for m in members)
             doomed = sorted(found)
             pipe = self.client.pipeline(transaction=False)
-            if doomed or tags:
+            for key in doomed:
+                pipe.exists(key)
+            if doomed or tags:  # on a cluster, redis-py splits this DEL into one per slot (venue, account)
                 pipe.delete(*doomed, *(tag_key(t) for t in tags))
-            pipe.publish(self.channel, orjson.dumps({"op": "inv", "keys": doomed, "tags": tags, "origin": self.origin}))
-            await pipe.execute()
-            return doomed
+            results = await self._execute_then_publish(
+                pipe, orjson.dumps({"op": "inv", "keys": doomed, "tags": tags, "origin": self.origin}))
+            return [key for key, count in zip(doomed, results[:len(doomed)]) if count]
 
         return await self._call(op)
 
     # -- events ---------------------------------------------------------------------------
+    def _pubsub(self, attempt: int) -> Any:
+        """The pub/sub connection of subscription attempt number ``attempt``. On a cluster the
+        first goes to the node owning the channel's slot and each later one to the next node
+        in turn: classic pub/sub is broadcast to every node, so any node hears every event, and
+        a dead node (whose slots a failover may have moved while this client's map is stale)
+        is never retried forever."""
+        if isinstance(self.client, RedisCluster) and attempt:
+            nodes = sorted(self.client.get_nodes(), key=lambda node: node.name)
+            if nodes:
+                return self.client.pubsub(node=nodes[attempt % len(nodes)])
+        return self.client.pubsub()
+
     async def listen(self, on_event: EventHandler, on_gap: Callable[[], None], on_lost: Callable[[], None] = lambda: None,
                      *, idle_s: float = 0.5, ping_every_s: float = 5.0) -> None:
         """Deliver every event of the channel to ``on_event`` until cancelled.
 
-        Reconnects by itself: while Redis is unreachable it retries every ``idle_s`` (its
-        successful subscribe is the breaker's probe, so the circuit closes as soon as Redis is
-        back even without traffic). A connection that dies silently is noticed by a ping every
+        Reconnects by itself: while the circuit is open it waits (checking every ``idle_s``)
+        for :meth:`keep_probing` to close it, then subscribes again. A connection that dies silently is noticed by a ping every
         ``ping_every_s`` left unanswered. ``on_lost`` runs when the feed breaks (wake whoever
         waits for an event); after any gap ``on_gap`` runs, because invalidations may have
         been missed. A handler that raises is logged, never allowed to stop the feed.
         """
         first = True
+        attempts = 0
         while True:
             if not self.breaker.allow():
                 await asyncio.sleep(idle_s)
                 continue
-            pubsub = self.client.pubsub()
+            pubsub = self._pubsub(attempts)
+            attempts += 1
             try:
                 async with asyncio.timeout(self.timeout_s):
+                    if isinstance(self.client, RedisCluster):  # learn the slots first: pub/sub routes by them
+                        await self.client.initialize()
                     await pubsub.subscribe(self.channel)
                 self.breaker.success()
                 if not first:

@@ -15,6 +15,13 @@ A read, in order:
    itself rather than failing.
 5. **Stale-if-error**: when the fetch fails with an upstream error, the last good value is
    served (``stale``) up to its max-stale age; beyond that the error goes to the caller.
+6. **Stale-if-slow** (the soft deadline): when a copy within its max-stale age exists (in L1,
+   or found in L2 by the lookup) and the fetch, or the wait for another instance's fetch, has
+   not answered within ``stale_after_ms``, every caller waiting on it gets the copy
+   (``stale``) at once, and so does every caller arriving later while it still runs; the
+   fetch goes on in the background and fills L1/L2 as usual. A caller without such a copy
+   waits for the fetch (up to the upstream timeout). Types never served stale (private data:
+   no grace, no max-stale) have no such copy, so they always wait.
 
 Fetches run as tasks the cache owns (its :class:`asyncio.TaskGroup`) and callers await them
 through :func:`asyncio.shield`, so a cancelled caller never cancels the shared fetch. Redis
@@ -63,6 +70,17 @@ class _Outcome:
     tier: Tier
 
 
+@dataclass(slots=True)
+class _Flight:
+    """The one lookup of a key running in this process: its outcome, the copy its callers may
+    get at the soft deadline (updated once the lookup has read L2) and that deadline (loop time)."""
+
+    future: asyncio.Future[_Outcome]
+    soft_deadline: float
+    copy: Entry | None = None
+    copy_tier: Tier = Tier.L1
+
+
 class Cache:
     """Two-tier read-through cache with coalescing, stale serving and invalidation.
 
@@ -75,24 +93,28 @@ class Cache:
         l1_ttl_ms: longest an L1 copy is served as fresh while an L2 is reachable.
         lock_lease_ms: lease of the cross-instance fetch lock.
         wait_timeout_ms: longest a miss waits for another instance's fetch before fetching itself.
+        stale_after_ms: the soft deadline (real time): a caller with a copy within its max-stale
+            age waits this long for a fetch before it gets the copy as ``stale``.
         on_lookup: called with (tier, status) for every read (metrics).
     """
 
     def __init__(self, *, clock: Callable[[], int] = wall_clock_ms, l1: MemoryStore | None = None,
                  l2: RedisStore | None = None, l1_ttl_ms: int = 1_000, lock_lease_ms: int = 11_000,
-                 wait_timeout_ms: int = 11_000, on_lookup: LookupHook | None = None):
+                 wait_timeout_ms: int = 11_000, stale_after_ms: int = 1_000, on_lookup: LookupHook | None = None):
         self.clock = clock
         self.l1 = l1 if l1 is not None else MemoryStore()
         self.l2 = l2
         self.l1_ttl_ms = l1_ttl_ms
         self.lock_lease_ms = lock_lease_ms
         self.wait_timeout_ms = wait_timeout_ms
+        self.stale_after_ms = stale_after_ms
         self.on_lookup = on_lookup
         self.stats = CacheStats()
-        self._inflight: dict[str, asyncio.Future[_Outcome]] = {}
+        self._inflight: dict[str, _Flight] = {}
         self._remote_waiters: dict[str, asyncio.Future[str]] = {}
         self._tasks: asyncio.TaskGroup | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._prober: asyncio.Task[None] | None = None
         self._fills: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -101,6 +123,7 @@ class Cache:
         await self._tasks.__aenter__()
         if self.l2 is not None:
             self._listener = self._tasks.create_task(self.l2.listen(self._on_event, self.l1.clear, self._wake_waiters))
+            self._prober = self._tasks.create_task(self.l2.keep_probing())  # requests never probe
             try:  # start coordinated when Redis is there; never wait long when it is not
                 async with asyncio.timeout(1.0):
                     await self.l2.subscribed.wait()
@@ -113,10 +136,12 @@ class Cache:
         tasks, self._tasks = self._tasks, None
         if self._listener is not None:
             self._listener.cancel()
+        if self._prober is not None:
+            self._prober.cancel()
         for task in list(self._fills):  # nobody is left to read what they would fetch
             task.cancel()
-        for future in self._inflight.values():
-            future.cancel()
+        for flight in self._inflight.values():
+            flight.future.cancel()
         self._inflight.clear()
         try:
             if tasks is not None:  # the body's own exception propagates as it is, not in a group
@@ -165,11 +190,11 @@ class Cache:
             self._count(Tier.L1, CacheStatus.STALE)
             return self._result(candidate, CacheStatus.STALE, Tier.L1, now)
         # one lookup per key in this process: the L2 read, and the fetch if it is needed
-        future = self._inflight.get(key)
-        started = future is None
-        if future is None:
-            future = self._start(key, fetch, tags, candidate, background=False, shared=shared)
-        outcome = await asyncio.shield(future)
+        flight = self._inflight.get(key)
+        started = flight is None
+        if flight is None:
+            flight = self._start(key, fetch, tags, candidate, background=False, shared=shared)
+        outcome = await self._wait(flight)
         status = outcome.status
         if not started and status is CacheStatus.MISS:
             status = CacheStatus.COALESCED
@@ -184,28 +209,51 @@ class Cache:
         self._count(outcome.tier, status)
         return self._result(outcome.entry, status, outcome.tier, self.clock())
 
+    async def _wait(self, flight: _Flight) -> _Outcome:
+        """The outcome of ``flight`` for one caller; at its soft deadline, its copy (``stale``)
+        if that is still within max-stale, else the outcome however long it takes. Shielded:
+        a caller that leaves (or gets the copy) never cancels the fetch."""
+        future = flight.future
+        if not future.done():
+            remaining = flight.soft_deadline - asyncio.get_running_loop().time()
+            if remaining > 0:
+                try:
+                    async with asyncio.timeout(remaining):  # not wait_for: see BudgetGate._pump
+                        return await asyncio.shield(future)
+                except TimeoutError:  # the deadline, or the fetch's own error: told apart below
+                    pass
+            copy = flight.copy
+            if copy is not None and not future.done() and copy.usable_on_error(self.clock()):
+                return _Outcome(copy, CacheStatus.STALE, flight.copy_tier)
+        return await asyncio.shield(future)
+
+    def _flight(self, fallback: Entry | None, tier: Tier = Tier.L1) -> _Flight:
+        loop = asyncio.get_running_loop()
+        return _Flight(loop.create_future(), loop.time() + self.stale_after_ms / 1000, fallback, tier)
+
     def _start(self, key: str, fetch: Fetch, tags: tuple[str, ...], fallback: Entry | None, *,
-               background: bool, shared: bool = True) -> asyncio.Future[_Outcome]:
-        """The future of the one fetch of ``key`` in this process (started if none runs)."""
+               background: bool, shared: bool = True) -> _Flight:
+        """The one lookup of ``key`` in this process (started if none runs)."""
         running = self._inflight.get(key)
         if running is not None:
             return running
         if self._tasks is None:
             raise RuntimeError("Cache is not open; use 'async with Cache()'")
-        future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
-        self._own(self._tasks.create_task(self._fill(key, fetch, tags, fallback, future, background, shared)))
-        self._inflight[key] = future  # only once the task exists: never a future nobody resolves
-        return future
+        flight = self._flight(fallback)
+        self._own(self._tasks.create_task(self._fill(key, fetch, tags, fallback, flight, background, shared)))
+        self._inflight[key] = flight  # only once the task exists: never a future nobody resolves
+        return flight
 
     def _own(self, task: asyncio.Task[None]) -> None:
         self._fills.add(task)
         task.add_done_callback(self._fills.discard)
 
     async def _fill(self, key: str, fetch: Fetch, tags: tuple[str, ...], fallback: Entry | None,
-                    future: asyncio.Future[_Outcome], background: bool, shared: bool = True) -> None:
-        """Run one fill; its outcome goes to ``future``, never out of the task group."""
+                    flight: _Flight, background: bool, shared: bool = True) -> None:
+        """Run one fill; its outcome goes to ``flight.future``, never out of the task group."""
+        future = flight.future
         try:
-            outcome = await self._obtain(key, fetch, tags, fallback, background, shared)
+            outcome = await self._obtain(key, fetch, tags, fallback, flight, background, shared)
         except asyncio.CancelledError:
             future.cancel()
             raise
@@ -217,11 +265,11 @@ class Cache:
             if not future.done():
                 future.set_result(outcome)
         finally:
-            if self._inflight.get(key) is future:
+            if self._inflight.get(key) is flight:
                 del self._inflight[key]
 
     async def _obtain(self, key: str, fetch: Fetch, tags: tuple[str, ...], fallback: Entry | None,
-                      background: bool, shared: bool) -> _Outcome:
+                      flight: _Flight, background: bool, shared: bool) -> _Outcome:
         token: str | None = None
         l2 = self.l2 if shared else None
         shared_tier = Tier.L1 if l2 is None else Tier.L2
@@ -234,6 +282,7 @@ class Cache:
             elif remote is not None and (fallback is None or remote.stored_ms >= fallback.stored_ms):
                 self._keep_local(key, remote, tags, now)
                 fallback = remote
+                flight.copy, flight.copy_tier = remote, Tier.L2  # the soft deadline's copy
                 if remote.fresh(now):
                     return _Outcome(remote, CacheStatus.HIT, Tier.L2)
                 if remote.in_grace(now) and not background:
@@ -299,9 +348,9 @@ class Cache:
         """Start the background refresh of ``key`` from inside its lookup (which still holds the
         in-flight slot): the refresh takes the slot over, and new readers serve ``stale`` meanwhile."""
         assert self._tasks is not None
-        future: asyncio.Future[_Outcome] = asyncio.get_running_loop().create_future()
-        self._own(self._tasks.create_task(self._fill(key, fetch, tags, stale, future, True, shared)))
-        self._inflight[key] = future
+        flight = self._flight(stale, Tier.L2)
+        self._own(self._tasks.create_task(self._fill(key, fetch, tags, stale, flight, True, shared)))
+        self._inflight[key] = flight
 
     async def _await_remote_fill(self, key: str, timeout_ms: int) -> Entry | None:
         """Wait (event-driven) for another instance's fill of ``key``; the fresh entry or ``None``."""
@@ -354,12 +403,14 @@ class Cache:
         the events channel) from every instance's L1.
 
         Returns:
-            the keys dropped, and whether the drop reached Redis (and so every instance).
+            the keys that existed (here or in Redis) and were dropped, and whether the drop
+            reached Redis (and so every instance).
             With Redis down only this process's copies go: the Redis copies and other
             instances' copies stay until their TTL ends.
         """
         keys, tags = list(keys), list(tags)
-        dropped = set(keys)
+        now = self.clock()
+        dropped = {key for key in keys if self.l1.get(key, now) is not None}  # only keys that existed
         for key in keys:
             self.l1.drop(key)
         for tag in tags:

@@ -51,7 +51,8 @@ def build_cache(settings: Settings, clock: Callable[[], int], metrics: Metrics) 
                                  origin=f"{socket.gethostname()}:{os.getpid()}")
     return Cache(clock=clock, l1=MemoryStore(max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes),
                  l2=l2, l1_ttl_ms=settings.l1_ttl_ms, lock_lease_ms=settings.lease_ms(),
-                 wait_timeout_ms=settings.lease_ms(), on_lookup=metrics.cache_lookup)
+                 wait_timeout_ms=settings.lease_ms(), stale_after_ms=settings.stale_after_ms,
+                 on_lookup=metrics.cache_lookup)
 
 
 async def open_budgets(stack: contextlib.AsyncExitStack, adapters: Mapping[str, ExchangeAdapter],
@@ -101,8 +102,10 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as budgets, build_cache(settings, clock, metrics) as cache:
             await open_budgets(budgets, adapters, settings, clock, metrics)
-            app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock,
-                                               on_upstream=metrics.upstream)
+            app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock)
+            for adapter in adapters.values():
+                if adapter.calls is not None:  # count only the calls that reached the exchange
+                    adapter.calls.observers["metrics"] = metrics.upstream_call
             try:
                 async with asyncio.TaskGroup() as loads:
                     pending = [loads.create_task(_load_markets(a)) for a in adapters.values()] if preload else []
@@ -122,6 +125,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    app.state.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     problems.install(app)
     app.include_router(router)
     app.add_middleware(RequestMetrics, metrics=metrics)

@@ -4,6 +4,8 @@ and return its cached bytes as they are, with ``X-Cache`` (hit, miss, coalesced,
 
 from __future__ import annotations
 
+import hmac
+
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
@@ -12,6 +14,7 @@ import orjson
 from exgate.cache import CacheResult
 from exgate.cache.keys import PREFIX
 from exgate.errors import BadRequest
+from exgate.http.problems import problem
 from exgate.metrics import CONTENT_TYPE
 from exgate.models import ExchangeInfo, FundingRate, OrderBook
 from exgate.service import CandlesPage, MarketData, MarketsPage, PricesPage, TradesPage
@@ -36,9 +39,27 @@ def _doc(model: type) -> dict:
 
 @router.get("/healthz", tags=["ops"])
 async def healthz(request: Request) -> Response:
-    """Liveness, with each venue's load status."""
-    statuses = {info.id: info.status for info in _service(request).exchanges()}
-    return Response(orjson.dumps({"status": "ok", "exchanges": statuses}), media_type=_JSON)
+    """Liveness: the process answers. 503 ``starting`` until every venue has loaded its markets
+    or failed once; 200 ``ok`` from then on, whatever the venues do (see ``/readyz``). The body
+    carries each venue's status either way."""
+    service = _service(request)
+    statuses = {info.id: info.status.value for info in service.exchanges()}
+    started = service.started()
+    return Response(orjson.dumps({"status": "ok" if started else "starting", "exchanges": statuses}),
+                    status_code=200 if started else 503, media_type=_JSON)
+
+
+@router.get("/readyz", tags=["ops"])
+async def readyz(request: Request) -> Response:
+    """Readiness: 200 while at least one venue is usable (``ready`` or ``degraded``) and Redis,
+    when configured, is reachable (its circuit closed); otherwise 503 problem+json saying why."""
+    ready, why, statuses, redis = _service(request).readiness()
+    venues = {v: s.value for v, s in statuses.items()}
+    redis_state = redis.value if redis is not None else None
+    if not ready:
+        return problem(503, "Not ready", why, instance=request.url.path, headers={"Retry-After": "1"},
+                       exchanges=venues, redis=redis_state)
+    return Response(orjson.dumps({"status": "ready", "exchanges": venues, "redis": redis_state}), media_type=_JSON)
 
 
 @router.get("/metrics", tags=["ops"])
@@ -50,12 +71,30 @@ async def metrics(request: Request) -> Response:
 _TAG_KINDS = ("exchange:", "market:", "account:")
 
 
+def _refuse_admin(request: Request) -> Response | None:
+    """``None`` when the request carries the operator token; else the 403 (no token set) or 401."""
+    token = getattr(request.app.state, "admin_token", None)
+    if not token:
+        return problem(403, "Forbidden", "cache invalidation is disabled: set EXGATE_ADMIN_TOKEN to enable it",
+                       instance=request.url.path)
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return problem(401, "Unauthorized", "send the operator token as 'Authorization: Bearer <EXGATE_ADMIN_TOKEN>'",
+                       instance=request.url.path, headers={"WWW-Authenticate": 'Bearer realm="exgate-admin"'})
+    return None
+
+
 @router.delete("/v1/cache", tags=["ops"])
 async def invalidate(request: Request,
                      key: list[str] = Query(default=[], description="cache key, e.g. exgate:v1:bybit:markets"),
                      tag: list[str] = Query(default=[], description="exchange:{venue}, market:{venue}:{symbol}"
                                                                      " or account:{venue}:{hash}")) -> Response:
-    """Drop cached keys and tagged groups on every instance sharing this Redis."""
+    """Drop cached keys and tagged groups on every instance sharing this Redis (operators only:
+    ``Authorization: Bearer <EXGATE_ADMIN_TOKEN>``). Tags take any symbol form the routes accept;
+    ``invalidated`` lists the keys that existed."""
+    refused = _refuse_admin(request)
+    if refused is not None:
+        return refused
     if not key and not tag:
         raise BadRequest("give at least one key or tag", field="key", allowed=["key", "tag"])
     for value in key:

@@ -63,7 +63,19 @@ def create_sandbox_app(
         return json_response(snap)
 
     async def throttle(request: Request) -> Response:
+        """``?venue=V&status=429|418&retry_after_s=S``: answer every request with that status
+        for S seconds; ``?venue=V&delay_ms=D[&count=N]``: answer the next N requests (default:
+        every request until ``delay_ms=0`` or a reset, which also lets the held ones go on) only
+        after D ms, as a slow or hung exchange would (the sandbox's loop keeps serving)."""
         q = request.query_params
+        if "delay_ms" in q:
+            venue, delay, count = q.get("venue", ""), q["delay_ms"], q.get("count")
+            if venue not in sims or not delay.isdigit() or (count is not None and not count.isdigit()):
+                return json_response({"error": "expected venue in " + ",".join(sims)
+                                      + ", delay_ms (whole ms) and optionally count (whole number)"}, status=422)
+            limiter.delay(venue, int(delay), int(count) if count is not None else None)
+            return json_response({"venue": venue, "delay_ms": int(delay),
+                                  "count": int(count) if count is not None else None})
         venue, status = q.get("venue", ""), q.get("status", "429")
         if venue not in sims or status not in ("429", "418") or not q.get("retry_after_s", "").isdigit():
             return json_response({"error": "expected venue in " + ",".join(sims) + ", status 429|418, retry_after_s"},

@@ -7,6 +7,10 @@ every answer; past the budget the answer is 429 with ``Retry-After`` (seconds to
 end); after ``ban_after`` rejected requests in one window the IP is banned: 418 with
 ``Retry-After`` for ``ban_ms``, every request meanwhile included.
 
+A slow exchange is injected with :meth:`RateLimiter.delay`: the next requests to a venue are
+answered only after a delay (an asyncio wait, so the sandbox keeps serving the others);
+clearing the fault lets the requests it holds go on at once.
+
 Real venues differ in details the sandbox leaves out: Bybit answers an IP over its limit with
 403 and lifts it after 10 minutes, and Binance's bans escalate from 2 minutes to 3 days; the
 sandbox answers 429/418 on every venue, with a fixed ban length.
@@ -14,6 +18,7 @@ sandbox answers 429/418 on every venue, with a fixed ban length.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -42,6 +47,12 @@ def binance_weight(path: str, params: Mapping[str, str], body: dict) -> int:
         return 1 if params.get("symbol") else 40
     if path.endswith("/premiumIndex"):
         return 1 if params.get("symbol") else 10
+    if path.endswith("/ticker/bookTicker"):
+        return 2 if params.get("symbol") else 5
+    if path.endswith("/fundingInfo"):
+        # documented as weight 0 (it shares fundingRate's 500 per 5 min); counted 1 like every
+        # request the gateway's budget admits (it charges at least 1)
+        return 1
     if path.endswith("/aggTrades"):
         return 20
     if path.endswith("/trades"):
@@ -134,6 +145,9 @@ class RateLimiter:
         self.rules = dict(rules)
         self.clock = clock
         self._state = {venue: _State() for venue in rules}
+        self._delays: dict[str, tuple[int, int | None]] = {}
+        self._delayed: dict[str, int] = {}
+        self._clearing: dict[str, asyncio.Event] = {}
 
     def admit(self, venue: str, weight: int) -> tuple[int, dict[str, str]]:
         """Charge one request: ``(0, headers)`` when admitted, else ``(429 or 418, headers)``."""
@@ -162,19 +176,67 @@ class RateLimiter:
         state = self._state[venue]
         state.banned_until, state.ban_status = self.clock() + retry_after_s * 1000, status
 
+    def delay(self, venue: str, delay_ms: int, count: int | None = None) -> None:
+        """Answer the next ``count`` requests to ``venue`` (``None``: every one until changed)
+        only after ``delay_ms``; ``delay_ms=0`` or ``count=0`` clears the fault and lets the
+        requests it holds go on at once."""
+        if delay_ms <= 0 or count == 0:
+            self._delays.pop(venue, None)
+            self._clear(venue)
+        else:
+            self._delays[venue] = (delay_ms, count)
+
+    def _clear(self, venue: str) -> None:
+        event = self._clearing.pop(venue, None)
+        if event is not None:
+            event.set()
+
+    async def hold(self, venue: str) -> None:
+        """Hold the request to ``venue`` arriving now for the delay of the fault, if one is set
+        (counting it against the fault), or until the fault is cleared."""
+        delay_ms = self._take_delay(venue)
+        if delay_ms:
+            cleared = self._clearing.setdefault(venue, asyncio.Event())
+            try:
+                async with asyncio.timeout(delay_ms / 1000):
+                    await cleared.wait()
+            except TimeoutError:
+                pass
+
+    def _take_delay(self, venue: str) -> int:
+        fault = self._delays.get(venue)
+        if fault is None:
+            return 0
+        delay_ms, count = fault
+        self._delayed[venue] = self._delayed.get(venue, 0) + 1
+        if count is not None:
+            if count <= 1:
+                del self._delays[venue]
+            else:
+                self._delays[venue] = (delay_ms, count - 1)
+        return delay_ms
+
     def snapshot(self, venue: str) -> dict[str, object]:
         """``{"capacity", "window_ms", "used" (this window), "admitted_weight" (since start),
-        "windows": [[window start ms, weight used], ...] (the last 32 past windows with traffic)}``."""
+        "windows": [[window start ms, weight used], ...] (the last 32 past windows with traffic),
+        "delay": {"delay_ms", "count" (left; null: until cleared)} or null, "delayed": requests
+        held back by a delay since start}``."""
         rules, state = self.rules[venue], self._state[venue]
         current = state.window == self.clock() // rules.window_ms
         past = [*state.history, *([] if current or state.window < 0 else [(state.window, state.used)])]
         return {"capacity": rules.capacity, "window_ms": rules.window_ms, "used": state.used if current else 0,
                 "admitted_weight": state.admitted_weight,
-                "windows": [[w * rules.window_ms, used] for w, used in past]}
+                "windows": [[w * rules.window_ms, used] for w, used in past],
+                "delay": ({"delay_ms": fault[0], "count": fault[1]} if (fault := self._delays.get(venue)) else None),
+                "delayed": self._delayed.get(venue, 0)}
 
     def reset(self) -> None:
-        """Forget usage and bans."""
+        """Forget usage, bans and delays."""
         self._state = {venue: _State() for venue in self.rules}
+        self._delays.clear()
+        self._delayed.clear()
+        for venue in list(self._clearing):
+            self._clear(venue)
 
 
 _MESSAGES = {429: "Too many requests; current limit is {capacity} per {window} ms. Please retry after the window.",
@@ -194,6 +256,7 @@ class LimitMiddleware:
         if rules is None:
             await self.app(scope, receive, send)
             return
+        await self.limiter.hold(venue)  # a slow exchange (the fault of delay()); never blocks the loop
         chunks: list[bytes] = []
         more = True
         while more:

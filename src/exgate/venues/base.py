@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from exgate.models import Candle, FundingRate, Market, OrderBook, Ticker, Trade
+from exgate.venues.calls import CallMeter
 from exgate.venues.profiles import VenueProfile
 
 
@@ -40,6 +41,8 @@ class ExchangeAdapter(abc.ABC):
     name: str
     profile: VenueProfile
     capabilities: Capabilities
+    calls: CallMeter | None = None
+    """Reports each call that reached the exchange (metrics, venue health); ``None``: not observed."""
 
     @property
     def market_count(self) -> int | None:

@@ -8,7 +8,9 @@ error tree; nothing above this module sees a ccxt exception.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import ccxt.async_support as ccxt_async
@@ -17,14 +19,21 @@ from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from exgate import errors
 from exgate.budget import BudgetGate
+from exgate.intervals import interval_ms
 from exgate.models import Candle, FundingRate, Market, MarketType, OrderBook, Ticker, Trade
 from exgate.symbols import SymbolIndex
-from exgate.venues import parse
+from exgate.venues import parse, wire
 from exgate.venues.base import Capabilities, ExchangeAdapter
+from exgate.venues.calls import CallMeter
 from exgate.venues.profiles import VenueProfile
 from exgate.venues.upstream import rewrite_urls
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+_RESPONSES: ContextVar[list[Any] | None] = ContextVar("exgate_ccxt_responses", default=None)
+"""Where the transport puts each decoded response body of the ccxt call being awaited (see
+:meth:`CcxtAdapter._call_keeping_bodies`); ``None`` outside such a call."""
 
 DEFAULT_TIMEOUT_MS = 10_000
 LOAD_RETRY_S = 5.0
@@ -65,6 +74,9 @@ def _json_only(fetch: Callable[..., Awaitable[Any]], venue: str) -> Callable[...
         response = await fetch(url, method, headers, body)
         if isinstance(response, (str, bytes, bytearray)):
             raise ccxt_errors.BadResponse(f"{venue}: non-JSON body from {method} {url}")
+        bodies = _RESPONSES.get()
+        if bodies is not None:
+            bodies.append(response)
         return response
 
     return checked
@@ -96,7 +108,8 @@ class CcxtAdapter(ExchangeAdapter):
                 raise errors.BadRequest(f"{profile.exchange_class!r} is not a ccxt exchange id", field="exchange")
             exchange = cls({"enableRateLimit": True, "timeout": timeout_ms})
         exchange.options = exchange.deep_extend(exchange.options, dict(profile.ccxt_options))
-        exchange.fetch = _json_only(exchange.fetch, profile.id)
+        self.calls = CallMeter(profile.id)
+        exchange.fetch = CallMeter.wrap_transport(_json_only(exchange.fetch, profile.id))
         if upstream:
             exchange.urls["api"] = rewrite_urls(exchange.urls["api"], upstream, exchange.hostname)
         self.exchange = exchange
@@ -116,6 +129,7 @@ class CcxtAdapter(ExchangeAdapter):
         self._load_lock = asyncio.Lock()
         self._error: str | None = None
         self._retry_at = 0.0  # loop time before which a failed market load is not retried
+        self._funding_intervals: dict[str, int] | None = None  # symbol -> ms, loaded with the markets
 
     def attach_budget(self, gate: BudgetGate) -> None:
         """Route ccxt's rate limiting into ``gate``: ccxt's per-endpoint cost (corrected by the
@@ -170,7 +184,12 @@ class CcxtAdapter(ExchangeAdapter):
         await self.exchange.close()
 
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """Run one ccxt call under the adapter's timeout, translating its errors."""
+        """Run one ccxt call under the adapter's timeout, translating its errors; reported to
+        :attr:`calls` when it sent a request."""
+        with self.calls.measure(operation):
+            return await self._call_translated(operation, fn)
+
+    async def _call_translated(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
         try:
             async with asyncio.timeout(self.timeout_ms / 1000 * 2):
                 return await fn()
@@ -183,6 +202,16 @@ class CcxtAdapter(ExchangeAdapter):
             if isinstance(error, errors.UpstreamRateLimited) and self.budget is not None:
                 error.retry_after_s = self.budget.retry_after_s()  # the ban or window, not a guess
             raise error from exc
+
+    async def _call_keeping_bodies(self, operation: str, fn: Callable[[], Awaitable[T]]) -> tuple[T, list[Any]]:
+        """:meth:`_call`, also returning the decoded response bodies of the requests it made
+        (for what only the top level of a response carries, e.g. Bybit's ``time``)."""
+        bodies: list[Any] = []
+        token = _RESPONSES.set(bodies)  # this coroutine's own context (gather runs each in a task)
+        try:
+            return await self._call(operation, fn), bodies
+        finally:
+            _RESPONSES.reset(token)
 
     # -- markets --------------------------------------------------------------------------
     async def markets(self, *, reload: bool = False) -> list[Market]:
@@ -208,6 +237,8 @@ class CcxtAdapter(ExchangeAdapter):
                     self._error = exc.detail
                     self._retry_at = loop.time() + LOAD_RETRY_S
                 raise
+            if self.profile.funding_intervals:
+                await self._load_funding_intervals()
             tick_mode = self.exchange.precisionMode == TICK_SIZE
             markets = [parse.parse_market(self.id, m, tick_mode=tick_mode) for m in raw.values()]
             markets.sort(key=lambda m: m.symbol)
@@ -215,6 +246,33 @@ class CcxtAdapter(ExchangeAdapter):
             self._index = SymbolIndex(markets, self.profile.settle_preference)
             self._error = None
             return markets
+
+    async def _load_funding_intervals(self) -> None:
+        """Funding interval per symbol (ccxt ``fetch_funding_intervals``: Binance
+        ``GET /fapi/v1/fundingInfo``, weight 1), refreshed with every market load.
+
+        It changes rarely, so it lives as long as the markets. A failed read keeps the last
+        intervals (none before the first success: ``interval_ms`` is then ``None``, never a
+        guess) and does not fail the market load.
+        """
+        try:
+            raw = await self._call("fetch_funding_intervals", lambda: self.exchange.fetch_funding_intervals())
+        except errors.ExgateError as exc:
+            log.warning("%s funding intervals not loaded: %s", self.id, exc.detail)
+            return
+        intervals = {}
+        for symbol, item in (raw or {}).items():
+            step = interval_ms(item.get("interval")) if isinstance(item, dict) else None
+            if step:
+                intervals[symbol] = step
+        self._funding_intervals = intervals
+
+    def funding_interval_ms(self, symbol: str) -> int | None:
+        """The funding interval of ``symbol`` in ms from the loaded ``fundingInfo``: listed, or
+        the profile's default for a symbol the venue does not list; ``None`` if never loaded."""
+        if self._funding_intervals is None:
+            return None
+        return self._funding_intervals.get(symbol, self.profile.default_funding_interval_ms)
 
     async def resolve(self, symbol: str) -> Market:
         if self._index is None:
@@ -227,18 +285,30 @@ class CcxtAdapter(ExchangeAdapter):
 
     # -- market data ----------------------------------------------------------------------
     async def tickers(self, symbols: Sequence[Market] | None = None) -> list[Ticker]:
+        """Tickers through ccxt ``fetch_tickers``, merged per symbol with ``fetch_funding_rates``
+        (profile ``tickers_with_funding``) and ``fetch_bids_asks`` (``tickers_with_book``), all
+        read concurrently, each request through the budget."""
         self._require("tickers", self.capabilities.tickers)
         wanted = [m.symbol for m in symbols] if symbols else None
-        calls: list[Awaitable[Any]] = [self._call("fetch_tickers", lambda: self.exchange.fetch_tickers(wanted))]
-        with_funding = self.profile.tickers_with_funding and self.exchange.has.get("fetchFundingRates")
+        has = self.exchange.has
+        with_funding = bool(self.profile.tickers_with_funding and has.get("fetchFundingRates"))
+        with_book = bool(self.profile.tickers_with_book and has.get("fetchBidsAsks"))
+        calls: list[Awaitable[Any]] = [
+            self._call_keeping_bodies("fetch_tickers", lambda: self.exchange.fetch_tickers(wanted))]
         if with_funding:
             calls.append(self._call("fetch_funding_rates", lambda: self.exchange.fetch_funding_rates(wanted)))
-        results = await asyncio.gather(*calls)
-        tickers: dict[str, dict] = results[0]
-        funding: dict[str, dict] = results[1] if with_funding else {}
+        if with_book:
+            calls.append(self._call("fetch_bids_asks", lambda: self.exchange.fetch_bids_asks(wanted)))
+        results = list(await asyncio.gather(*calls))
+        tickers, bodies = results.pop(0)
+        funding: dict[str, dict] = results.pop(0) if with_funding else {}
+        books: dict[str, dict] = results.pop(0) if with_book else {}
+        family = self.exchange.id
+        sent = wire.response_time(family, bodies)
         keep = set(wanted) if wanted else None
         return [
-            parse.parse_ticker(self.id, t, funding=funding.get(symbol))
+            parse.parse_ticker(self.id, t, funding=funding.get(symbol), book=books.get(symbol), family=family,
+                               timestamp=sent)
             for symbol, t in sorted(tickers.items())
             if keep is None or symbol in keep
         ]
@@ -287,7 +357,8 @@ class CcxtAdapter(ExchangeAdapter):
             raw = many.get(market.symbol)
             if raw is None:
                 raise errors.MalformedUpstream(f"{self.id} returned no funding rate for {market.symbol}")
-        return parse.parse_funding_rate(self.id, raw)
+        return parse.parse_funding_rate(self.id, raw, family=self.exchange.id,
+                                        interval=self.funding_interval_ms(market.symbol))
 
     def _require(self, what: str, supported: bool) -> None:
         if not supported:

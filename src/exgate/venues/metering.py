@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
-from exgate.budget.model import Limit, Metering, Scope, ccxt_cost
+from exgate.budget.model import Limit, Metering, Scope, ccxt_cost, name_for_window
 
 BINANCE_DOCS = "https://developers.binance.com/docs/derivatives/usds-margined-futures/general-info#limits"
 BYBIT_DOCS = "https://bybit-exchange.github.io/docs/v5/rate-limit"
@@ -19,8 +19,10 @@ HYPERLIQUID_DOCS = "https://hyperliquid.gitbook.io/hyperliquid-docs/for-develope
 
 def binance_weight(path: str, params: Mapping[str, object], cost: int) -> int:
     """Binance USD-M request weight: ccxt's table (depth 2/5/10/20 by limit, ticker/24hr 1 with
-    a symbol and 40 without, klines 1/2/5/10 by limit, ...), except ``premiumIndex`` without a
-    symbol, which Binance weighs 10 (ccxt says 1)."""
+    a symbol and 40 without, ticker/bookTicker 2 with a symbol and 5 without, klines 1/2/5/10 by
+    limit, fundingInfo 1, ...), except ``premiumIndex`` without a symbol, which Binance weighs 10
+    (ccxt says 1). Binance documents fundingInfo as weight 0 (sharing fundingRate's 500 per
+    5 min); the budget charges every request at least 1."""
     if path == "premiumIndex" and not params.get("symbol"):
         return 10
     return ccxt_cost(path, params, cost)
@@ -84,6 +86,8 @@ def metering_for(venue: str, rate_limit_ms: float) -> Metering:
 
 
 def with_override(metering: Metering, capacity: int, window_ms: int) -> Metering:
-    """``metering`` with its first (IP) limit replaced (a lowered budget for tests or a shared IP)."""
+    """``metering`` with its first (IP) limit replaced (a lowered budget for tests or a shared IP);
+    the limit's name follows the new window (``requests_5s`` overridden to 10 s: ``requests_10s``)."""
     first = metering.limits[0]
-    return replace(metering, limits=(Limit(first.scope, capacity, window_ms, first.name), *metering.limits[1:]))
+    limit = Limit(first.scope, capacity, window_ms, name_for_window(first.name, window_ms))
+    return replace(metering, limits=(limit, *metering.limits[1:]))

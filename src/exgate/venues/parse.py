@@ -3,8 +3,10 @@
 ccxt parses each venue's wire payload into its unified dicts (numbers as Python floats that
 are the shortest round-trip of the venue's decimal strings); these functions turn those into
 frozen models with :class:`~decimal.Decimal` values via ``repr``, so ``"27450.50"`` on the
-wire becomes ``Decimal("27450.5")`` here, equal as a decimal. Any structural surprise raises
-:class:`~exgate.errors.MalformedUpstream`, never a bare ``KeyError``.
+wire becomes ``Decimal("27450.5")`` here, equal as a decimal. A float cannot carry more than
+15 significant digits, so tickers and funding rates read the venue's own decimal strings from
+ccxt's ``info`` where :mod:`exgate.venues.wire` knows their names. Any structural surprise
+raises :class:`~exgate.errors.MalformedUpstream`, never a bare ``KeyError``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, TypeVar
 from exgate.errors import MalformedUpstream
 from exgate.intervals import interval_ms
 from exgate.models import Candle, FundingRate, Market, MarketType, OrderBook, Side, Ticker, Trade
+from exgate.venues import wire
 
 T = TypeVar("T")
 
@@ -139,41 +142,46 @@ def _first(info: dict, *keys: str) -> Any:
     return next((info[k] for k in keys if info.get(k) is not None), None)
 
 
-def parse_ticker(exchange: str, t: dict, *, funding: dict | None = None) -> Ticker:
+def parse_ticker(exchange: str, t: dict, *, funding: dict | None = None, book: dict | None = None,
+                 family: str = "", timestamp: int | None = None) -> Ticker:
     """A ccxt ticker (``fetch_tickers`` value) as a :class:`Ticker`.
 
     ``funding`` is an optional ccxt funding-rate structure for the same symbol, for venues
-    whose ticker lacks mark, index and funding (Binance ``ticker/24hr``). Where ccxt's ticker
-    leaves them empty, the venue's raw ``info`` is read: funding from ``fundingRate`` (Bybit)
-    or ``funding`` (Hyperliquid, Pacifica), mark from ``markPrice``/``markPx``/``mark``, index
-    from ``indexPrice``/``oraclePx``/``oracle``.
+    whose ticker lacks mark, index and funding (Binance ``ticker/24hr``); ``book`` an optional
+    ccxt ``fetch_bids_asks`` ticker (Binance ``ticker/bookTicker``) for the best bid and ask.
+    ``family`` (the ccxt exchange id) selects the venue's wire field names
+    (:mod:`exgate.venues.wire`): each value the venue's record carries is taken from its raw
+    decimal string, exactly; ccxt's unified (float) value is the fallback. Where neither has
+    them, the raw ``info`` is read: funding from ``fundingRate``/``funding``, mark from
+    ``markPrice``/``markPx``/``mark``, index from ``indexPrice``/``oraclePx``/``oracle``.
+    ``timestamp`` (ms) is the venue's time of the whole response, used when neither the record
+    nor ccxt has one (Bybit).
     """
 
     def build() -> Ticker:
         info = t.get("info") if isinstance(t.get("info"), dict) else {}
+        raw = wire.ticker_fields(family, info, (book or {}).get("info"))
         rate = _first(info, "fundingRate", "funding")
         mark = t.get("markPrice") if t.get("markPrice") is not None else _first(info, *_MARK_KEYS)
         index = t.get("indexPrice") if t.get("indexPrice") is not None else _first(info, *_INDEX_KEYS)
+        bid, ask = t.get("bid"), t.get("ask")
+        if book:
+            bid = book.get("bid") if book.get("bid") is not None else bid
+            ask = book.get("ask") if book.get("ask") is not None else ask
         if funding:
-            rate = funding.get("fundingRate", rate)
-            mark = mark if mark is not None else funding.get("markPrice")
-            index = index if index is not None else funding.get("indexPrice")
-        return Ticker(
-            exchange=exchange,
-            symbol=t["symbol"],
-            last=dec(t.get("last")),
-            bid=dec(t.get("bid")),
-            ask=dec(t.get("ask")),
-            mark=dec(mark),
-            index=dec(index),
-            high_24h=dec(t.get("high")),
-            low_24h=dec(t.get("low")),
-            volume_24h=dec(t.get("baseVolume")),
-            quote_volume_24h=dec(t.get("quoteVolume")),
-            change_24h_pct=dec(t.get("percentage")),
-            funding_rate=dec(rate),
-            timestamp=ms(t.get("timestamp")),
-        )
+            exact = wire.funding_fields(family, funding.get("info"))
+            rate = exact.get("rate", funding.get("fundingRate", rate))
+            mark = mark if mark is not None else exact.get("mark", funding.get("markPrice"))
+            index = index if index is not None else exact.get("index", funding.get("indexPrice"))
+        unified = {
+            "last": t.get("last"), "bid": bid, "ask": ask, "mark": mark, "index": index,
+            "high_24h": t.get("high"), "low_24h": t.get("low"), "volume_24h": t.get("baseVolume"),
+            "quote_volume_24h": t.get("quoteVolume"), "change_24h_pct": t.get("percentage"), "funding_rate": rate,
+        }
+        values = {name: dec(raw.get(name, value)) for name, value in unified.items()}
+        when = ms(raw.get("timestamp")) or ms(t.get("timestamp"))
+        return Ticker(exchange=exchange, symbol=t["symbol"], **values,
+                      timestamp=when if when is not None else timestamp)
 
     return _guard("ticker", build)
 
@@ -240,22 +248,27 @@ def parse_candle(row: list, interval_ms: int, now_ms: int) -> Candle:
     return _guard("candle", build)
 
 
-def parse_funding_rate(exchange: str, f: dict) -> FundingRate:
+def parse_funding_rate(exchange: str, f: dict, *, family: str = "", interval: int | None = None) -> FundingRate:
     """A ccxt funding-rate structure as a :class:`FundingRate`.
 
     ``next_funding_time`` is ccxt's ``nextFundingTimestamp``, falling back to
-    ``fundingTimestamp`` (the time the current rate is charged).
+    ``fundingTimestamp`` (the time the current rate is charged). ``rate``, ``mark`` and
+    ``index`` come from the venue's raw decimal strings where ``family`` (the ccxt id) names
+    them (:func:`exgate.venues.wire.funding_fields`). ``interval`` (ms) is used when ccxt's
+    structure has no ``interval`` (Binance: from ``fundingInfo``).
     """
-    return _guard(
-        "funding rate",
-        lambda: FundingRate(
+
+    def build() -> FundingRate:
+        exact = wire.funding_fields(family, f.get("info"))
+        return FundingRate(
             exchange=exchange,
             symbol=f["symbol"],
-            rate=dec(f.get("fundingRate")),
+            rate=dec(exact.get("rate", f.get("fundingRate"))),
             next_funding_time=ms(f.get("nextFundingTimestamp")) or ms(f.get("fundingTimestamp")),
-            interval_ms=interval_ms(f.get("interval")),
-            mark=dec(f.get("markPrice")),
-            index=dec(f.get("indexPrice")),
+            interval_ms=interval_ms(f.get("interval")) or interval,
+            mark=dec(exact.get("mark", f.get("markPrice"))),
+            index=dec(exact.get("index", f.get("indexPrice"))),
             timestamp=ms(f.get("timestamp")),
-        ),
-    )
+        )
+
+    return _guard("funding rate", build)

@@ -31,6 +31,14 @@ class VenueProfile:
         max_candles: most candles the venue returns in one call.
         tickers_with_funding: also read funding rates (mark, index, funding) for the prices
             route because the venue's ticker lacks them.
+        tickers_with_book: also read the best bid and ask (ccxt ``fetch_bids_asks``) for the
+            prices route because the venue's ticker lacks them (Binance USD-M ``ticker/24hr``;
+            ``ticker/bookTicker`` has them).
+        funding_intervals: load each market's funding interval with the markets (ccxt
+            ``fetch_funding_intervals``; Binance ``fundingInfo``), for the venue whose funding
+            rate answer does not say; symbols it does not list settle every
+            ``default_funding_interval_ms``.
+        default_funding_interval_ms: the interval of a symbol ``fundingInfo`` does not list.
         trades: false where the venue has no public REST trades endpoint ccxt can call.
         candles_need_start: ccxt requires ``since`` for candles (Pacifica's kline endpoint
             takes a mandatory ``start_time``); exgate then asks for the last ``limit`` intervals.
@@ -47,6 +55,9 @@ class VenueProfile:
     max_trades: int = 1000
     max_candles: int = 1000
     tickers_with_funding: bool = False
+    tickers_with_book: bool = False
+    funding_intervals: bool = False
+    default_funding_interval_ms: int | None = None
     trades: bool = True
     candles_need_start: bool = False
     docs: str = ""
@@ -79,6 +90,9 @@ PROFILES: dict[str, VenueProfile] = {
             depth_levels=(5, 10, 20, 50, 100, 500, 1000),
             max_candles=1500,
             tickers_with_funding=True,  # ticker/24hr has no mark/index/funding; premiumIndex does
+            tickers_with_book=True,  # nor bid/ask; ticker/bookTicker does
+            funding_intervals=True,  # premiumIndex has no interval; fundingInfo lists the non-default ones
+            default_funding_interval_ms=8 * 3_600_000,  # Binance: "8 hours" unless fundingInfo says otherwise
             docs="https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api",
         ),
         VenueProfile(

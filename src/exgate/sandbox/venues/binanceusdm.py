@@ -1,7 +1,8 @@
 """Binance USD-M futures, as served by the sandbox under ``/binanceusdm/fapi/...``.
 
 Wire formats follow https://developers.binance.com/docs/derivatives/usds-margined-futures
-(exchangeInfo, ticker/24hr, premiumIndex, depth, trades, aggTrades, klines, fundingRate).
+(exchangeInfo, ticker/24hr, premiumIndex, depth, trades, aggTrades, klines, fundingRate,
+ticker/bookTicker, fundingInfo).
 Recorded sources: the futures exchangeInfo of nautilus_trader's test data (instruments), the
 real BTCUSDT swap order book and spot 24 h tickers of ccxt's static tests (book, prices,
 24 h statistics), nautilus_trader's premiumIndex (funding). Errors use Binance's
@@ -17,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from exgate.sandbox.data import D, Recordings, fmt
-from exgate.sandbox.sim import Instrument, InstrumentSim
+from exgate.sandbox.sim import Instrument, InstrumentSim, listing_ms
 from exgate.intervals import interval_ms
 from exgate.sandbox.venue import SandboxVenue, json_response
 
@@ -56,7 +57,7 @@ class BinanceUsdm(SandboxVenue):
             tick = D(_filter(raw, "PRICE_FILTER").get("tickSize", "0.01"))
             lot = D(_filter(raw, "LOT_SIZE").get("stepSize", "0.001"))
             inst = Instrument(venue_id=symbol, base=raw["baseAsset"], quote=raw["quoteAsset"],
-                              tick=tick, lot=lot, price=Decimal(0), raw=raw)
+                              tick=tick, lot=lot, price=Decimal(0), raw=raw, listed_ms=listing_ms(raw.get("onboardDate")))
             if symbol == "BTCUSDT" and book.get("bids"):
                 inst.bids = [(D(p), D(s)) for p, s in book["bids"]]
                 inst.asks = [(D(p), D(s)) for p, s in book["asks"]]
@@ -95,7 +96,7 @@ class BinanceUsdm(SandboxVenue):
                 "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
             }
             out.append(Instrument(venue_id=symbol, base=base, quote="USDT", tick=D(tick), lot=D(lot),
-                                  price=D(price), raw=raw))
+                                  price=D(price), raw=raw, listed_ms=listing_ms(raw["onboardDate"])))
         self._info_doc = {"timezone": "UTC", "futuresType": "U_MARGINED", "rateLimits": [], "exchangeFilters": [],
                               "assets": [{"asset": "USDT", "marginAvailable": True}], "symbols": [i.raw for i in out]}
         return out
@@ -239,6 +240,34 @@ class BinanceUsdm(SandboxVenue):
                              "fundingRate": fmt(s.instrument.funding_rate), "markPrice": fmt(s.price(when))})
         return json_response(rows[-limit:])
 
+    def _book_ticker(self, sim: InstrumentSim, now: int) -> dict:
+        (bid, bid_qty), (ask, ask_qty) = (side[0] for side in sim.book(now, 1))  # the depth endpoint's best levels
+        return {"lastUpdateId": 35263532345 + sim.step_at(now), "symbol": sim.instrument.venue_id,
+                "bidPrice": fmt(bid), "bidQty": fmt(bid_qty), "askPrice": fmt(ask), "askQty": fmt(ask_qty),
+                "time": now}
+
+    async def book_ticker(self, request: Request) -> Response:
+        """``GET /fapi/v1/ticker/bookTicker``: best bid/ask (one object with ``symbol``, else a
+        list of all), in the recorded shape of nautilus_trader's
+        ``http_futures_market_book_ticker.json`` plus the documented ``lastUpdateId``."""
+        now = self.now()
+        if "symbol" in request.query_params:
+            sim = self._sim(request)
+            return json_response(self._book_ticker(sim, now)) if sim else _error(-1121, "Invalid symbol.")
+        return json_response([self._book_ticker(s, now) for s in self.sims.values()])
+
+    async def funding_info(self, request: Request) -> Response:
+        """``GET /fapi/v1/fundingInfo``: the symbols whose funding settings were adjusted
+        (Binance lists only those; all others settle every 8 h). The sandbox settles every
+        symbol every 8 h (``premiumIndex``, ``fundingRate``); it lists the BTC perpetual with
+        adjusted caps and its 8 h interval, so both a listed and an unlisted symbol exist."""
+        return json_response([
+            {"symbol": s.instrument.venue_id, "adjustedFundingRateCap": "0.02500000",
+             "adjustedFundingRateFloor": "-0.02500000", "fundingIntervalHours": _EIGHT_HOURS // 3_600_000,
+             "disclaimer": False}
+            for s in self.sims.values() if s.instrument.venue_id == "BTCUSDT"
+        ])
+
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/fapi/v1/exchangeInfo", self.exchange_info),
@@ -249,4 +278,6 @@ class BinanceUsdm(SandboxVenue):
             Route("/fapi/v1/aggTrades", self.agg_trades),
             Route("/fapi/v1/klines", self.klines),
             Route("/fapi/v1/fundingRate", self.funding_rate),
+            Route("/fapi/v1/ticker/bookTicker", self.book_ticker),
+            Route("/fapi/v1/fundingInfo", self.funding_info),
         ]

@@ -33,7 +33,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from exgate.sandbox.data import D, Recordings, fmt
-from exgate.sandbox.sim import Instrument, InstrumentSim, quantize
+from exgate.sandbox.sim import Instrument, InstrumentSim, listing_ms, quantize
 from exgate.sandbox.venue import SandboxVenue, json_response
 
 _NAUTILUS = "nautilus_trader/crates/adapters/bybit/test_data/"
@@ -164,7 +164,7 @@ class Bybit(SandboxVenue):
             raw["fundingInterval"] = interval * 60
         return Instrument(venue_id=raw["symbol"], base=raw["baseCoin"], quote=raw["quoteCoin"],
                           tick=D(raw["priceFilter"]["tickSize"]), lot=D(raw["lotSizeFilter"]["qtyStep"]),
-                          price=Decimal(0), raw=raw)
+                          price=Decimal(0), raw=raw, listed_ms=listing_ms(raw.get("launchTime")))
 
     def synthetic_instruments(self) -> list[Instrument]:
         self._tickers = {}
@@ -281,22 +281,16 @@ class Bybit(SandboxVenue):
 
     def _kline_rows(self, sim: InstrumentSim, interval: str, now: int, start: int | None, end: int | None,
                     limit: int) -> list[dict]:
-        """Candles oldest first; ``W``/``M`` are aggregated from daily candles on calendar bounds."""
+        """Candles oldest first; ``W``/``M`` on calendar bounds, none before the listing's period.
+
+        Work is O(limit): a ``W``/``M`` candle is one span of the price path, not a sum of days.
+        """
         if interval in _KLINE_MS:
             return sim.candles(_KLINE_MS[interval], now, start_ms=start, end_ms=end, limit=limit)
         floor, following = _CALENDAR[interval]
-        starts = self._periods(floor, following, now, start, end, limit)
-        if not starts:
-            return []
-        days = sim.candles(_DAY, now, start_ms=starts[0], end_ms=min(now, following(starts[-1]) - 1),
-                           limit=(following(starts[-1]) - starts[0]) // _DAY)
-        groups: dict[int, list[dict]] = {}
-        for day in days:
-            groups.setdefault(floor(day["open_time"]), []).append(day)
-        return [{"open_time": begin, "open": group[0]["open"], "close": group[-1]["close"],
-                 "high": max(c["high"] for c in group), "low": min(c["low"] for c in group),
-                 "volume": sum((c["volume"] for c in group), Decimal(0))}
-                for begin, group in groups.items()]
+        listed = floor(sim.earliest_ms)
+        starts = self._periods(floor, following, now, max(start, listed) if start is not None else None, end, limit)
+        return sim.span_candles([(begin, following(begin)) for begin in starts if begin >= listed], now)
 
     @staticmethod
     def _periods(floor: Callable[[int], int], following: Callable[[int], int], now: int, start: int | None,

@@ -33,7 +33,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from exgate.sandbox.data import D, Recordings, fmt
-from exgate.sandbox.sim import STEP_MS, Instrument, InstrumentSim, quantize
+from exgate.sandbox.sim import STEP_MS, Instrument, InstrumentSim, listing_ms, quantize
 from exgate.intervals import interval_ms
 from exgate.sandbox.venue import SandboxVenue, json_response
 
@@ -137,7 +137,8 @@ class Pacifica(SandboxVenue):
         size = _trade_size(raw, price, lot, [s for _, s in bids + asks])
         return Instrument(venue_id=symbol, base=base, quote=quote, tick=tick, lot=lot, price=price,
                           bids=bids, asks=asks, funding_rate=D(raw.get("funding_rate", "0")),
-                          volume_24h=size * (_DAY_MS // STEP_MS), trade_size=size, raw=raw)
+                          volume_24h=size * (_DAY_MS // STEP_MS), trade_size=size, raw=raw,
+                          listed_ms=listing_ms(raw.get("created_at")))
 
     def synthetic_instruments(self) -> list[Instrument]:
         self._counts = {}
@@ -281,10 +282,11 @@ class Pacifica(SandboxVenue):
         """One ``/funding_rate/history`` entry; impact prices are the best bid/ask at ``when``."""
         inst = sim.instrument
         bids, asks = sim.book(when, 1)
+        oracle = sim.price(when)
         return {
-            "oracle_price": _num(sim.price(when)),
-            "bid_impact_price": _num(bids[0][0]) if bids else _num(sim.price(when)),
-            "ask_impact_price": _num(asks[0][0]) if asks else _num(sim.price(when)),
+            "oracle_price": _num(oracle),
+            "bid_impact_price": _num(bids[0][0]) if bids else _num(oracle),
+            "ask_impact_price": _num(asks[0][0]) if asks else _num(oracle),
             "funding_rate": _num(inst.funding_rate),
             "next_funding_rate": _num(D(inst.raw.get("next_funding_rate", inst.funding_rate))),
             "created_at": when,

@@ -174,5 +174,7 @@ def test_every_number_setting_names_its_variable(field: str, no_exgate_env: pyte
 
 def test_a_redis_cluster_url_is_accepted(no_exgate_env: pytest.MonkeyPatch) -> None:
     assert load_settings(redis_url="redis+cluster://127.0.0.1:7000").redis_url == "redis+cluster://127.0.0.1:7000"
+    seeds = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"
+    assert load_settings(redis_url=seeds).redis_url == seeds
     assert load_settings(redis_url="unix:///run/redis.sock").redis_url == "unix:///run/redis.sock"
     assert load_settings(redis_url="").redis_url is None

@@ -83,10 +83,12 @@ class Settings(BaseSettings):
         if not value:
             return None
         parts = urlsplit(value)
-        try:
-            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-        except ValueError:
-            raise ValueError(f"port must be a number (got {_masked(value)!r})") from None
+        # a cluster URL may list several seed nodes: redis+cluster://h1:7000,h2:7001
+        seeds = parts.netloc.rpartition("@")[2].split(",") if parts.scheme != "unix" else []
+        for seed in seeds:
+            host, colon, port = seed.rpartition(":") if not seed.endswith("]") else (seed, "", "")
+            if colon and not port.isdigit():
+                raise ValueError(f"port must be a number (got {_masked(value)!r})")
         if parts.scheme not in REDIS_SCHEMES or not (parts.path if parts.scheme == "unix" else parts.hostname):
             raise ValueError(f"must be {REDIS_URL_FORMS} (got {_masked(value)!r})")
         return value
@@ -156,7 +158,7 @@ REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
 """URL schemes ``EXGATE_REDIS_URL`` accepts (redis-py's three, and Redis Cluster's seed URL)."""
 
 REDIS_URL_FORMS = ("redis://host[:port][/db], rediss://host[:port][/db], unix:///path/to.sock"
-                   " or redis+cluster://host[:port]")
+                   " or redis+cluster://host[:port][,host[:port]...]")
 
 _SECRET_NAME = re.compile(r"token|secret|password|key", re.IGNORECASE)
 

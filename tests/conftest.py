@@ -36,6 +36,35 @@ def require_fixtures() -> Path:
     return root
 
 
+def sandbox_data() -> Path | None:
+    """The sandbox's data for tests that need a venue, not a recording: the recorded payloads
+    when present, else ``None`` (each sandbox venue serves its synthetic data set), so the
+    end-to-end tests run on a machine without ``../shared``. With ``EXGATE_REQUIRE_FIXTURES=1``
+    (CI) absent recordings still fail."""
+    root = fixtures_dir()
+    if root is None and os.environ.get("EXGATE_REQUIRE_FIXTURES") == "1":
+        require_fixtures()
+    return root
+
+
+def sandbox_data_args(flag: str = "--data") -> list[str]:
+    """``[flag, DIR]`` for a spawned ``exgate sandbox`` / ``serve --sandbox`` on
+    :func:`sandbox_data`; on synthetic data an empty folder, so a ``EXGATE_FIXTURES`` that
+    names no recordings is not read."""
+    global _EMPTY_DATA
+    root = sandbox_data()
+    if root is None:
+        if _EMPTY_DATA is None:
+            import tempfile
+
+            _EMPTY_DATA = tempfile.TemporaryDirectory(prefix="exgate-synthetic-")  # removed at exit
+        root = Path(_EMPTY_DATA.name)
+    return [flag, str(root)]
+
+
+_EMPTY_DATA = None
+
+
 class ManualClock:
     """A clock in ms that moves only when a test says so."""
 
@@ -92,11 +121,11 @@ def path_count(stats: dict, venue: str, path: str) -> int:
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[ServerThread]:
-    """One sandbox for the session, on recorded payloads, real clock."""
+    """One sandbox for the session, real clock: on recorded payloads when present, else on
+    synthetic data (see :func:`sandbox_data`)."""
     from exgate.sandbox.app import create_sandbox_app
 
-    root = require_fixtures()
-    with ServerThread(create_sandbox_app(root)) as server:
+    with ServerThread(create_sandbox_app(sandbox_data())) as server:
         yield server
 
 

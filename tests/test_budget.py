@@ -17,7 +17,7 @@ from exgate.config import Settings
 from exgate.errors import UpstreamRateLimited
 from exgate.venues.metering import METERING, metering_for
 from exgate.venues.registry import build_adapters
-from tests.conftest import ManualClock, ServerThread, require_fixtures
+from tests.conftest import ManualClock, ServerThread, sandbox_data
 
 T0 = 1_790_000_080_000  # 40 s into a minute: no window edge near
 
@@ -50,7 +50,7 @@ CASES = [
 def frozen_sandbox():
     from exgate.sandbox.app import create_sandbox_app
 
-    app = create_sandbox_app(require_fixtures(), clock=ManualClock(T0))
+    app = create_sandbox_app(sandbox_data(), clock=ManualClock(T0))
     with ServerThread(app) as server:
         server.limiter = app.state.limiter
         yield server
@@ -200,7 +200,7 @@ async def test_an_injected_429_stops_every_instance_until_retry_after_then_reads
 
     sandbox_clock, clock = ManualClock(T0), ManualClock(T0)
     settings = Settings(redis_url=clean_redis, exchanges="binanceusdm")
-    with ServerThread(create_sandbox_app(require_fixtures(), clock=sandbox_clock)) as sandbox:
+    with ServerThread(create_sandbox_app(sandbox_data(), clock=sandbox_clock)) as sandbox:
         upstreams = {"binanceusdm": f"{sandbox.url}/binanceusdm"}
         apps = [create_app(build_adapters(["binanceusdm"], upstreams), clock=clock, settings=settings) for _ in "ab"]
         with ServerThread(apps[0]) as a, ServerThread(apps[1]) as b:

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from tests.conftest import free_port, require_fixtures, spawn_exgate, stop_all, wait_ready
+from tests.conftest import free_port, sandbox_data_args, spawn_exgate, stop_all, wait_ready
 
 BUDGET = (120, 10_000)  # weight per window (ms): 12 weight/s, 1/200 of Binance's real budget
 SECONDS = 60.0
@@ -22,13 +22,12 @@ SECONDS = 60.0
 def overloaded_cluster(redis_url: str):
     import redis
 
-    root = require_fixtures()
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
     client.close()
     sandbox_port = free_port()
     limit = f"binanceusdm={BUDGET[0]}/{BUDGET[1]}"
-    procs = [spawn_exgate(["sandbox", "--port", str(sandbox_port), "--data", str(root), "--rate-limit", limit], {})]
+    procs = [spawn_exgate(["sandbox", "--port", str(sandbox_port), *sandbox_data_args(), "--rate-limit", limit], {})]
     sandbox = f"http://127.0.0.1:{sandbox_port}"
     try:
         wait_ready(sandbox, "sandbox", procs[0], path="/__sandbox/stats")

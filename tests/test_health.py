@@ -19,7 +19,7 @@ from exgate.errors import UpstreamUnavailable
 from exgate.models import VenueStatus
 from exgate.venues.calls import UpstreamCall
 from exgate.venues.health import VenueHealth
-from tests.conftest import ManualClock, ServerThread, clean_redis_url, free_port, require_fixtures
+from tests.conftest import ManualClock, ServerThread, clean_redis_url, free_port, sandbox_data
 
 TOKEN = "operator-secret"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}
@@ -99,7 +99,7 @@ async def test_a_dead_upstream_after_start_up_shows_in_exchanges_and_readiness()
     from exgate.sandbox.app import create_sandbox_app
 
     clock = ManualClock(time.time_ns() // 1_000_000)
-    exchange = ServerThread(create_sandbox_app(require_fixtures(), venues=["bybit"])).__enter__()
+    exchange = ServerThread(create_sandbox_app(sandbox_data(), venues=["bybit"])).__enter__()
     try:
         with gateway_on({"bybit": f"{exchange.url}/bybit"}, clock=clock) as url:
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:

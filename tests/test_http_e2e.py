@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from exgate.venues.registry import DEFAULT_VENUES
-from tests.conftest import ServerThread, path_count, sandbox_stats
+from tests.conftest import ServerThread, path_count, require_fixtures, sandbox_stats
 
 PERP = {  # the bare base each venue resolves, and the unified symbol it must resolve to
     "binanceusdm": "BTC/USDT:USDT",
@@ -47,6 +47,7 @@ async def test_markets_are_normalized_and_listed_as_ready(client, venue):
 
 async def test_market_metadata_traces_back_to_the_recordings(client):
     """Instrument metadata does not walk: it is exactly what the venue's recorded listing says."""
+    require_fixtures()
     binance = {m["id"]: m for m in (await client.get("/v1/binanceusdm/markets")).json()["markets"]}
     assert (binance["BTCUSDT"]["tick_size"], binance["BTCUSDT"]["lot_size"]) == ("0.1", "0.001")
     bybit = {m["id"]: m for m in (await client.get("/v1/bybit/markets")).json()["markets"]}
@@ -183,6 +184,7 @@ async def test_bad_interval_names_the_allowed_values(client):
 
 
 async def test_funding_on_a_spot_market_is_not_supported(client):
+    require_fixtures()  # the synthetic Pacifica lists no spot market
     body = _problem(await client.get("/v1/pacifica/markets/SOL-USDC/funding"), 404)
     assert "spot" in body["detail"]
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from decimal import Decimal
 
+import httpx
 import pytest
-from starlette.testclient import TestClient
 
 from exgate.sandbox.app import create_sandbox_app
 from exgate.sandbox.data import Recordings
-from tests.conftest import ManualClock, require_fixtures
+from tests.conftest import ManualClock, ServerThread, require_fixtures
 
 DATA = require_fixtures()
 
@@ -23,12 +25,20 @@ def clock() -> ManualClock:
     return ManualClock(FIXED_MS)
 
 
+@contextlib.contextmanager
+def served(app) -> Iterator[httpx.Client]:
+    """A client of ``app`` served on loopback (Starlette's TestClient is deprecated over httpx)."""
+    with ServerThread(app) as server, httpx.Client(base_url=server.url) as client:
+        yield client
+
+
 @pytest.fixture
-def client(clock: ManualClock) -> TestClient:
-    return TestClient(create_sandbox_app(venues=["bybit"], clock=clock))
+def client(clock: ManualClock) -> Iterator[httpx.Client]:
+    with served(create_sandbox_app(venues=["bybit"], clock=clock)) as client:
+        yield client
 
 
-def result(client: TestClient, path: str) -> dict:
+def result(client: httpx.Client, path: str) -> dict:
     """GET ``/bybit{path}``, check Bybit's success envelope and return its ``result``."""
     response = client.get("/bybit" + path)
     assert response.status_code == 200
@@ -42,7 +52,7 @@ def recorded(method: str, description: str) -> dict:
     return Recordings(DATA).ccxt_response("bybit", method, description)["result"]
 
 
-def test_instruments_echo_the_recorded_linear_perpetuals(client: TestClient) -> None:
+def test_instruments_echo_the_recorded_linear_perpetuals(client: httpx.Client) -> None:
     recorded_list = Recordings(DATA).json(
         "nautilus_trader/crates/adapters/bybit/test_data/http_get_instruments_linear.json")["result"]["list"]
     res = result(client, "/v5/market/instruments-info?category=linear&limit=1000")
@@ -55,7 +65,7 @@ def test_instruments_echo_the_recorded_linear_perpetuals(client: TestClient) -> 
     assert len(page["list"]) == 1 and page["nextPageCursor"]
 
 
-def test_book_and_ticker_at_t0_equal_the_recordings(client: TestClient) -> None:
+def test_book_and_ticker_at_t0_equal_the_recordings(client: httpx.Client) -> None:
     book = recorded("fetchOrderBook", "swap orderbook")
     ticker = recorded("fetchTicker", "swap ticker")["list"][0]
     served = result(client, f"/v5/market/orderbook?{BTC}&limit={len(book['b'])}")
@@ -72,7 +82,7 @@ def test_book_and_ticker_at_t0_equal_the_recordings(client: TestClient) -> None:
     assert abs(Decimal(tick["price24hPcnt"]) - Decimal(ticker["price24hPcnt"])) < Decimal("0.00001")
 
 
-def test_prices_move_on_the_tick_grid_without_crossing(client: TestClient, clock: ManualClock) -> None:
+def test_prices_move_on_the_tick_grid_without_crossing(client: httpx.Client, clock: ManualClock) -> None:
     tick = Decimal(result(client, "/v5/market/instruments-info?category=linear&symbol=BTCUSDT")
                    ["list"][0]["priceFilter"]["tickSize"])
     before = result(client, f"/v5/market/tickers?{BTC}")["list"][0]["lastPrice"]
@@ -90,7 +100,7 @@ def test_prices_move_on_the_tick_grid_without_crossing(client: TestClient, clock
     assert trades[0]["price"] == last and {t["side"] for t in trades} <= {"Buy", "Sell"}
 
 
-def test_klines_are_newest_first_and_respect_interval_start_and_limit(client: TestClient) -> None:
+def test_klines_are_newest_first_and_respect_interval_start_and_limit(client: httpx.Client) -> None:
     rows = result(client, f"/v5/market/kline?{BTC}&interval=60&limit=3")["list"]
     assert [int(r[0]) for r in rows] == [FIXED_MS // HOUR * HOUR - k * HOUR for k in range(3)]
     start = FIXED_MS - 10 * HOUR + 1
@@ -102,7 +112,7 @@ def test_klines_are_newest_first_and_respect_interval_start_and_limit(client: Te
     assert [int(r[0]) for r in weeks] == [1716768000000, 1716163200000]  # Mondays 2024-05-27 and 05-20
 
 
-def test_errors_use_bybit_envelope_with_http_200(client: TestClient) -> None:
+def test_errors_use_bybit_envelope_with_http_200(client: httpx.Client) -> None:
     for path in ("/v5/market/tickers?category=linear&symbol=NOPEUSDT",
                  "/v5/market/orderbook?category=linear&symbol=NOPEUSDT",
                  "/v5/market/recent-trade?category=spot&symbol=BTCUSDT"):
@@ -114,7 +124,7 @@ def test_errors_use_bybit_envelope_with_http_200(client: TestClient) -> None:
     assert (body["retCode"], body["retMsg"]) == (10001, "Invalid period!")
 
 
-def test_stats_count_requests_by_path_and_status(client: TestClient) -> None:
+def test_stats_count_requests_by_path_and_status(client: httpx.Client) -> None:
     client.get(f"/bybit/v5/market/tickers?{BTC}")
     client.get("/bybit/v5/market/tickers?category=linear&symbol=NOPEUSDT")
     client.get("/bybit/v5/nowhere")
@@ -126,9 +136,9 @@ def test_stats_count_requests_by_path_and_status(client: TestClient) -> None:
 
 
 def test_synthetic_instruments_without_recordings(tmp_path) -> None:
-    client = TestClient(create_sandbox_app(tmp_path, venues=["bybit"], clock=lambda: FIXED_MS))
-    symbols = [i["symbol"] for i in result(client, "/v5/market/instruments-info?category=linear")["list"]]
-    assert symbols == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
-    (tick,) = result(client, f"/v5/market/tickers?{BTC}")["list"]
-    assert Decimal(tick["bid1Price"]) < Decimal(tick["ask1Price"])
-    assert client.get("/__sandbox/stats").json()["venues"]["bybit"]["synthetic"] is True
+    with served(create_sandbox_app(tmp_path, venues=["bybit"], clock=lambda: FIXED_MS)) as client:
+        symbols = [i["symbol"] for i in result(client, "/v5/market/instruments-info?category=linear")["list"]]
+        assert symbols == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+        (tick,) = result(client, f"/v5/market/tickers?{BTC}")["list"]
+        assert Decimal(tick["bid1Price"]) < Decimal(tick["ask1Price"])
+        assert client.get("/__sandbox/stats").json()["venues"]["bybit"]["synthetic"] is True

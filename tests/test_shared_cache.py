@@ -15,7 +15,7 @@ import pytest
 
 from exgate.config import Settings
 from tests.conftest import (REDIS_BACKENDS, ManualClock, ServerThread, clean_redis_url, free_port, path_count,
-                            require_fixtures, spawn_exgate, stop_all, wait_ready)
+                            sandbox_data, sandbox_data_args, spawn_exgate, stop_all, wait_ready)
 
 BOOK = "/v1/binanceusdm/markets/BTC/orderbook"
 BOOK_TAG = "market:binanceusdm:BTC/USDT:USDT"
@@ -29,10 +29,9 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[tuple[str, list[str]]]:
 
     Order-book TTL and L1 TTL are raised to 60 s so that "one upstream request" and "visible
     only through invalidation" do not depend on how fast this machine runs the burst."""
-    root = require_fixtures()
     redis_url = clean_redis_url(request, request.param)
     sandbox_port = free_port()
-    procs = [spawn_exgate(["sandbox", "--port", str(sandbox_port), "--data", str(root)], {})]
+    procs = [spawn_exgate(["sandbox", "--port", str(sandbox_port), *sandbox_data_args()], {})]
     sandbox_url = f"http://127.0.0.1:{sandbox_port}"
     try:
         wait_ready(sandbox_url, "sandbox", procs[0], path="/__sandbox/stats")
@@ -196,7 +195,7 @@ async def test_upstream_failing_serves_stale_within_max_stale_then_503(backend, 
 
     redis_url = clean_redis_url(request, backend) if backend != "memory" else None
     clock = ManualClock(time.time_ns() // 1_000_000)
-    exchange = ServerThread(create_sandbox_app(require_fixtures())).__enter__()
+    exchange = ServerThread(create_sandbox_app(sandbox_data())).__enter__()
     app = create_app(build_adapters(["bybit"], {"bybit": f"{exchange.url}/bybit"}, timeout_ms=2_000), clock=clock,
                      settings=Settings(redis_url=redis_url, exchanges="bybit"))
     path = "/v1/bybit/markets/BTC/orderbook"

@@ -9,7 +9,7 @@ import time
 import httpx
 
 from exgate.config import Settings
-from tests.conftest import ManualClock, ServerThread, require_fixtures
+from tests.conftest import ManualClock, ServerThread, sandbox_data
 
 BOOK = "/v1/bybit/markets/{}/orderbook"
 
@@ -21,7 +21,7 @@ async def _limit(client: httpx.AsyncClient) -> dict:
 async def test_sandbox_delay_holds_the_next_requests_without_stalling_the_sandbox():
     from exgate.sandbox.app import create_sandbox_app
 
-    with ServerThread(create_sandbox_app(require_fixtures(), venues=["bybit"])) as sandbox:
+    with ServerThread(create_sandbox_app(sandbox_data(), venues=["bybit"])) as sandbox:
         async with httpx.AsyncClient(base_url=sandbox.url, timeout=30) as client:
             bad = await client.post("/__sandbox/throttle", params={"venue": "bybit", "delay_ms": "soon"})
             assert bad.status_code == 422 and "delay_ms" in bad.json()["error"]
@@ -46,7 +46,7 @@ async def test_a_hung_exchange_gives_readers_with_a_copy_stale_at_once_and_reade
     from exgate.venues.registry import build_adapters
 
     clock = ManualClock(time.time_ns() // 1_000_000)
-    with ServerThread(create_sandbox_app(require_fixtures(), venues=["bybit"])) as sandbox:
+    with ServerThread(create_sandbox_app(sandbox_data(), venues=["bybit"])) as sandbox:
         app = create_app(build_adapters(["bybit"], {"bybit": f"{sandbox.url}/bybit"}, timeout_ms=30_000), clock=clock,
                          settings=Settings(exchanges="bybit", stale_after_ms=200))
         with ServerThread(app) as gw:

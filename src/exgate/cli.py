@@ -4,27 +4,80 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
+import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 import uvicorn
+from uvicorn.config import LOG_LEVELS
 
-from exgate.config import Settings
+from exgate.config import load_settings
 from exgate.errors import ExgateError
 from exgate.venues.upstream import parse_upstreams
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="exgate: one gateway to many crypto exchanges.")
 
 
+_EMBEDDED = contextvars.ContextVar("exgate_embedded_server", default=False)
+"""True inside the tasks of an embedded server (the in-process sandbox of ``serve --sandbox``)."""
+
+
+class _QuietEmbedded(logging.Filter):
+    """Drop uvicorn's info lines ("Started server process", "Application startup complete")
+    logged by an embedded server: every uvicorn server of a process logs to the same
+    ``uvicorn.error`` logger, whose level the gateway's ``--log-level`` sets, so without this
+    each start-up line printed twice. Warnings and errors of the embedded server still print."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not _EMBEDDED.get()
+
+
+_QUIET_EMBEDDED = _QuietEmbedded()
+
+
 class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signal handling to the main server of the process."""
+    """A uvicorn server that leaves signal handling to the main server of the process and
+    keeps its start-up lines out of the gateway's log."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        _EMBEDDED.set(True)  # this task's context only; the tasks uvicorn starts inherit it
+        logging.getLogger("uvicorn.error").addFilter(_QUIET_EMBEDDED)  # idempotent
+        await super().serve(sockets)
+
+
+def _fail(detail: str) -> typer.Exit:
+    """Print ``detail`` as ``error: ...`` lines on stderr (one per bad setting); exit code 2."""
+    for line in detail.splitlines():
+        typer.echo(f"error: {line}", err=True)
+    return typer.Exit(2)
+
+
+def _check_log_level(log_level: str) -> None:
+    if log_level.lower() not in LOG_LEVELS:
+        raise _fail(f"--log-level: must be one of {', '.join(LOG_LEVELS)} (got {log_level!r})")
+
+
+def _check_sandbox_data(flag: str, value: Path | None) -> None:
+    """A sandbox data folder given by ``flag`` or, without it, by ``EXGATE_SANDBOX_DATA`` /
+    ``EXGATE_FIXTURES`` (the first set wins, as in :func:`exgate.sandbox.data.default_data_dir`)
+    must be an existing folder; an empty folder means synthetic data."""
+    source, path = flag, value
+    if path is None:
+        source, raw = next(((env, os.environ[env]) for env in ("EXGATE_SANDBOX_DATA", "EXGATE_FIXTURES")
+                            if os.environ.get(env)), (None, None))
+        path = Path(raw) if raw else None
+    if path is not None and not path.is_dir():
+        raise _fail(f"{source}: must be a folder of recorded payloads (got {str(path)!r}: no such folder)")
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -47,7 +100,7 @@ async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandb
     from exgate.http.app import create_app
     from exgate.venues.registry import build_adapters
 
-    settings = Settings()
+    settings = load_settings()
     upstreams = parse_upstreams(settings.upstreams)
     upstreams.update(parse_upstreams(upstream))
     venues = settings.exchange_list()
@@ -81,20 +134,26 @@ async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandb
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
     sandbox: Annotated[bool, typer.Option("--sandbox", help="start the sandbox in-process and point every venue it serves at it")] = False,
     upstream: Annotated[list[str] | None, typer.Option(help="VENUE=URL origin override; repeatable")] = None,
     sandbox_data: Annotated[Path | None, typer.Option(help="recorded payloads for --sandbox")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Run the gateway (HTTP API on HOST:PORT)."""
+    _check_log_level(log_level)
+    try:
+        parse_upstreams(upstream or [])
+    except ExgateError as exc:
+        raise _fail(f"--upstream: {exc.detail}") from None
+    if sandbox:
+        _check_sandbox_data("--sandbox-data", sandbox_data)
     try:
         # the loop uvicorn.run would pick (uvloop when installed); asyncio.run would give the stdlib loop
         with asyncio.Runner(loop_factory=uvicorn.Config(app=None, loop="auto").get_loop_factory()) as runner:
             runner.run(_serve(host, port, sandbox, upstream or [], sandbox_data, log_level))
     except ExgateError as exc:
-        typer.echo(f"error: {exc.detail}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc.detail) from None
     except KeyboardInterrupt:
         pass
 
@@ -102,13 +161,13 @@ def serve(
 @app.command("sandbox")
 def sandbox_cmd(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8900,
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8900,
     data: Annotated[Path | None, typer.Option(help="folder of recorded payloads (default: EXGATE_SANDBOX_DATA or ../shared/fixtures)")] = None,
     seed: Annotated[int, typer.Option(help="random-walk seed")] = 7,
     rate_limit: Annotated[list[str] | None, typer.Option(
         help="VENUE=CAPACITY/WINDOW_MS replacing a venue's published IP budget; repeatable")] = None,
-    ban_after: Annotated[int | None, typer.Option(help="429s in one window before a 418 ban")] = None,
-    ban_ms: Annotated[int | None, typer.Option(help="length of a 418 ban, ms")] = None,
+    ban_after: Annotated[int | None, typer.Option(help="429s in one window before a 418 ban", min=1)] = None,
+    ban_ms: Annotated[int | None, typer.Option(help="length of a 418 ban, ms", min=1)] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Run the exchange sandbox: each venue's real REST paths under /{venue}/, with its
@@ -116,11 +175,12 @@ def sandbox_cmd(
     from exgate.sandbox.app import create_sandbox_app
     from exgate.budget.model import parse_limit_overrides
 
+    _check_log_level(log_level)
+    _check_sandbox_data("--data", data)
     try:
         limits = parse_limit_overrides(",".join(rate_limit or []), "--rate-limit")
     except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(str(exc)) from None
     sandbox_app = create_sandbox_app(data, seed=seed, limits=limits, ban_after=ban_after, ban_ms=ban_ms)
     typer.echo(f"sandbox serving {', '.join(sandbox_app.state.venues)} on http://{host}:{port}"
                f" (data: {sandbox_app.state.data_dir or 'synthetic'})")
@@ -128,5 +188,18 @@ def sandbox_cmd(
 
 
 def main() -> None:
-    """Entry point for ``python -m exgate``."""
-    app()
+    """Entry point of ``exgate`` and ``python -m exgate``: a bad flag prints one plain line
+    ``error: ...`` naming it, exit code 2 (typer's usage errors, without the box)."""
+    if len(sys.argv) <= 1:
+        app()  # typer's help
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        code = 1
+    except typer.TyperException as exc:
+        if not hasattr(exc, "format_message"):
+            raise
+        typer.echo(f"error: {exc.format_message()}", err=True)
+        code = getattr(exc, "exit_code", 2)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+import re
+import types
+import typing
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
+from exgate.errors import ConfigError, ExgateError
 from exgate.venues.registry import DEFAULT_VENUES
 
 
@@ -70,3 +76,169 @@ class Settings(BaseSettings):
     def exchange_list(self) -> list[str]:
         """The configured venue ids, lower-cased, in order, without duplicates."""
         return list(dict.fromkeys(v.strip().lower() for v in self.exchanges.split(",") if v.strip()))
+
+    # -- validation of the settings that are strings with a grammar of their own: each raises
+    # ValueError, which pydantic reports under the field's name (see :func:`load_settings`).
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        # a cluster URL may list several seed nodes: redis+cluster://h1:7000,h2:7001
+        seeds = parts.netloc.rpartition("@")[2].split(",") if parts.scheme != "unix" else []
+        for seed in seeds:
+            host, colon, port = seed.rpartition(":") if not seed.endswith("]") else (seed, "", "")
+            if colon and not port.isdigit():
+                raise ValueError(f"port must be a number (got {_masked(value)!r})")
+        if parts.scheme not in REDIS_SCHEMES or not (parts.path if parts.scheme == "unix" else parts.hostname):
+            raise ValueError(f"must be {REDIS_URL_FORMS} (got {_masked(value)!r})")
+        return value
+
+    @field_validator("exchanges")
+    @classmethod
+    def _check_exchanges(cls, value: str) -> str:
+        import ccxt.async_support as ccxt_async
+
+        from exgate.venues.profiles import profile_for
+
+        venues = [v.strip().lower() for v in value.split(",") if v.strip()]
+        if not venues:
+            raise ValueError(f"must name at least one ccxt exchange id, comma-separated (e.g. {','.join(DEFAULT_VENUES)})")
+        for venue in venues:
+            if profile_for(venue).exchange_class not in ccxt_async.exchanges:
+                close = difflib.get_close_matches(venue, ccxt_async.exchanges, n=3)
+                hint = f"did you mean {' or '.join(close)}? " if close else ""
+                raise ValueError(f"unknown ccxt exchange id {venue!r} ({hint}allowed: comma-separated ids of"
+                                 f" ccxt.exchanges, e.g. {','.join(DEFAULT_VENUES)})")
+        return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _check_upstreams(cls, value: str) -> str:
+        from exgate.venues.upstream import parse_upstreams
+
+        try:
+            parse_upstreams(value)
+        except ExgateError as exc:
+            raise ValueError(f"{exc.detail}, comma-separated") from None
+        return value
+
+    @field_validator("cache_ttl_ms")
+    @classmethod
+    def _check_cache_ttl_ms(cls, value: str) -> str:
+        from exgate.cache.ttl import parse_ttl_overrides
+
+        try:
+            parse_ttl_overrides(value)
+        except ConfigError as exc:
+            raise ValueError(_with_allowed(exc)) from None
+        return value
+
+    @field_validator("cache_config")
+    @classmethod
+    def _check_cache_config(cls, value: Path | None) -> Path | None:
+        from exgate.cache.ttl import load_freshness
+
+        if value is not None:
+            try:
+                load_freshness("", value)
+            except ConfigError as exc:
+                raise ValueError(_with_allowed(exc)) from None
+        return value
+
+    @field_validator("budgets")
+    @classmethod
+    def _check_budgets(cls, value: str) -> str:
+        from exgate.budget.model import parse_limit_overrides
+
+        parse_limit_overrides(value, "item")  # ValueError: "item 'x': expected venue=capacity/window_ms"
+        return value
+
+
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
+"""URL schemes ``EXGATE_REDIS_URL`` accepts (redis-py's three, and Redis Cluster's seed URL)."""
+
+REDIS_URL_FORMS = ("redis://host[:port][/db], rediss://host[:port][/db], unix:///path/to.sock"
+                   " or redis+cluster://host[:port][,host[:port]...]")
+
+_SECRET_NAME = re.compile(r"token|secret|password|key", re.IGNORECASE)
+
+_TYPE_WORDS: dict[object, str] = {int: "an integer", float: "a number", bool: "true or false",
+                                  Path: "a file path", str: "text"}
+
+_BOUND_WORDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))  # pydantic's Field(gt=...) metadata
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a :class:`Settings` field (``upstream_timeout_ms`` →
+    ``EXGATE_UPSTREAM_TIMEOUT_MS``)."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info is not None else None
+    if isinstance(alias, str):
+        return alias.upper()
+    return f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _masked(value: str) -> str:
+    """``value`` with the password of a URL replaced by ``***`` (secrets are never printed)."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", value)
+
+
+def _with_allowed(exc: ConfigError) -> str:
+    allowed = exc.extra.get("allowed")
+    return f"{exc.detail} (allowed: {', '.join(map(str, allowed))})" if allowed else exc.detail
+
+
+def _allowed(field: str) -> str | None:
+    """What a field accepts, from its type and bounds (``an integer > 0``), or ``None``."""
+    info = Settings.model_fields.get(field)
+    if info is None:
+        return None
+    annotation = info.annotation
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = options[0] if len(options) == 1 else annotation
+    words = _TYPE_WORDS.get(annotation)
+    if words is None:
+        return None
+    bounds = [f"{sign} {getattr(m, attr)}" for m in info.metadata for attr, sign in _BOUND_WORDS
+              if getattr(m, attr, None) is not None]
+    return " ".join([words, *bounds])
+
+
+def _error_line(field: str, error: dict) -> str:
+    variable = env_name(field)
+    if error["type"] == "value_error":
+        message = str(error.get("ctx", {}).get("error", error["msg"]))
+    else:
+        allowed = _allowed(field)
+        message = f"must be {allowed}" if allowed else re.sub(r"^Input should be", "must be", error["msg"])
+        value = error.get("input")
+        if isinstance(value, (str, int, float)) and not _SECRET_NAME.search(field):
+            message += f" (got {_masked(str(value)) if isinstance(value, str) else value!r})"
+    return message if message.startswith(variable) else f"{variable}: {message}"
+
+
+def load_settings(**values: object) -> Settings:
+    """:class:`Settings` from the environment (and ``values``), every field checked at once.
+
+    Raises:
+        ConfigError: one or more settings are invalid; ``detail`` has one line per bad
+            variable, ``EXGATE_<NAME>: what is allowed (got ...)``, and ``extra['fields']``
+            lists the variables.
+    """
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        lines: dict[str, str] = {}
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "settings"
+            lines.setdefault(env_name(field), _error_line(field, error))
+        raise ConfigError("\n".join(lines.values()), fields=list(lines)) from None
+    except SettingsError as exc:  # a complex field (list, dict) whose value is not valid JSON
+        match = re.search(r'field "([^"]+)"', str(exc))
+        field = match.group(1) if match else "settings"
+        raise ConfigError(f"{env_name(field)}: must be JSON for {Settings.model_fields[field].annotation}"
+                          if field in Settings.model_fields else str(exc), fields=[env_name(field)]) from None

@@ -71,6 +71,12 @@ async def test_head_answers_like_get_without_a_body_on_every_get_route(client):
         assert head.headers["content-type"] == get.headers["content-type"], url
 
 
+async def test_head_is_counted_as_head_in_the_request_metrics(client):
+    await client.head("/v1/bybit/markets")
+    metrics = (await client.get("/metrics")).text
+    assert 'method="HEAD",route="/v1/{exchange}/markets",status="200"' in metrics
+
+
 async def test_head_where_there_is_no_get_is_still_405(client):
     r = await client.head("/v1/cache")
     assert r.status_code == 405 and r.content == b""

@@ -104,6 +104,11 @@ def _route_path(scope: Scope) -> str:
     return "unmatched"
 
 
+ORIGINAL_METHOD = "exgate.original_method"
+"""Scope key holding the client's method when a middleware runs the request as another one
+(``HEAD`` answered as ``GET`` by :class:`exgate.http.manners.HeadAsGet`)."""
+
+
 class RequestMetrics:
     """ASGI middleware timing every HTTP request by route template, method and status."""
 
@@ -129,8 +134,9 @@ class RequestMetrics:
             await self.app(scope, receive, send_with_status)
         finally:
             path = getattr(scope.get("route"), "path", None) or _route_path(scope)
-            series = self._series.get((path, scope["method"], status))
+            method = scope.get(ORIGINAL_METHOD) or scope["method"]  # HEAD runs as GET: label what was asked
+            series = self._series.get((path, method, status))
             if series is None:
-                series = self._series.setdefault((path, scope["method"], status),
-                                                 self.metrics.request_seconds.labels(path, scope["method"], str(status)))
+                series = self._series.setdefault((path, method, status),
+                                                 self.metrics.request_seconds.labels(path, method, str(status)))
             series.observe(time.perf_counter() - started)

@@ -20,6 +20,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from exgate.errors import BadRequest
+from exgate.metrics import ORIGINAL_METHOD
 
 EXPOSED_HEADERS = ("X-Cache", "X-Cache-Tier", "Age", "Retry-After")
 """Response headers a browser script may read cross-origin."""
@@ -51,7 +52,7 @@ class HeadAsGet:
             await send(message)
 
         # a copy: the server keeps seeing HEAD in its own scope and sends no body either
-        await self.app({**scope, "method": "GET"}, receive, send_without_body)
+        await self.app({**scope, "method": "GET", ORIGINAL_METHOD: "HEAD"}, receive, send_without_body)
 
 
 def cors_origins(raw: str) -> list[str]:

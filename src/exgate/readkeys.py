@@ -95,6 +95,19 @@ def trades_key(adapter: ExchangeAdapter, market: Market, limit: int) -> str:
     return market_key(adapter.id, DataType.TRADES, market.symbol, limit=limit)
 
 
+def check_interval(adapter: ExchangeAdapter, interval: str | None) -> str:
+    """``interval`` when it is one of the venue's candle intervals (ccxt ``timeframes``).
+
+    Raises:
+        BadRequest: missing or not one of them, naming ``interval`` with the allowed values.
+    """
+    allowed = adapter.intervals()
+    if not interval or interval not in allowed:
+        got = "none was given" if interval is None else f"got {echo(interval)}"
+        raise BadRequest(f"interval must be one of {', '.join(allowed)}; {got}", field="interval", allowed=allowed)
+    return interval
+
+
 def candles_limit(adapter: ExchangeAdapter, interval: str | None, start: int | None, end: int | None,
                   limit: int | None) -> int:
     """Check a candles read (interval one of the venue's, times in ms >= 0, start <= end);
@@ -103,10 +116,7 @@ def candles_limit(adapter: ExchangeAdapter, interval: str | None, start: int | N
     Raises:
         BadRequest: naming ``interval`` (with the allowed values), ``limit``, ``start`` or ``end``.
     """
-    allowed = adapter.intervals()
-    if not interval or interval not in allowed:
-        raise BadRequest(f"interval must be one of {', '.join(allowed)}; got {echo(interval)}",
-                         field="interval", allowed=allowed)
+    check_interval(adapter, interval)
     limit = _in_range("limit", DEFAULT_CANDLES if limit is None else limit, 1, adapter.profile.max_candles)
     for name, value in (("start", start), ("end", end)):
         if value is not None and value < 0:

@@ -266,7 +266,7 @@ class MarketData:
         """Candles (freshness: klines while the open candle is included, klines_closed after)."""
         adapter = self.adapter(exchange)
         limit = readkeys.candles_limit(adapter, interval, start, end, limit)
-        assert interval is not None  # checked by _candles_args
+        assert interval is not None  # checked by readkeys.candles_limit
         market = await adapter.resolve(symbol)
 
         async def fetch() -> Fetched:

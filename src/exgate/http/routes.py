@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 import orjson
 
+from exgate import readkeys
 from exgate.cache import CacheResult
 from exgate.cache.circuit import CircuitState
 from exgate.cache.keys import PREFIX
@@ -232,8 +233,7 @@ async def _interval_given(request: Request) -> None:
     """A missing ``interval`` is a 422 listing the venue's intervals (after an unknown
     exchange's 404), as the service answers a wrong one."""
     if "interval" not in request.query_params:
-        allowed = _service(request).adapter(request.path_params["exchange"]).intervals()
-        raise BadRequest(f"interval is required, one of {', '.join(allowed)}", field="interval", allowed=allowed)
+        readkeys.check_interval(_service(request).adapter(request.path_params["exchange"]), None)
 
 
 @router.get("/v1/{exchange}/markets/{symbol:path}/klines", tags=["market data"],

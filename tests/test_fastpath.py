@@ -18,8 +18,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from exgate.cache import DataType, market_key
 from exgate.cache.entry import Entry, Freshness
 from exgate.http.app import create_app
+from exgate.readkeys import Read
+from exgate.sandbox.app import create_sandbox_app
 from exgate.venues.registry import DEFAULT_VENUES, build_adapters
-from tests.conftest import ManualClock, ServerThread
+from tests.conftest import ManualClock, ServerThread, require_fixtures
 
 BTC = "BTC/USDT:USDT"
 ETH = "ETH/USDT:USDT"
@@ -225,6 +227,46 @@ def test_symbols_resolve_only_among_loaded_markets(sandbox: ServerThread):
         second = _get(server.url, "/v1/bybit/markets/BTC/orderbook")
         assert second.content == first.content and _headers(second) == _headers(first)
         assert app.state.fast_path.answered == 1
+
+
+def test_a_markets_reload_is_seen_by_the_fast_path():
+    """The fast path remembers which key a symbol list resolves to, but only for the markets
+    it was resolved against: once a reload delists a symbol, its subset still in L1 is no
+    longer answered (FastAPI says the symbol is unknown), and a listed one resolves afresh."""
+    clock = ManualClock(time.time_ns() // 1_000_000)
+    with ServerThread(create_sandbox_app(require_fixtures(), venues=["bybit"])) as own, \
+            _alone(own, clock, preload=False) as server:
+        app = server.server.config.app
+        for path in ("/v1/bybit/prices?symbols=ETHUSDT", "/v1/bybit/prices?symbols=BTC"):
+            assert _get(server.url, path).headers["x-cache"] == "miss"  # loads the markets, fills L1
+            hit = _get(server.url, path)
+            assert hit.status_code == 200 and hit.headers["x-cache"] == "hit"
+        assert app.state.fast_path.answered == 2
+        venue = own.server.config.app.state.venues["bybit"]
+        venue.instruments.pop("ETHUSDT"), venue.sims.pop("ETHUSDT")  # delisted upstream
+        listed = _get(server.url, "/v1/bybit/markets")  # a miss: the markets reload
+        assert ETH not in {m["symbol"] for m in listed.json()["markets"]}
+        gone = _get(server.url, "/v1/bybit/prices?symbols=ETHUSDT")
+        assert gone.status_code == 404 and gone.headers["content-type"] == "application/problem+json"
+        assert app.state.fast_path.answered == 2
+        still = _get(server.url, "/v1/bybit/prices?symbols=BTC")
+        assert still.headers["x-cache"] == "hit" and BTC in still.text
+        assert app.state.fast_path.answered == 3
+
+
+def test_remembered_keys_are_bounded(pair: Pair):
+    """Endless distinct symbols cannot grow the fast path's memory of keys: unknown ones are
+    never kept, and valid spellings (there are endless ones too) at most ``size`` of them."""
+    service = pair.state("fast").market_data
+    kept = len(service._keys)
+    for i in range(3000):
+        assert service.cached_key(Read.PRICES, "bybit", symbols=f"NOPE{i}") is None
+        assert service.cached_key(Read.ORDER_BOOK, "bybit", f"NOPE{i}") is None
+    assert len(service._keys) == kept
+    spellings = [f"{' ' * (i % 200)}BTC{',' * (i // 200)}" for i in range(3 * service._keys.size)]
+    keys = {service.cached_key(Read.PRICES, "bybit", symbols=s) for s in spellings}
+    assert keys == {market_key("bybit", DataType.PRICES, BTC)}
+    assert len(service._keys) <= service._keys.size
 
 
 def test_exgate_serve_runs_on_the_loop_uvicorn_would_choose(monkeypatch):

@@ -178,3 +178,44 @@ def lookup_key(adapter: ExchangeAdapter, read: Read, symbol: str | None = None, 
         assert interval is not None and limit is not None
         return candles_key(adapter, market, interval, start, end, limit)
     return funding_key(adapter, market)
+
+
+class KeyMemo:
+    """:func:`lookup_key` answers remembered for as long as the markets they were resolved
+    against stay loaded: the HTTP fast path's keys without splitting and resolving symbols
+    on every hit.
+
+    An answer is kept with the adapter's :attr:`~ExchangeAdapter.markets_load` and used only
+    while that is still the same object, so after a reload every symbol resolves afresh (a
+    delisted symbol stops being answered, a new one starts). Only found keys are kept: an
+    unknown symbol, a rejected parameter or markets not loaded (``None``) are never
+    remembered, nor a symbol or parameter text longer than ``longest`` characters. At most
+    ``size`` answers are kept; one more forgets them all (distinct valid spellings are
+    endless too).
+    """
+
+    def __init__(self, size: int = 1024, longest: int = 256) -> None:
+        self.size = size
+        self.longest = longest
+        self._keys: dict[tuple[object, ...], tuple[object, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def lookup(self, adapter: ExchangeAdapter, read: Read, symbol: str | None = None,
+               **params: str | int | None) -> str | None:
+        """:func:`lookup_key` ``(adapter, read, symbol, **params)``, remembered (see the class)."""
+        load = adapter.markets_load
+        if load is None:
+            return lookup_key(adapter, read, symbol, **params)  # type: ignore[arg-type]
+        memo = (adapter.id, read, symbol, *params.items())
+        known = self._keys.get(memo)
+        if known is not None and known[0] is load:
+            return known[1]
+        key = lookup_key(adapter, read, symbol, **params)  # type: ignore[arg-type]
+        if key is None or any(isinstance(v, str) and len(v) > self.longest for v in (symbol, *params.values())):
+            return key
+        if len(self._keys) >= self.size and memo not in self._keys:
+            self._keys.clear()
+        self._keys[memo] = (load, key)
+        return key

@@ -99,6 +99,7 @@ class MarketData:
         self.clock = clock or cache.clock
         self.on_upstream = on_upstream
         self.health = {venue: VenueHealth(self.clock) for venue in self.adapters}
+        self._keys = readkeys.KeyMemo()  # cached_key's answers, per load of each venue's markets
         for venue, adapter in self.adapters.items():
             if adapter.calls is not None:
                 adapter.calls.observers["health"] = self.health[venue].record
@@ -336,9 +337,11 @@ class MarketData:
         """The cache key ``read`` of ``exchange`` with these parsed parameters (``symbols``,
         ``depth``, ``limit``, ``interval``, ``start``, ``end``) uses, or ``None`` when it cannot
         be known without calling anything (see :func:`exgate.readkeys.lookup_key`; an exchange
-        not served here is ``None`` too). The HTTP fast path asks this before reading L1."""
+        not served here is ``None`` too). The HTTP fast path asks this before reading L1;
+        answers are remembered while the markets they were resolved against stay loaded
+        (:class:`exgate.readkeys.KeyMemo`)."""
         adapter = self._find(exchange)
-        return None if adapter is None else readkeys.lookup_key(adapter, read, symbol, **params)  # type: ignore
+        return None if adapter is None else self._keys.lookup(adapter, read, symbol, **params)
 
     def _find(self, exchange: str) -> ExchangeAdapter | None:
         return self.adapters.get(exchange.lower())

@@ -77,6 +77,14 @@ class ExchangeAdapter(abc.ABC):
         exchange and never waits (the HTTP fast path asks it on every cached read)."""
         return None
 
+    @property
+    def markets_load(self) -> object | None:
+        """The load of markets :meth:`loaded_market` answers from now: one object per load,
+        replaced by the next (a reload, even of the same list), so whatever was worked out
+        from one load can be kept while it is still this object. ``None``: nothing may be
+        kept (not loaded, or an adapter that does not say)."""
+        return None
+
     @abc.abstractmethod
     def intervals(self) -> list[str]:
         """Candle intervals the venue offers (``"1m"``, ``"1h"``, ...)."""

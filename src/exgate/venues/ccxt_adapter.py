@@ -283,6 +283,10 @@ class CcxtAdapter(ExchangeAdapter):
     def loaded_market(self, symbol: str) -> Market | None:
         return self._index.find(symbol) if self._index is not None else None
 
+    @property
+    def markets_load(self) -> object | None:
+        return self._index  # a new SymbolIndex per load
+
     def intervals(self) -> list[str]:
         return list(self.exchange.timeframes or {})
 

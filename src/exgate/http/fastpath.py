@@ -4,7 +4,8 @@ FastAPI's routing, dependency solving and validation cost more per request than 
 a cache hit needs. :class:`FastPath` sits in front of them and answers a request itself only
 when it knows the slow path would answer it with exactly these bytes:
 
-* ``GET`` on a read route (``/v1/{exchange}/markets``, ``/prices``,
+* ``GET`` on a read route (``HEAD`` too: the HEAD middleware outside runs it as ``GET``
+  and drops the body) (``/v1/{exchange}/markets``, ``/prices``,
   ``/markets/{symbol}/orderbook|trades|klines|funding``), matched with the routes' own
   compiled path patterns, no ``root_path``, no ``Origin`` header (CORS is FastAPI's);
 * a query string it fully understands: only that route's parameters, none repeated,
@@ -18,8 +19,8 @@ It then sends the same status, headers (``X-Cache: hit``, ``X-Cache-Tier: l1``, 
 ``content-length``, ``content-type: application/json``) and body as the route, and sets
 ``scope["route"]`` to that route, so the request-metrics middleware outside it records the
 same ``exgate_request_duration_seconds`` labels. Everything else (a miss, a stale copy, an
-unknown exchange or symbol, a bad or repeated parameter, ``HEAD``, ``OPTIONS``, an
-``Origin``) goes to FastAPI untouched.
+unknown exchange or symbol, a bad or repeated parameter, ``OPTIONS``, an ``Origin``)
+goes to FastAPI untouched.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ FastAPI's routing, dependency solving and validation cost more per request than 
 a cache hit needs. :class:`FastPath` sits in front of them and answers a request itself only
 when it knows the slow path would answer it with exactly these bytes:
 
-* ``GET`` on a read route (``HEAD`` too: the HEAD middleware outside runs it as ``GET``
-  and drops the body) (``/v1/{exchange}/markets``, ``/prices``,
+* ``GET`` on a read route (``/v1/{exchange}/markets``, ``/prices``,
   ``/markets/{symbol}/orderbook|trades|klines|funding``), matched with the routes' own
-  compiled path patterns, no ``root_path``, no ``Origin`` header (CORS is FastAPI's);
+  compiled path patterns, no ``root_path``, no ``Origin`` header (CORS is FastAPI's); ``HEAD``
+  too, since the HEAD middleware outside runs it as ``GET`` and drops the body;
 * a query string it fully understands: only that route's parameters, none repeated,
   integers in plain decimal (``depth=5``, not ``05``, ``+5`` or ``5.0``);
 * a key known without calling anything (:meth:`MarketData.cached_key`: the same rules the

@@ -92,3 +92,98 @@ breaker.success()
     assert len(lines) == 2, lines
     assert "warning" in lines[0] and "circuit_open" in lines[0] and "refused" in lines[0]
     assert "warning" in lines[1] and "circuit_closed" in lines[1]
+
+
+async def test_budgets_skip_a_hanging_redis_while_the_shared_circuit_is_open_and_use_it_again_after():
+    from exgate.budget import RedisBudgetStore
+    from exgate.config import Settings
+    from exgate.http.app import create_app
+    from exgate.venues.registry import build_adapters
+
+    server = RedisServer()
+    server.start()
+    assert server.proc is not None
+    try:
+        clock = ManualClock()
+        settings = Settings(redis_url=server.url, exchanges="binanceusdm", redis_timeout_ms=200,
+                            redis_failures_to_open=3, redis_cooldown_ms=1_000)
+        adapters = build_adapters(["binanceusdm"], {"binanceusdm": "http://127.0.0.1:9/binanceusdm"})
+        app = create_app(adapters, clock=clock, settings=settings, preload=False)
+        async with app.router.lifespan_context(app):
+            gate = adapters["binanceusdm"].budget
+            breaker = app.state.market_data.cache.l2.breaker  # what /readyz reads
+            store, limit = gate.store, gate.metering.limits[0]
+            await gate.acquire(1)
+            calls = 0
+            real_execute = store.client.execute_command
+
+            def counting_execute(*args, **kwargs):
+                nonlocal calls
+                calls += 1
+                return real_execute(*args, **kwargs)
+
+            store.client.execute_command = counting_execute
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            for _ in range(3):  # noticing the hang costs these their Redis timeout; they are still granted
+                await gate.acquire(1)
+            assert breaker.state is CircuitState.OPEN  # the budget's failures open the one breaker of this Redis
+            seen = calls
+            for _ in range(20):
+                await gate.acquire(1)
+            snapshot = await gate.snapshot()  # what /v1/exchanges shows
+            assert calls == seen  # nothing went to Redis: counted in process instead
+            assert snapshot["limits"][0]["used"] == await store.fallback.used("binanceusdm", limit, clock()) >= 20
+            failures = breaker.failures
+            clock.advance(1_000)  # the cache's background probe (not a budget call) tries the hung Redis
+            await _eventually(lambda: breaker.failures > failures and breaker.state is CircuitState.OPEN,
+                              "the probe into the hang failed")
+            await gate.acquire(1)
+            assert calls == seen
+            os.kill(server.proc.pid, signal.SIGCONT)
+            clock.advance(1_000)
+            await _eventually(lambda: breaker.state is CircuitState.CLOSED, "the probe closed the circuit")
+            await gate.acquire(1)
+            assert calls > seen  # back on the shared count
+            other = RedisBudgetStore(server.url)  # another instance reads what this one charged
+            try:
+                shared = await other.used("binanceusdm", limit, clock())
+            finally:
+                await other.close()
+            assert (await gate.snapshot())["limits"][0]["used"] == shared
+            assert shared != await store.fallback.used("binanceusdm", limit, clock())
+    finally:
+        if server.proc is not None:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        server.stop()
+
+
+async def test_a_budget_store_on_its_own_probes_its_own_breaker_while_entered():
+    from exgate.budget import Limit, RedisBudgetStore, Scope
+
+    server = RedisServer()
+    server.start()
+    assert server.proc is not None
+    try:
+        clock = ManualClock()
+        limit = Limit(Scope.IP, 100, 60_000, "requests_1m")
+        async with RedisBudgetStore(server.url, timeout_ms=200, clock=clock) as store:
+            await store.acquire("x", [(limit, 100)], 1, clock(), 0)
+            os.kill(server.proc.pid, signal.SIGSTOP)
+            for _ in range(3):
+                assert (await store.acquire("x", [(limit, 100)], 1, clock(), 0)).granted  # in-process count
+            assert store.breaker.state is CircuitState.OPEN
+            store.client.execute_command = None  # any call into Redis now would raise TypeError
+            assert (await store.acquire("x", [(limit, 100)], 1, clock(), 0)).granted
+            assert await store.used("x", limit, clock()) == 4 and await store.banned_until("x", clock()) == 0
+            del store.client.execute_command
+            os.kill(server.proc.pid, signal.SIGCONT)
+            clock.advance(1_000)
+            await _eventually(lambda: store.breaker.state is CircuitState.CLOSED, "its own probe closed the circuit")
+            await store.acquire("x", [(limit, 100)], 10, clock(), 0)
+            # the shared count again: 1 + 10, plus those of the 3 timed-out scripts Redis ran on waking
+            assert 11 <= await store.used("x", limit, clock()) <= 14
+            assert await store.fallback.used("x", limit, clock()) == 4
+    finally:
+        if server.proc is not None:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        server.stop()

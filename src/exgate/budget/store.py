@@ -10,19 +10,35 @@ none), so instances can never jointly overspend. A ban (after a 429/418) is a ke
 the time it lifts, compared with the caller's clock. The ban and every window of a venue share
 the ``{venue}`` hash tag (:func:`exgate.cache.keys.budget_key`), so on a Redis Cluster that
 script runs on one slot.
+
+Redis calls go through a :class:`~exgate.cache.circuit.CircuitBreaker`: while it is open or
+half-open no budget call touches Redis (each is answered in-process at once, so a hanging Redis
+costs requests nothing once the circuit is open), and a background ``PING`` closes it again.
+The gateway shares one breaker per Redis between the cache and the budgets (so the cache's
+probe serves both and ``/readyz`` tells the truth); a store given none keeps its own and probes
+it while entered (``async with``).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisClusterException, RedisError
 
 from exgate.budget.model import Limit
+from exgate.cache.circuit import CircuitBreaker
 from exgate.cache.client import redis_client
+from exgate.cache.entry import wall_clock_ms
 from exgate.cache.keys import ban_key, budget_key
+
+_T = TypeVar("_T")
+_DOWN: Any = object()
+"""What :meth:`RedisBudgetStore._call` returns when Redis was not asked or did not answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,19 +148,35 @@ _ERRORS = (RedisError, RedisClusterException, OSError, TimeoutError)
 class RedisBudgetStore:
     """Usage shared by every instance through Redis (atomic Lua per acquire).
 
-    When Redis fails, each call falls back to the in-process ``fallback`` store, so upstream
-    calls stay metered (per instance) rather than unmetered or failed.
+    When Redis fails, or while ``breaker`` is open or half-open (Redis not even tried), each
+    call falls back to the in-process ``fallback`` store, so upstream calls stay metered (per
+    instance) rather than unmetered or failed. Each failure or timeout (``timeout_ms``) counts
+    on ``breaker``; usage counted in process during an outage is not copied to Redis after it.
 
-    ``url`` is any URL :func:`~exgate.cache.client.redis_client` takes (one server or a Redis
-    Cluster); it raises ``ConfigError`` for any other.
+    Args:
+        url: any URL :func:`~exgate.cache.client.redis_client` takes (one server or a Redis
+            Cluster).
+        timeout_ms: a call slower than this counts as a Redis failure.
+        breaker: the circuit breaker of this Redis, shared with the cache (whose background
+            probe closes it). ``None``: the store builds its own (3 failures open it, 1 s
+            cooldown, on ``clock``) and probes it from a task that runs while the store is
+            entered (``async with``); a store never entered then never closes its circuit.
+        clock: current time (ms) of the store's own breaker.
+
+    Raises:
+        ConfigError: ``url`` is not a Redis URL exgate accepts.
     """
 
-    def __init__(self, url: str, *, timeout_ms: int = 500):
+    def __init__(self, url: str, *, timeout_ms: int = 500, breaker: CircuitBreaker | None = None,
+                 clock: Callable[[], int] = wall_clock_ms):
         self.client = redis_client(url, timeout_ms=timeout_ms)
         self.timeout_s = timeout_ms / 1000
         self.fallback = MemoryBudgetStore()
+        self.owns_breaker = breaker is None
+        self.breaker = breaker if breaker is not None else CircuitBreaker("redis-budget", clock)
         self._acquire = self.client.register_script(_ACQUIRE)
         self._raise = self.client.register_script(_RAISE)
+        self._prober: asyncio.Task[None] | None = None
 
     @staticmethod
     def _key(venue: str, limit: Limit, window: int) -> str:
@@ -154,9 +186,53 @@ class RedisBudgetStore:
     def _ban_key(venue: str) -> str:
         return ban_key(venue)
 
+    async def __aenter__(self) -> RedisBudgetStore:
+        """Start probing the store's own breaker in the background (nothing when shared: its
+        owner probes it)."""
+        if self.owns_breaker and self._prober is None:
+            self._prober = asyncio.get_running_loop().create_task(self._keep_probing())
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()
+
     async def close(self) -> None:
-        """Close the client's connections."""
+        """Stop the probe task, if any, and close the client's connections."""
+        prober, self._prober = self._prober, None
+        if prober is not None:
+            prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await prober
         await self.client.aclose()
+
+    async def _keep_probing(self, poll_s: float = 0.1) -> None:
+        while True:
+            if self.breaker.begin_probe():
+                try:
+                    async with asyncio.timeout(self.timeout_s):
+                        await self.client.ping()
+                except _ERRORS as exc:
+                    self.breaker.failure(exc)
+                except BaseException:
+                    self.breaker.abandon()
+                    raise
+                else:
+                    self.breaker.success()
+            await asyncio.sleep(poll_s)
+
+    async def _call(self, op: Callable[[], Awaitable[_T]]) -> _T:
+        """``op``'s result, or ``_DOWN`` when the circuit is not closed or the call fails."""
+        if not self.breaker.allow():
+            return _DOWN
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                result = await op()
+        except _ERRORS as exc:
+            self.breaker.failure(exc)
+            return _DOWN
+        self.breaker.success()
+        return result
 
     async def acquire(self, venue: str, limits: Sequence[tuple[Limit, int]], cost: int, now_ms: int,
                       guard_ms: int) -> Grant:
@@ -167,49 +243,37 @@ class RedisBudgetStore:
             for window in _windows(limit, now_ms, guard_ms):
                 keys.append(self._key(venue, limit, window))
                 args.extend([cap, _charge_needed(cost, cap), _retry_ms(limit, now_ms)])
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                granted, retry_ms, banned = await self._acquire(keys=keys, args=args)
-        except _ERRORS:
+        result = await self._call(lambda: self._acquire(keys=keys, args=args))
+        if result is _DOWN:
             return await self.fallback.acquire(venue, limits, cost, now_ms, guard_ms)
+        granted, retry_ms, banned = result
         return Grant(bool(granted), int(retry_ms), banned=bool(banned))
 
     async def reconcile(self, venue: str, limit: Limit, used: int, now_ms: int) -> None:
         """Raise the shared count of the current window to what the exchange reports."""
         await self.fallback.reconcile(venue, limit, used, now_ms)
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                await self._raise(keys=[self._key(venue, limit, now_ms // limit.window_ms)],
-                                      args=[used, limit.window_ms + 120_000])
-        except _ERRORS:
-            pass
+        await self._call(lambda: self._raise(keys=[self._key(venue, limit, now_ms // limit.window_ms)],
+                                             args=[used, limit.window_ms + 120_000]))
 
     async def ban(self, venue: str, until_ms: int, now_ms: int) -> None:
         """Stop every instance calling ``venue`` until ``until_ms`` (a longer ban wins)."""
         await self.fallback.ban(venue, until_ms, now_ms)
         if until_ms <= now_ms:
             return
-        try:
-            async with asyncio.timeout(self.timeout_s):  # atomic: a longer ban is never shortened
-                await self._raise(keys=[self._ban_key(venue)], args=[until_ms, until_ms - now_ms + 60_000])
-        except _ERRORS:
-            pass
+        # atomic: a longer ban is never shortened
+        await self._call(lambda: self._raise(keys=[self._ban_key(venue)], args=[until_ms, until_ms - now_ms + 60_000]))
 
     async def banned_until(self, venue: str, now_ms: int) -> int:
         """When the shared ban lifts (ms), or 0."""
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                raw = await self.client.get(self._ban_key(venue))
-        except _ERRORS:
+        raw = await self._call(lambda: self.client.get(self._ban_key(venue)))
+        if raw is _DOWN:
             return await self.fallback.banned_until(venue, now_ms)
         until = int(raw or 0)
         return until if until > now_ms else 0
 
     async def used(self, venue: str, limit: Limit, now_ms: int) -> int:
         """Weight used in the current window, by every instance."""
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                raw = await self.client.get(self._key(venue, limit, now_ms // limit.window_ms))
-        except _ERRORS:
+        raw = await self._call(lambda: self.client.get(self._key(venue, limit, now_ms // limit.window_ms)))
+        if raw is _DOWN:
             return await self.fallback.used(venue, limit, now_ms)
         return int(raw or 0)

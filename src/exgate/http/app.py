@@ -67,13 +67,15 @@ def build_cache(settings: Settings, clock: Callable[[], int], metrics: Metrics) 
 
 
 async def open_budgets(stack: contextlib.AsyncExitStack, adapters: Mapping[str, ExchangeAdapter],
-                       settings: Settings, clock: Callable[[], int], metrics: Metrics) -> None:
+                       settings: Settings, clock: Callable[[], int], metrics: Metrics,
+                       breaker: CircuitBreaker | None = None) -> None:
     """Give every ccxt adapter a :class:`BudgetGate` over one store: Redis (shared by every
-    instance) when ``redis_url`` is set, else in-process."""
+    instance) when ``redis_url`` is set, else in-process. ``breaker``: the cache's breaker of
+    that Redis, shared so one background probe serves both (``None``: the store keeps its own)."""
     overrides = parse_limit_overrides(settings.budgets)
     if settings.redis_url:
-        store = RedisBudgetStore(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
-        stack.push_async_callback(store.close)
+        store = await stack.enter_async_context(
+            RedisBudgetStore(settings.redis_url, timeout_ms=settings.redis_timeout_ms, breaker=breaker, clock=clock))
     else:
         store = MemoryBudgetStore()
     for venue, adapter in adapters.items():
@@ -115,7 +117,8 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as budgets, build_cache(settings, clock, metrics) as cache:
-            await open_budgets(budgets, adapters, settings, clock, metrics)
+            await open_budgets(budgets, adapters, settings, clock, metrics,
+                               breaker=cache.l2.breaker if cache.l2 is not None else None)
             app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock)
             for adapter in adapters.values():
                 if adapter.calls is not None:  # count only the calls that reached the exchange

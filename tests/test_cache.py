@@ -328,7 +328,7 @@ async def test_two_instances_make_one_upstream_fetch_for_a_cold_key(two_instance
     a, b = two_instances
     up = Upstream()
     readers = [asyncio.create_task(c.get_or_fetch("k", up)) for c in (a, b) * 50]
-    await _eventually(lambda: up.calls == 1 and (a._remote_waiters or b._remote_waiters), "one holds the lock")
+    await _eventually(lambda: up.calls == 1 and (a._remote._waiters or b._remote._waiters), "one holds the lock")
     up.release.set()
     results = await asyncio.gather(*readers)
     assert up.calls == 1

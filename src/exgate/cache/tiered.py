@@ -42,6 +42,7 @@ import structlog
 from exgate.cache.entry import CacheResult, CacheStatus, Entry, Fetch, Tier, wall_clock_ms
 from exgate.cache.memory import MemoryStore
 from exgate.cache.redis_store import DOWN, Lock, RedisStore
+from exgate.cache.remote import RemoteFills
 from exgate.errors import UpstreamError
 
 log = structlog.get_logger("exgate.cache")
@@ -111,7 +112,7 @@ class Cache:
         self.on_lookup = on_lookup
         self.stats = CacheStats()
         self._inflight: dict[str, _Flight] = {}
-        self._remote_waiters: dict[str, asyncio.Future[str]] = {}
+        self._remote = RemoteFills(l2, clock) if l2 is not None else None
         self._tasks: asyncio.TaskGroup | None = None
         self._listener: asyncio.Task[None] | None = None
         self._prober: asyncio.Task[None] | None = None
@@ -122,7 +123,7 @@ class Cache:
         self._tasks = asyncio.TaskGroup()
         await self._tasks.__aenter__()
         if self.l2 is not None:
-            self._listener = self._tasks.create_task(self.l2.listen(self._on_event, self.l1.clear, self._wake_waiters))
+            self._listener = self._tasks.create_task(self.l2.listen(self._on_event, self.l1.clear, self._remote.wake_all))
             self._prober = self._tasks.create_task(self.l2.keep_probing())  # requests never probe
             try:  # start coordinated when Redis is there; never wait long when it is not
                 async with asyncio.timeout(1.0):
@@ -319,7 +320,7 @@ class Cache:
                 if background and fallback is not None:  # another instance is refreshing it
                     return _Outcome(fallback, CacheStatus.STALE, Tier.L2)
                 remaining_ms = int((deadline - loop.time()) * 1000)
-                entry = await self._await_remote_fill(key, min(lock.remaining_ms + 50, remaining_ms))
+                entry = await self._remote.wait(key, min(lock.remaining_ms + 50, remaining_ms))
                 if entry is not None:
                     self.stats.remote_fills += 1
                     self._keep_local(key, entry, tags, self.clock())
@@ -363,44 +364,12 @@ class Cache:
         self._own(self._tasks.create_task(self._fill(key, fetch, tags, stale, flight, True, shared)))
         self._inflight[key] = flight
 
-    async def _await_remote_fill(self, key: str, timeout_ms: int) -> Entry | None:
-        """Wait (event-driven) for another instance's fill of ``key``; the fresh entry or ``None``."""
-        assert self.l2 is not None
-        waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._remote_waiters[key] = waiter
-        try:
-            entry = await self.l2.get(key)  # after registering: a fill can't slip between the two
-            if isinstance(entry, Entry) and entry.fresh(self.clock()):
-                return entry
-            if entry is DOWN or not self.l2.coordinating:
-                return None  # no event will come: the caller fetches itself
-            if timeout_ms > 0:
-                try:
-                    async with asyncio.timeout(timeout_ms / 1000):  # not wait_for: see BudgetGate._pump
-                        await asyncio.shield(waiter)
-                except TimeoutError:
-                    return None
-                entry = await self.l2.get(key)
-                if isinstance(entry, Entry) and entry.fresh(self.clock()):
-                    return entry
-            return None
-        finally:
-            if self._remote_waiters.get(key) is waiter:
-                del self._remote_waiters[key]
-
-    def _wake_waiters(self) -> None:
-        """The events feed broke: wake every wait for another instance's fill (they fetch)."""
-        for waiter in self._remote_waiters.values():
-            if not waiter.done():
-                waiter.set_result("lost")
-
     def _on_event(self, event: dict[str, Any]) -> None:
         """One event from the channel: wake a waiter on ``fill``/``fail``, drop L1 on ``inv``."""
         op = event.get("op")
         if op in ("fill", "fail"):
-            waiter = self._remote_waiters.get(str(event.get("key")))
-            if waiter is not None and not waiter.done():
-                waiter.set_result(op)
+            if self._remote is not None:
+                self._remote.notify(str(event.get("key")), op)
         elif op == "inv":
             keys, tags = event.get("keys"), event.get("tags")
             for key in keys if isinstance(keys, list) else ():

@@ -43,20 +43,98 @@ def test_every_key_group_one_command_touches_shares_one_cluster_slot():
     assert slots(*account) != slots(account_key("bybit", "user-43", DataType.POSITIONS))  # and accounts too
 
 
-@pytest.mark.parametrize("url,detail", [
+# Every form of ``EXGATE_REDIS_URL``, accepted (``None``) or refused (a part of the reason), run
+# through the settings check and the client factory alike: they once disagreed (the settings
+# refused ``rediss+cluster://`` and let through a cluster database or an unknown ``?option``,
+# which then failed inside the app's start-up or at the first Redis call).
+REDIS_URLS: list[tuple[str, str | None]] = [
+    ("redis://127.0.0.1:6379/10", None),
+    ("rediss://:hunter2@127.0.0.1:6380/1", None),
+    ("unix:///run/redis.sock?db=3", None),
+    ("redis+cluster://127.0.0.1:7000", None),
+    ("redis+cluster://127.0.0.1:7000,127.0.0.1:7001", None),
+    ("rediss+cluster://:hunter2@127.0.0.1:7000", None),
+    ("redis://127.0.0.1:6379/0?client_name=exgate&socket_connect_timeout=0.2", None),
     ("memcached://127.0.0.1:11211", "unknown scheme (memcached://)"),
+    ("http://127.0.0.1:6379/0", "unknown scheme (http://)"),
     ("127.0.0.1:6379", "unknown scheme (none)"),
+    ("notaurl", "unknown scheme (none)"),
+    ("redis://", "needs a host"),
+    ("unix://", "needs the socket's path"),
+    ("redis://:hunter2@h:port/0", "port must be a number"),
+    ("redis://127.0.0.1:6379/ten", "database must be a number"),
     ("redis+cluster://127.0.0.1:7000/3", "only database 0"),
+    ("redis+cluster://127.0.0.1:7000?db=3", "only database 0"),
     ("redis+cluster://127.0.0.1", "'127.0.0.1' is not host:port"),
     ("redis+cluster://", "at least one host:port"),
     ("redis://127.0.0.1:6379/0?socket_timeout=soon", "Invalid value for 'socket_timeout'"),
-])
-def test_a_redis_url_exgate_cannot_use_is_a_config_error_naming_the_setting(url, detail):
+    ("redis://127.0.0.1:6379/10?foo=bar", "unknown option 'foo'"),
+    ("redis+cluster://127.0.0.1:7000?foo=bar", "unknown option 'foo'"),
+]
+
+
+@pytest.mark.parametrize("url,refusal", REDIS_URLS)
+def test_the_settings_and_the_client_agree_on_every_redis_url(url, refusal, monkeypatch):
+    from exgate.config import load_settings
+
+    monkeypatch.delenv("EXGATE_REDIS_URL", raising=False)
+    if refusal is None:
+        assert load_settings(redis_url=url).redis_url == url
+        assert redis_client(url) is not None and RedisBudgetStore(url) is not None
+        return
     with pytest.raises(ConfigError) as error:
         redis_client(url)
-    assert error.value.extra["field"] == "EXGATE_REDIS_URL" and detail in error.value.detail
+    assert error.value.extra["field"] == "EXGATE_REDIS_URL" and refusal in error.value.detail
+    assert error.value.extra["allowed"]  # what the setting takes instead
     with pytest.raises(ConfigError):
         RedisBudgetStore(url)  # the budget store reads the same URL the same way
+    with pytest.raises(ConfigError) as refused:
+        load_settings(redis_url=url)  # and so does the settings check, in the same words
+    line = refused.value.detail
+    assert line.startswith(error.value.detail) and "allowed: " in line and "\n" not in line, line
+    assert "hunter2" not in line
+
+
+def test_checking_a_redis_url_connects_to_nothing(monkeypatch):
+    """The settings check builds the client (and one connection object) but never connects."""
+    import socket
+
+    from exgate.config import load_settings
+
+    monkeypatch.delenv("EXGATE_REDIS_URL", raising=False)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        for url in (f"redis://127.0.0.1:{port}/0", f"redis+cluster://127.0.0.1:{port}"):
+            load_settings(redis_url=url)
+            redis_client(url)
+        server.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            server.accept()  # nobody knocked
+
+
+async def test_an_unforeseen_client_error_keeps_the_circuit_open_and_never_stops_the_cache(redis_url):
+    """A client that fails with something other than a Redis error (here redis-py's own TypeError
+    for an option it does not take, built around exgate's URL check): the event feed and the
+    probe log it and count a Redis failure; the cache serves from L1 and upstream instead of its
+    task group (and with it the app's start-up) being cancelled."""
+    from exgate.cache import CircuitState, Fetched
+
+    async def fetch() -> Fetched:
+        return Fetched(b'{"v":1}', FRESH)
+
+    pool = aioredis.BlockingConnectionPool.from_url(f"{redis_url}?foo=bar")
+    clock = ManualClock()
+    changes: list[CircuitState] = []
+    breaker = CircuitBreaker("redis", clock, failure_threshold=1, cooldown_ms=1_000, on_change=changes.append)
+    l2 = RedisStore(aioredis.Redis(connection_pool=pool), breaker, timeout_ms=500)
+    async with Cache(clock=clock, l2=l2, l1_ttl_ms=60_000) as cache:
+        await _eventually(lambda: changes == [CircuitState.OPEN], "the feed's error opened the circuit")
+        clock.advance(1_000)  # the cooldown is over: the background probe meets the same error
+        await _eventually(lambda: changes[1:] == [CircuitState.HALF_OPEN, CircuitState.OPEN],
+                          "the probe's error kept the circuit open")
+        first = await cache.get_or_fetch(market_key("x", DataType.PRICES, "S"), fetch)
+        again = await cache.get_or_fetch(market_key("x", DataType.PRICES, "S"), fetch)
+    assert (first.status, again.tier) == (CacheStatus.MISS, Tier.L1)
 
 
 async def test_a_cluster_url_finds_the_cluster_from_any_live_seed(redis_cluster):

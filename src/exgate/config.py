@@ -7,7 +7,6 @@ import re
 import types
 import typing
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
@@ -83,17 +82,15 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _check_redis_url(cls, value: str | None) -> str | None:
+        from exgate.cache.client import redis_client
+
         if not value:
             return None
-        parts = urlsplit(value)
-        # a cluster URL may list several seed nodes: redis+cluster://h1:7000,h2:7001
-        seeds = parts.netloc.rpartition("@")[2].split(",") if parts.scheme != "unix" else []
-        for seed in seeds:
-            host, colon, port = seed.rpartition(":") if not seed.endswith("]") else (seed, "", "")
-            if colon and not port.isdigit():
-                raise ValueError(f"port must be a number (got {_masked(value)!r})")
-        if parts.scheme not in REDIS_SCHEMES or not (parts.path if parts.scheme == "unix" else parts.hostname):
-            raise ValueError(f"must be {REDIS_URL_FORMS} (got {_masked(value)!r})")
+        try:  # the one check: the client factory the cache and the budget store use (it never connects)
+            redis_client(value)
+        except ConfigError as exc:
+            allowed = ", ".join(map(str, exc.extra.get("allowed", ())))
+            raise ValueError(f"{exc.detail} (got {_masked(value)!r}; allowed: {allowed})") from None
         return value
 
     @field_validator("exchanges")
@@ -157,12 +154,6 @@ class Settings(BaseSettings):
         return value
 
 
-REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+cluster")
-"""URL schemes ``EXGATE_REDIS_URL`` accepts (redis-py's three, and Redis Cluster's seed URL)."""
-
-REDIS_URL_FORMS = ("redis://host[:port][/db], rediss://host[:port][/db], unix:///path/to.sock"
-                   " or redis+cluster://host[:port][,host[:port]...]")
-
 _SECRET_NAME = re.compile(r"token|secret|password|key", re.IGNORECASE)
 
 _TYPE_WORDS: dict[object, str] = {int: "an integer", float: "a number", bool: "true or false",
@@ -182,8 +173,9 @@ def env_name(field: str) -> str:
 
 
 def _masked(value: str) -> str:
-    """``value`` with the password of a URL replaced by ``***`` (secrets are never printed)."""
-    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", value)
+    """``value`` with the password of a URL (``user:password@`` or ``?password=``) replaced by
+    ``***`` (secrets are never printed)."""
+    return re.sub(r"([?&](?:ssl_)?password=)[^&#]*", r"\1***", re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", value))
 
 
 def _with_allowed(exc: ConfigError) -> str:

@@ -23,6 +23,7 @@ nothing once the circuit is open.
 from __future__ import annotations
 
 import asyncio
+import traceback
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -88,6 +89,7 @@ class RedisStore:
         self.channel = events_channel(db)
         self.subscribed = asyncio.Event()
         self._release = client.register_script(_RELEASE)
+        self._unexpected: set[type[Exception]] = set()  # kinds of non-Redis error already logged
 
     @classmethod
     def from_url(cls, url: str, breaker: CircuitBreaker, *, timeout_ms: int = 250, max_connections: int = 64,
@@ -136,8 +138,8 @@ class RedisStore:
         try:
             async with asyncio.timeout(self.timeout_s):
                 await self.client.ping()
-        except _ERRORS as exc:
-            self.breaker.failure(exc)
+        except Exception as exc:  # noqa: BLE001 - the prober must outlive any client error
+            self._background_failure(exc, "probe")
         except BaseException:
             self.breaker.abandon()
             raise
@@ -309,9 +311,9 @@ class RedisStore:
                             on_event(event)
                     except Exception:  # noqa: BLE001 - one bad event must not stop the feed
                         log.warning("cache_event_rejected", channel=self.channel, exc_info=True)
-            except _ERRORS as exc:
+            except Exception as exc:  # noqa: BLE001 - the feed must outlive any client error
                 self.subscribed.clear()
-                self.breaker.failure(exc)
+                self._background_failure(exc, "events")
                 on_lost()
                 await asyncio.sleep(idle_s)
             finally:
@@ -319,5 +321,19 @@ class RedisStore:
                 try:
                     async with asyncio.timeout(idle_s):
                         await pubsub.aclose()
-                except _ERRORS:
+                except Exception:  # noqa: BLE001, S110 - closing a broken feed
                     pass
+
+    def _background_failure(self, exc: Exception, where: str) -> None:
+        """Count ``exc``, met by the event feed or the prober, as a Redis failure. One that is no
+        Redis error (a client bug, an option redis-py refuses only when connecting) is logged
+        too, with the line that raised it: it keeps the circuit open, and never escapes into
+        the cache's task group, whose failure would cancel the app's start-up. Logged once per
+        kind of error (it comes back at every retry; the breaker logs each outage edge), and
+        without the traceback's locals, which hold the connection's password."""
+        if not isinstance(exc, _ERRORS) and type(exc) not in self._unexpected:
+            self._unexpected.add(type(exc))
+            frames = traceback.extract_tb(exc.__traceback__)
+            log.error("cache_redis_unexpected_error", where=where, error=repr(exc),
+                      at=f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None)
+        self.breaker.failure(exc)

@@ -8,10 +8,7 @@ with a clear :class:`~exgate.errors.BadRequest` before any upstream call.
 
 from __future__ import annotations
 
-import re
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Callable, Mapping, Sequence
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -20,7 +17,7 @@ from exgate import readkeys
 from exgate.cache import (DEFAULT_FRESHNESS, Cache, CacheResult, CacheStatus, DataType, Fetched, Freshness,
                           exchange_tag, market_tag)
 from exgate.cache.circuit import CircuitState
-from exgate.errors import BadRequest, ExgateError, UnknownExchange, UnknownSymbol, echo
+from exgate.errors import BadRequest, UnknownExchange, UnknownSymbol, echo
 from exgate.models import Candle, ExchangeInfo, Market, Ticker, Trade, VenueStatus
 from exgate.readkeys import Read
 from exgate.venues.base import ExchangeAdapter
@@ -62,18 +59,6 @@ class CandlesPage(BaseModel):
     candles: list[Candle]
 
 
-T = TypeVar("T")
-
-UpstreamHook = Callable[[str, str, str, float], None]
-"""Called after every upstream fetch with (exchange, operation, status, seconds)."""
-
-
-def _status_slug(exc: BaseException) -> str:
-    if isinstance(exc, ExgateError):
-        return re.sub(r"[^a-z0-9]+", "_", exc.title.lower()).strip("_")
-    return "error"
-
-
 class MarketData:
     """Cached, coalesced market-data reads over a set of adapters.
 
@@ -82,41 +67,23 @@ class MarketData:
         cache: the (open) read-through cache.
         freshness: TTL, grace and max-stale per :class:`DataType` (defaults: :data:`DEFAULT_FRESHNESS`).
         clock: current time in ms, to mark the candle still forming (and to date venue health).
-        on_upstream: hook for each service-level fetch (exchange, operation, status, seconds),
-            including fetches answered without a request; the gateway's metrics count only
-            requests that reached the exchange, through each adapter's ``calls`` meter.
 
     ``health`` holds one :class:`~exgate.venues.health.VenueHealth` per venue, fed by the
     adapter's :class:`~exgate.venues.calls.CallMeter`.
     """
 
     def __init__(self, adapters: Mapping[str, ExchangeAdapter], cache: Cache,
-                 freshness: Mapping[DataType, Freshness] | None = None, clock: Callable[[], int] | None = None,
-                 on_upstream: UpstreamHook | None = None):
+                 freshness: Mapping[DataType, Freshness] | None = None, clock: Callable[[], int] | None = None):
         self.adapters = dict(adapters)
         self.cache = cache
         self.freshness = {**DEFAULT_FRESHNESS, **(freshness or {})}
         self.clock = clock or cache.clock
-        self.on_upstream = on_upstream
         self.health = {venue: VenueHealth(self.clock) for venue in self.adapters}
         self._keys = readkeys.KeyMemo()  # cached_key's answers, per load of each venue's markets
         for venue, adapter in self.adapters.items():
             if adapter.calls is not None:
                 adapter.calls.observers["health"] = self.health[venue].record
         self._started = False
-
-    async def _upstream(self, exchange: str, operation: str, call: Awaitable[T]) -> T:
-        """Await one adapter call, reporting its outcome and latency to ``on_upstream``."""
-        started = time.perf_counter()
-        status = "ok"
-        try:
-            return await call
-        except BaseException as exc:
-            status = _status_slug(exc)
-            raise
-        finally:
-            if self.on_upstream is not None:
-                self.on_upstream(exchange, operation, status, time.perf_counter() - started)
 
     def _fetched(self, body: bytes, kind: DataType) -> Fetched:
         return Fetched(body, self.freshness[kind])
@@ -186,7 +153,7 @@ class MarketData:
         adapter = self.adapter(exchange)
 
         async def fetch() -> Fetched:
-            markets = await self._upstream(adapter.id, "markets", adapter.markets(reload=adapter.status == "ready"))
+            markets = await adapter.markets(reload=adapter.status == "ready")
             return self._fetched(MarketsPage(exchange=adapter.id, markets=markets).model_dump_json().encode(),
                                  DataType.MARKETS)
 
@@ -204,7 +171,7 @@ class MarketData:
         tags = (exchange_tag(adapter.id),)
 
         async def fetch_all() -> Fetched:
-            tickers = await self._upstream(adapter.id, "tickers", adapter.tickers())
+            tickers = await adapter.tickers()
             return self._fetched(PricesPage(exchange=adapter.id, prices=tickers).model_dump_json().encode(),
                                  DataType.PRICES)
 
@@ -242,7 +209,7 @@ class MarketData:
         market = await adapter.resolve(symbol)
 
         async def fetch() -> Fetched:
-            book = await self._upstream(adapter.id, "order_book", adapter.order_book(market, depth))
+            book = await adapter.order_book(market, depth)
             return self._fetched(book.model_dump_json().encode(), DataType.ORDER_BOOK)
 
         return await self.cache.get_or_fetch(readkeys.order_book_key(adapter, market, depth), fetch,
@@ -255,7 +222,7 @@ class MarketData:
         market = await adapter.resolve(symbol)
 
         async def fetch() -> Fetched:
-            trades = await self._upstream(adapter.id, "trades", adapter.trades(market, limit))
+            trades = await adapter.trades(market, limit)
             page = TradesPage(exchange=adapter.id, symbol=market.symbol, trades=trades)
             return self._fetched(page.model_dump_json().encode(), DataType.TRADES)
 
@@ -271,8 +238,8 @@ class MarketData:
         market = await adapter.resolve(symbol)
 
         async def fetch() -> Fetched:
-            candles = await self._upstream(adapter.id, "candles", adapter.candles(
-                market, interval, start=start, end=end, limit=limit, now_ms=self.clock()))
+            candles = await adapter.candles(
+                market, interval, start=start, end=end, limit=limit, now_ms=self.clock())
             page = CandlesPage(exchange=adapter.id, symbol=market.symbol, interval=interval, candles=candles)
             settled = bool(candles) and all(c.closed for c in candles) and end is not None
             return self._fetched(page.model_dump_json().encode(),
@@ -287,7 +254,7 @@ class MarketData:
         market = await adapter.resolve(symbol)
 
         async def fetch() -> Fetched:
-            rate = await self._upstream(adapter.id, "funding_rate", adapter.funding_rate(market))
+            rate = await adapter.funding_rate(market)
             return self._fetched(rate.model_dump_json().encode(), DataType.FUNDING)
 
         return await self.cache.get_or_fetch(readkeys.funding_key(adapter, market), fetch,

@@ -190,7 +190,8 @@ class RedisBudgetStore:
         """Start probing the store's own breaker in the background (nothing when shared: its
         owner probes it)."""
         if self.owns_breaker and self._prober is None:
-            self._prober = asyncio.get_running_loop().create_task(self._keep_probing())
+            self._prober = asyncio.get_running_loop().create_task(
+                self.breaker.keep_probing(self.client.ping, timeout_s=self.timeout_s, errors=_ERRORS))
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -206,33 +207,9 @@ class RedisBudgetStore:
                 await prober
         await self.client.aclose()
 
-    async def _keep_probing(self, poll_s: float = 0.1) -> None:
-        while True:
-            if self.breaker.begin_probe():
-                try:
-                    async with asyncio.timeout(self.timeout_s):
-                        await self.client.ping()
-                except _ERRORS as exc:
-                    self.breaker.failure(exc)
-                except BaseException:
-                    self.breaker.abandon()
-                    raise
-                else:
-                    self.breaker.success()
-            await asyncio.sleep(poll_s)
-
     async def _call(self, op: Callable[[], Awaitable[_T]]) -> _T:
         """``op``'s result, or ``_DOWN`` when the circuit is not closed or the call fails."""
-        if not self.breaker.allow():
-            return _DOWN
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                result = await op()
-        except _ERRORS as exc:
-            self.breaker.failure(exc)
-            return _DOWN
-        self.breaker.success()
-        return result
+        return await self.breaker.call(op, timeout_s=self.timeout_s, errors=_ERRORS, down=_DOWN)
 
     async def acquire(self, venue: str, limits: Sequence[tuple[Limit, int]], cost: int, now_ms: int,
                       guard_ms: int) -> Grant:

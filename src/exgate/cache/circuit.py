@@ -13,12 +13,17 @@ is reported to ``on_change`` (metrics).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from typing import TypeVar
 
 import structlog
 
 log = structlog.get_logger("exgate.cache")
+
+T = TypeVar("T")
+D = TypeVar("D")
 
 
 class CircuitState(StrEnum):
@@ -56,6 +61,56 @@ class CircuitBreaker:
         """Whether a request's call may be tried now: only while closed (open and half-open
         skip the dependency; the probe is :meth:`begin_probe`'s, off every request's path)."""
         return self.state is CircuitState.CLOSED
+
+    async def call(self, op: Callable[[], Awaitable[T]], *, timeout_s: float,
+                   errors: tuple[type[BaseException], ...], down: D) -> T | D:
+        """``op()``, bounded by ``timeout_s``, when a request's call may be tried (:meth:`allow`);
+        else ``down``. An error in ``errors`` (give the timeout's among them) counts as a failure
+        and gives ``down``; an answer counts as a success. A cancelled call counts as neither
+        (it is never the probe: that is :meth:`probe`'s)."""
+        if not self.allow():
+            return down
+        try:
+            async with asyncio.timeout(timeout_s):
+                result = await op()
+        except errors as exc:
+            self.failure(exc)
+            return down
+        self.success()
+        return result
+
+    async def probe(self, ping: Callable[[], Awaitable[object]], *, timeout_s: float,
+                    errors: tuple[type[BaseException], ...] = (Exception,),
+                    on_error: Callable[[BaseException], None] | None = None) -> bool:
+        """Send the background probe if one is due (:meth:`begin_probe`): ``ping()`` bounded by
+        ``timeout_s``; its answer closes the circuit, an error in ``errors`` (reported to
+        ``on_error`` first) opens it again, a cancellation frees the probe slot. Returns whether
+        a probe was sent."""
+        if not self.begin_probe():
+            return False
+        try:
+            async with asyncio.timeout(timeout_s):
+                await ping()
+        except errors as exc:
+            if on_error is not None:
+                on_error(exc)
+            self.failure(exc)
+        except BaseException:
+            self.abandon()
+            raise
+        else:
+            self.success()
+        return True
+
+    async def keep_probing(self, ping: Callable[[], Awaitable[object]], *, timeout_s: float,
+                           errors: tuple[type[BaseException], ...] = (Exception,),
+                           on_error: Callable[[BaseException], None] | None = None, poll_s: float = 0.1) -> None:
+        """Run until cancelled: every ``poll_s`` (real time) send the probe if it is due
+        (:meth:`probe`). The only path that closes an open circuit: run it as a task its owner
+        cancels on close."""
+        while True:
+            await self.probe(ping, timeout_s=timeout_s, errors=errors, on_error=on_error)
+            await asyncio.sleep(poll_s)
 
     def begin_probe(self) -> bool:
         """Whether the background prober should probe now: the circuit is open, its cooldown

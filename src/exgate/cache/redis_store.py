@@ -115,45 +115,21 @@ class RedisStore:
         await self.client.aclose()
 
     async def _call(self, op: Callable[[], Awaitable[Any]]) -> Any:
-        if not self.breaker.allow():
-            return DOWN
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                result = await op()
-        except _ERRORS as exc:
-            self.breaker.failure(exc)
-            return DOWN
-        except BaseException:
-            self.breaker.abandon()  # cancelled mid-call: neither success nor failure
-            raise
-        self.breaker.success()
-        return result
+        return await self.breaker.call(op, timeout_s=self.timeout_s, errors=_ERRORS, down=DOWN)
 
     async def probe(self) -> bool:
         """Probe Redis once if the breaker is due for it (open past its cooldown): a ``PING``
-        bounded by the call timeout; its outcome opens or closes the circuit. Returns whether
-        a probe was sent."""
-        if not self.breaker.begin_probe():
-            return False
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                await self.client.ping()
-        except Exception as exc:  # noqa: BLE001 - the prober must outlive any client error
-            self._background_failure(exc, "probe")
-        except BaseException:
-            self.breaker.abandon()
-            raise
-        else:
-            self.breaker.success()
-        return True
+        bounded by the call timeout; its outcome opens or closes the circuit. Any client error
+        counts as a failure (the prober must outlive it). Returns whether a probe was sent."""
+        return await self.breaker.probe(self.client.ping, timeout_s=self.timeout_s,
+                                        on_error=lambda exc: self._note_unexpected(exc, "probe"))
 
     async def keep_probing(self, poll_s: float = 0.1) -> None:
         """Run until cancelled: every ``poll_s`` (real time) check whether the breaker is due
         for a probe and send it (:meth:`probe`). The only path that closes an open circuit;
         run it as a task its owner cancels on close (see :class:`~exgate.cache.tiered.Cache`)."""
-        while True:
-            await self.probe()
-            await asyncio.sleep(poll_s)
+        await self.breaker.keep_probing(self.client.ping, timeout_s=self.timeout_s, poll_s=poll_s,
+                                        on_error=lambda exc: self._note_unexpected(exc, "probe"))
 
     # -- values ---------------------------------------------------------------------------
     async def get(self, key: str) -> Entry | None | _Down:
@@ -331,9 +307,13 @@ class RedisStore:
         the cache's task group, whose failure would cancel the app's start-up. Logged once per
         kind of error (it comes back at every retry; the breaker logs each outage edge), and
         without the traceback's locals, which hold the connection's password."""
+        self._note_unexpected(exc, where)
+        self.breaker.failure(exc)
+
+    def _note_unexpected(self, exc: BaseException, where: str) -> None:
+        """Log ``exc`` once per kind when it is no Redis error (see :meth:`_background_failure`)."""
         if not isinstance(exc, _ERRORS) and type(exc) not in self._unexpected:
             self._unexpected.add(type(exc))
             frames = traceback.extract_tb(exc.__traceback__)
             log.error("cache_redis_unexpected_error", where=where, error=repr(exc),
                       at=f"{frames[-1].filename}:{frames[-1].lineno}" if frames else None)
-        self.breaker.failure(exc)

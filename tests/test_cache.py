@@ -52,6 +52,13 @@ async def _settle(rounds: int = 20) -> None:
         await asyncio.sleep(0)
 
 
+async def _coordinating(*caches: Cache) -> None:
+    """Wait until every cache has subscribed to the events channel: a cache starts serving
+    after at most 1 s without it (fetching on its own), which a loaded machine can take, and
+    the cross-instance tests are about caches that coordinate."""
+    await _eventually(lambda: all(c.l2 is not None and c.l2.coordinating for c in caches), "subscribed")
+
+
 async def _eventually(check: Callable[[], bool], what: str) -> None:
     """Wait for an event to be delivered through Redis (bounded, not a timing assertion)."""
     for _ in range(500):
@@ -321,6 +328,7 @@ async def two_instances(clean_redis: str) -> AsyncIterator[tuple[Cache, Cache]]:
         for name in ("a", "b"):
             l2 = RedisStore.from_url(clean_redis, CircuitBreaker("redis", clock), origin=name)
             caches.append(await stack.enter_async_context(Cache(clock=clock, l2=l2, l1_ttl_ms=60_000)))
+        await _coordinating(*caches)
         yield caches[0], caches[1]
 
 
@@ -392,6 +400,7 @@ async def test_waiters_on_another_instances_slow_fetch_get_the_l2_copy_at_the_so
         a, b = [await stack.enter_async_context(Cache(
             clock=clock, l2=RedisStore.from_url(clean_redis, CircuitBreaker("redis", clock), origin=name),
             l1_ttl_ms=60_000, stale_after_ms=50)) for name in ("a", "b")]
+        await _coordinating(a, b)
         await a.get_or_fetch("k", ready(b'{"v":1}'))
         clock.advance(8_000)  # past ttl and grace, within max-stale
         slow = Upstream(b'{"v":2}')

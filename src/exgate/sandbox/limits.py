@@ -92,6 +92,15 @@ def no_headers(used: int, capacity: int, window_end_ms: int) -> dict[str, str]:
     return {}
 
 
+_MESSAGES = {429: "Too many requests; current limit is {capacity} per {window} ms. Please retry after the window.",
+             418: "Way too many requests; IP banned until the Retry-After has passed."}
+
+
+def binance_reject(status: int, capacity: int, window_ms: int) -> tuple[int, bytes]:
+    """Binance's answer past the IP limit: 429 (418 once banned) with ``{"code": -1003, "msg"}``."""
+    return status, orjson.dumps({"code": -1003, "msg": _MESSAGES[status].format(capacity=capacity, window=window_ms)})
+
+
 @dataclass(frozen=True)
 class VenueRules:
     """One venue's IP budget: ``capacity`` weight per ``window_ms``, weights, headers, bans."""
@@ -102,6 +111,9 @@ class VenueRules:
     headers: Callable[[int, int, int], dict[str, str]] = no_headers
     ban_after: int = 20
     ban_ms: int = 120_000
+    reject: Callable[[int, int, int], tuple[int, bytes]] = binance_reject
+    """``(limiter status 429|418, capacity, window_ms) -> (HTTP status, JSON body)`` of the
+    venue's own rate-limit answer."""
 
 
 DEFAULT_RULES: dict[str, VenueRules] = {
@@ -239,10 +251,6 @@ class RateLimiter:
             self._clear(venue)
 
 
-_MESSAGES = {429: "Too many requests; current limit is {capacity} per {window} ms. Please retry after the window.",
-             418: "Way too many requests; IP banned until the Retry-After has passed."}
-
-
 class LimitMiddleware:
     """ASGI middleware enforcing :class:`RateLimiter` on every request under a venue prefix."""
 
@@ -271,8 +279,7 @@ class LimitMiddleware:
         params = dict(parse_qsl(scope.get("query_string", b"").decode()))
         status, headers = self.limiter.admit(venue, rules.weigh("/" + rest, params, body if isinstance(body, dict) else {}))
         if status:
-            payload = orjson.dumps({"code": -1003, "msg": _MESSAGES[status].format(capacity=rules.capacity,
-                                                                                      window=rules.window_ms)})
+            status, payload = rules.reject(status, rules.capacity, rules.window_ms)
             await send({"type": "http.response.start", "status": status,
                         "headers": [(b"content-type", b"application/json"),
                                     *((k.lower().encode(), v.encode()) for k, v in headers.items())]})

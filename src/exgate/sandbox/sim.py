@@ -96,6 +96,8 @@ class Instrument:
     trade_size: Decimal | None = None
     raw: dict = field(default_factory=dict)
     listed_ms: int | None = None
+    expiry_ms: int | None = None
+    funding_interval_ms: int = 8 * 3_600_000
 
 
 class InstrumentSim:
@@ -225,8 +227,8 @@ class InstrumentSim:
 
     # -- candles ------------------------------------------------------------------------
     def candles(self, interval_ms: int, now_ms: int, *, start_ms: int | None = None,
-                end_ms: int | None = None, limit: int = 500) -> list[dict]:
-        """Candles of ``interval_ms`` covering ``[start_ms, end_ms]`` (clamped to ``now_ms``).
+                end_ms: int | None = None, limit: int = 500, kind: str = "last") -> list[dict]:
+        """Candles of ``interval_ms`` (``kind``: ``last`` trades, ``mark``, ``index`` or ``premium`` index) covering ``[start_ms, end_ms]`` (clamped to ``now_ms``).
 
         Without ``start_ms`` the last ``limit`` candles up to ``end_ms`` (or now) are returned;
         with it, the first ``limit`` from ``start_ms``; never any before the candle holding
@@ -246,9 +248,9 @@ class InstrumentSim:
         if last_bucket < first_bucket:
             return []
         opens = [bucket * interval_ms for bucket in range(first_bucket, last_bucket + 1)]
-        return self.span_candles([(o, o + interval_ms) for o in opens], now_ms)
+        return self.span_candles([(o, o + interval_ms) for o in opens], now_ms, kind=kind)
 
-    def span_candles(self, spans: list[tuple[int, int]], now_ms: int) -> list[dict]:
+    def span_candles(self, spans: list[tuple[int, int]], now_ms: int, kind: str = "last") -> list[dict]:
         """One candle per ``(open_ms, next_open_ms)`` span that has begun by ``now_ms``, in order.
 
         Open is the price at the span's first second, close at its last second (at ``now_ms``'s
@@ -287,3 +289,61 @@ class InstrumentSim:
                 "volume": quantize(inst.volume_24h * span / day * share, inst.lot),
             })
         return out
+
+    # -- the market-model face the venues use (interim implementation; issue 9 replaces it) ----
+    def is_active(self, now_ms: int) -> bool:
+        """Whether the instrument trades at ``now_ms`` (listed and not past its expiry)."""
+        expiry = self.instrument.expiry_ms
+        return expiry is None or now_ms < expiry
+
+    def index_price(self, now_ms: int) -> Decimal:
+        """Index price at ``now_ms`` (quote currency, on the tick grid)."""
+        return self.price(now_ms)
+
+    def mark_price(self, now_ms: int) -> Decimal:
+        """Mark price at ``now_ms`` (quote currency, on the tick grid)."""
+        return self.price(now_ms)
+
+    def funding_rate(self, now_ms: int) -> Decimal:
+        """The predicted rate of the funding period holding ``now_ms`` (a fraction per period)."""
+        return self.instrument.funding_rate
+
+    def next_funding_ms(self, now_ms: int) -> int:
+        """When the period holding ``now_ms`` settles (ms)."""
+        step = self.instrument.funding_interval_ms
+        return (now_ms // step + 1) * step
+
+    def funding_history(self, now_ms: int, *, start_ms: int | None = None, end_ms: int | None = None,
+                        limit: int = 100) -> list[dict]:
+        """Settled funding periods ``{"time": ms, "rate": Decimal, "mark": Decimal}``, oldest first:
+        the first ``limit`` from ``start_ms``, else the last ``limit`` up to ``end_ms`` (or now)."""
+        step = self.instrument.funding_interval_ms
+        last = (min(now_ms, end_ms) if end_ms is not None else now_ms) // step
+        first_listed = -(-self.earliest_ms // step)
+        if start_ms is not None:
+            first = max(-(-start_ms // step), first_listed)
+            last = min(last, first + limit - 1)
+        else:
+            first = max(last - limit + 1, first_listed)
+        return [{"time": k * step, "rate": self.funding_rate(k * step), "mark": self.mark_price(k * step)}
+                for k in range(first, last + 1)]
+
+    def open_interest(self, now_ms: int) -> Decimal:
+        """Open interest at ``now_ms`` in base units (contracts of one base unit)."""
+        return quantize(self.instrument.volume_24h / 2, self.instrument.lot)
+
+    def stats_24h(self, now_ms: int) -> dict:
+        """Rolling 24 h statistics ``{"open", "high", "low", "last", "volume" (base),
+        "quote_volume", "count", "first_id", "last_id", "open_time", "close_time"}``."""
+        candles = self.candles(60_000, now_ms, start_ms=now_ms - 86_400_000, limit=1441)
+        last = self.price(now_ms)
+        if not candles:
+            return {"open": last, "high": last, "low": last, "last": last, "volume": Decimal(0),
+                    "quote_volume": Decimal(0), "count": 0, "first_id": 0, "last_id": 0,
+                    "open_time": now_ms - 86_400_000, "close_time": now_ms}
+        volume = sum((c["volume"] for c in candles), Decimal(0))
+        return {"open": candles[0]["open"], "high": max(c["high"] for c in candles),
+                "low": min(c["low"] for c in candles), "last": last, "volume": volume,
+                "quote_volume": sum((c["volume"] * c["close"] for c in candles), Decimal(0)),
+                "count": 86_400, "first_id": 1, "last_id": 86_400,
+                "open_time": now_ms - 86_400_000, "close_time": now_ms}

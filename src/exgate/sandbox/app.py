@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 
 from exgate.sandbox.data import Recordings, default_data_dir
+from exgate.sandbox.market.model import MarketModel
 from exgate.sandbox.limits import LimitMiddleware, RateLimiter, rules_for
 from exgate.sandbox.sim import Clock, wall_clock_ms
 from exgate.sandbox.stats import SandboxStats, StatsMiddleware
@@ -46,8 +47,9 @@ def create_sandbox_app(
     root = data_dir if data_dir is not None else default_data_dir()
     recordings = Recordings(root)
     t0 = clock()
+    model = MarketModel(seed, recordings)  # one fair price per asset, shared by every venue
     sims: dict[str, SandboxVenue] = {
-        name: cls(recordings, seed=seed, clock=clock, t0_ms=t0)
+        name: cls(recordings, seed=seed, clock=clock, t0_ms=t0, model=model)
         for name, cls in VENUES.items()
         if venues is None or name in venues
     }
@@ -98,6 +100,7 @@ def create_sandbox_app(
     app.add_middleware(LimitMiddleware, limiter=limiter)
     app.add_middleware(StatsMiddleware, stats=stats, venues=set(sims))  # outermost: counts 429/418 too
     app.state.venues = sims
+    app.state.model = model
     app.state.stats = stats
     app.state.limiter = limiter
     app.state.data_dir = root

@@ -1,22 +1,19 @@
-"""Market simulation behind the sandbox: recorded state at t0, then a seeded price path.
+"""What the sandbox's venues read: a recorded :class:`Instrument` and its :class:`InstrumentSim`.
 
-Each :class:`Instrument` starts from values taken from a recorded exchange payload (price,
-book levels, funding). :class:`InstrumentSim` moves it deterministically: the price at any
-instant is the recorded price times ``exp(STEP_VOL * (W(s) - W(s0)))``, where ``W`` is the
-instrument's seeded Brownian path (:class:`~exgate.sandbox.path.BrownianPath`) on whole seconds
-``s`` since the epoch and ``s0`` the second of t0. The path is a pure function of (seed,
-instrument, second), evaluated directly (O(log) per instant, no walk from now), so the same seed
-and clock reading always give the same book, trades and candles, a read never changes what
-another read sees, and a closed candle is the same at every later clock reading. The path's
-shape does not depend on t0; only its level does (anchored so that t0 reads the recording).
-
-At ``t0`` (the sandbox's start) every value equals the recorded one. Time is integer ms.
+Each :class:`Instrument` is what a venue recorded of one market (its symbol, tick and lot, its
+recorded price, volume, listing and expiry). :class:`InstrumentSim` is the face of the market
+model (:mod:`exgate.sandbox.market`) the venues read: one fair-price path per asset shared by
+every venue, each market off it by its own basis and on its own grid; its taker flow's fills
+are the trades; candles, the 24 h statistics and funding derive from them and from the
+mark/index prices. Every value is a pure function of (seed, instrument, time): a past trade, a
+closed candle or a settled funding period never changes, and the same seed gives the same
+history after a restart, whenever it happens. Time is integer ms, money Decimal.
 
 Cost bounds: one call returns at most :data:`MAX_CANDLES` candles, :data:`MAX_TRADES` trades
 and :data:`MAX_LEVELS` levels per side (the venues cap lower, at their own published maxima),
-and its work is proportional to what it returns. History starts at the instrument's listing
-(:attr:`Instrument.listed_ms`, from the venue's recorded listing time, else
-:data:`DEFAULT_LISTED_MS`): a candle request from ``start=0`` answers from there.
+and its work is about ``log2(interval)`` per candle, or proportional to what it returns.
+History starts at the instrument's listing (:attr:`Instrument.listed_ms`, from the venue's
+recorded listing time, else :data:`DEFAULT_LISTED_MS`) and ends at its expiry.
 """
 
 from __future__ import annotations
@@ -27,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from exgate.sandbox.path import BrownianPath, key64, uniform
+from exgate.sandbox.market.market import DAY_MS, STEP_VOL, MarketCore
+from exgate.sandbox.market.model import MarketModel
 
 Clock = Callable[[], int]
 """A function returning the current time in integer ms since the epoch."""
@@ -39,10 +37,7 @@ def wall_clock_ms() -> int:
 
 
 STEP_MS = 1_000
-"""The walk moves once per second."""
-
-STEP_VOL = 0.00005
-"""Standard deviation of one step's log-return (0.5 bp per second, about 1.5 % a day)."""
+"""The model's grain: the fair path is drawn per second, and every second holds the same number of fills."""
 
 MAX_CANDLES = 5000
 """Most candles one call returns (Hyperliquid's 5000, the largest venue maximum)."""
@@ -76,11 +71,15 @@ def quantize(value: Decimal, step: Decimal) -> Decimal:
 class Instrument:
     """One market a sandbox venue serves, as recorded.
 
-    ``price`` is the reference (last/mid) price at t0 in quote currency; ``bids``/``asks`` the
-    recorded book levels ``(price, size)`` best first (empty: synthesized around ``price``);
+    ``price`` is the recorded (last/mid) price in quote currency, which sets the asset's level
+    when the model has none (:class:`~exgate.sandbox.market.model.MarketModel`); ``bids``/``asks``
+    the recorded book levels ``(price, size)`` best first (kept for reference: books come from
+    the model); ``volume_24h`` the recorded 24 h volume (base units: it sets the flow's size);
+    ``open_interest`` the recorded open interest (base units; ``None``: half the volume);
     ``raw`` the recorded instrument record the venue's instruments endpoint echoes;
     ``listed_ms`` the recorded listing time (ms), where history starts (``None``:
-    :data:`DEFAULT_LISTED_MS`).
+    :data:`DEFAULT_LISTED_MS`); ``expiry_ms`` the delivery time of a dated contract (ms), when
+    trading stops; ``funding_interval_ms`` the funding period.
     """
 
     venue_id: str
@@ -98,145 +97,115 @@ class Instrument:
     listed_ms: int | None = None
     expiry_ms: int | None = None
     funding_interval_ms: int = 8 * 3_600_000
+    open_interest: Decimal | None = None
+
+
 
 
 class InstrumentSim:
-    """Deterministic evolution of one :class:`Instrument` around ``t0_ms``.
+    """The market model's face for one :class:`Instrument` (see the module's description).
 
     Args:
-        instrument: the recorded starting state.
+        instrument: the recorded instrument.
         seed: the sandbox's seed; two sandboxes with the same seed agree.
-        t0_ms: the sandbox's start time; reads at ``t0_ms`` return the recorded values.
+        t0_ms: the sandbox's start (only ``step_at`` counts from it; history does not depend on it).
+        model: the sandbox's shared :class:`~exgate.sandbox.market.model.MarketModel` (default: a
+            private one, the instrument's recorded price setting its asset's level).
+        venue: the venue's name (part of the market's seed).
 
     Attributes:
-        path: the instrument's :class:`~exgate.sandbox.path.BrownianPath` (its
-            ``nodes_computed`` counts the work reads have cost).
         earliest_ms: where history starts: the listing time, or t0 if that is earlier.
+        core: the :class:`~exgate.sandbox.market.market.MarketCore` behind the face (its
+            ``tree.nodes_computed`` counts the work reads have cost).
     """
 
-    def __init__(self, instrument: Instrument, seed: int, t0_ms: int):
+    def __init__(self, instrument: Instrument, seed: int, t0_ms: int, *, model: MarketModel | None = None,
+                 venue: str = ""):
         self.instrument = instrument
         self.seed = seed
         self.t0_ms = t0_ms
-        venue_id = instrument.venue_id
-        self.path = BrownianPath(key64(seed, venue_id, "walk"))
-        self._keys = {name: key64(seed, venue_id, name) for name in ("b", "a", "t", "side", "hi", "lo", "v")}
-        self._s0 = t0_ms // STEP_MS
-        self._w0 = self.path.at(self._s0)
         listed = instrument.listed_ms if instrument.listed_ms is not None else DEFAULT_LISTED_MS
         self.earliest_ms = min(int(listed), t0_ms)
+        self.core = MarketCore(instrument, model or MarketModel(seed), venue or instrument.venue_id, self.earliest_ms)
 
-    # -- prices -------------------------------------------------------------------------
+    # -- state ----------------------------------------------------------------------------
     def step_at(self, now_ms: int) -> int:
-        """Walk steps (seconds) from t0's second to ``now_ms``'s (0 at or before t0)."""
-        return max(0, now_ms // STEP_MS - self._s0)
+        """Whole seconds from t0 to ``now_ms`` (0 at or before t0); a counter venues build ids on."""
+        return max(0, now_ms // 1000 - self.t0_ms // 1000)
 
-    def _log_move(self, w: float) -> float:
-        """Log-return since t0 of a path value ``w``."""
-        return STEP_VOL * (w - self._w0)
-
-    def factor(self, now_ms: int) -> float:
-        """Price multiplier relative to the recorded state at ``now_ms``."""
-        return math.exp(self._log_move(self.path.at(now_ms // STEP_MS)))
+    def is_active(self, now_ms: int) -> bool:
+        """Whether the instrument trades at ``now_ms`` (not past its expiry)."""
+        expiry = self.instrument.expiry_ms
+        return expiry is None or now_ms < expiry
 
     def price(self, now_ms: int) -> Decimal:
-        """Last/mid price at ``now_ms``, on the tick grid (quote currency)."""
-        if now_ms // STEP_MS == self._s0:
-            return self.instrument.price
-        return self._moved(self.instrument.price, self.factor(now_ms))
+        """Last trade price at ``now_ms`` (quote currency; the index price before the listing)."""
+        fill = self.core.last_fill(now_ms)
+        return self.core.price_of(fill.ticks) if fill else self.index_price(now_ms)
 
-    def _price_of(self, second: int, w: float) -> Decimal:
-        """The price at ``second`` whose path value is ``w`` (the recorded price at t0)."""
-        if second == self._s0:
-            return self.instrument.price
-        return self._moved(self.instrument.price, math.exp(self._log_move(w)))
+    def index_price(self, now_ms: int) -> Decimal:
+        """Index price at ``now_ms``: the asset's fair price, on the market's tick."""
+        return self.core.price_of(max(1, round(self.core.index_value(now_ms))))
 
-    def _moved(self, price: Decimal, factor: float) -> Decimal:
-        return quantize(price * Decimal(repr(factor)), self.instrument.tick)
+    def mark_price(self, now_ms: int) -> Decimal:
+        """Mark price at ``now_ms``: the index times ``1 + premium`` (smoother than the last trade)."""
+        core = self.core
+        return core.price_of(max(1, round(core.index_value(now_ms) * (1 + core.premium(core.clamp(now_ms))))))
 
+    # -- book and trades ------------------------------------------------------------------
     def book(self, now_ms: int, depth: int) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
-        """Order book at ``now_ms``: up to ``depth`` (at most :data:`MAX_LEVELS`) levels per side, best first.
-
-        The recorded levels shift with the path; sizes wiggle by a seeded factor per second.
-        Sides never cross: asks stay at least one tick above bids.
-        """
+        """Order book at ``now_ms``: up to ``depth`` (at most :data:`MAX_LEVELS`) levels per side,
+        best first, ``(price, size)``: the book the next synthetic taker meets (empty once expired)."""
         depth = max(0, min(depth, MAX_LEVELS))
-        inst = self.instrument
-        second = now_ms // STEP_MS
-        bids, asks = inst.bids, inst.asks
-        if not bids or not asks:
-            bids, asks = self._synthetic_levels(max(depth, 20))
-        if second == self._s0:
-            return list(bids[:depth]), list(asks[:depth])
-        f = self.factor(now_ms)
-        out_bids = self._shift(bids[:depth + 10], f, second, "b")
-        out_asks = self._shift(asks[:depth + 10], f, second, "a")
-        if out_bids and out_asks and out_asks[0][0] <= out_bids[0][0]:
-            gap = out_bids[0][0] - out_asks[0][0] + inst.tick
-            out_asks = [(p + gap, s) for p, s in out_asks]
-        return out_bids[:depth], out_asks[:depth]
+        if not self.is_active(now_ms) or depth == 0:
+            return [], []
+        found = self.core.next_fill(now_ms)
+        if found is None:
+            return [], []
+        fills, index = found
+        bids, asks = self.core.flow.book(fills, index, depth, 0)
+        p, q = self.core.price_of, self.core.size_of
+        return [(p(t), q(n)) for t, n in bids], [(p(t), q(n)) for t, n in asks]
 
-    def _shift(self, levels, factor: float, second: int, side: str) -> list[tuple[Decimal, Decimal]]:
-        out: list[tuple[Decimal, Decimal]] = []
-        seen: set[Decimal] = set()
-        key = self._keys[side]
-        for i, (price, size) in enumerate(levels):
-            moved = self._moved(price, factor)
-            if moved in seen:
-                continue
-            seen.add(moved)
-            wiggle = Decimal(repr(round(0.5 + uniform(key, second, i), 3)))
-            out.append((moved, quantize(size * wiggle, self.instrument.lot)))
-        return out
-
-    def _synthetic_levels(self, depth: int):
-        inst = self.instrument
-        spread = max(inst.tick, quantize(inst.price * Decimal("0.0001"), inst.tick))
-        size = inst.trade_size or inst.lot * 10
-        bids = [(inst.price - spread * (i + 1), quantize(size * (i + 1), inst.lot)) for i in range(depth)]
-        asks = [(inst.price + spread * (i + 1), quantize(size * (i + 1), inst.lot)) for i in range(depth)]
-        return [b for b in bids if b[0] > 0], asks
-
-    # -- trades -------------------------------------------------------------------------
-    def trades(self, now_ms: int, limit: int) -> list[dict]:
-        """The ``limit`` (at most :data:`MAX_TRADES`) most recent public trades up to ``now_ms``, oldest first.
-
-        One trade per second of the path, none before the listing; each is ``{"id": int,
-        "price", "size": Decimal, "buyer_maker": bool, "time": ms}`` (ids grow by one per second
-        and are 1000000 at t0).
-        """
-        inst = self.instrument
+    def trades(self, now_ms: int, limit: int, *, start_ms: int | None = None, end_ms: int | None = None) -> list[dict]:
+        """Public trades (the taker flow's fills), oldest first: the ``limit`` (at most
+        :data:`MAX_TRADES`) latest up to ``end_ms`` (or now), or with ``start_ms`` the first
+        ``limit`` from there. Each is ``{"id": int, "price", "size": Decimal, "buyer_maker":
+        bool, "time": ms}``; ids are contiguous, ``fills_per_second`` per second."""
+        core = self.core
         limit = max(0, min(limit, MAX_TRADES))
-        last = now_ms // STEP_MS
-        first = max(last - limit + 1, -(-self.earliest_ms // STEP_MS))
-        seconds = range(first, last + 1)
-        values = self.path.at_many(seconds)
-        base_size = inst.trade_size or inst.lot * 10
-        size_key, side_key = self._keys["t"], self._keys["side"]
-        out = []
-        for second in seconds:
-            wiggle = Decimal(repr(round(0.2 + 2 * uniform(size_key, second), 3)))
-            out.append({
-                "id": 1_000_000 + second - self._s0,
-                "price": self._price_of(second, values[second]),
-                "size": quantize(base_size * wiggle, inst.lot),
-                "buyer_maker": uniform(side_key, second) < 0.5,
-                "time": second * STEP_MS,
-            })
-        return out
+        now_ms = core.clamp(now_ms)
+        last_ms = now_ms if end_ms is None else min(now_ms, end_ms)
+        per = core.flow.fills_per_second
+        seconds = -(-limit // per) + 1
+        if start_ms is not None:
+            first = max(start_ms // 1000, core.first_second)
+            chosen = [f for fills in core.seconds_fills(first, min(first + seconds, last_ms // 1000)) for f in fills
+                      if start_ms <= f.time <= last_ms][:limit]
+        else:
+            last = last_ms // 1000
+            chosen = [f for fills in core.seconds_fills(last - seconds, last) for f in fills if f.time <= last_ms]
+            chosen = chosen[-limit:] if limit else []
+        p, q = core.price_of, core.size_of
+        return [{"id": f.id, "price": p(f.ticks), "size": q(f.lots), "buyer_maker": not f.buy, "time": f.time}
+                for f in chosen]
 
-    # -- candles ------------------------------------------------------------------------
+    # -- candles --------------------------------------------------------------------------
     def candles(self, interval_ms: int, now_ms: int, *, start_ms: int | None = None,
                 end_ms: int | None = None, limit: int = 500, kind: str = "last") -> list[dict]:
-        """Candles of ``interval_ms`` (``kind``: ``last`` trades, ``mark``, ``index`` or ``premium`` index) covering ``[start_ms, end_ms]`` (clamped to ``now_ms``).
+        """Candles of ``interval_ms`` covering ``[start_ms, end_ms]`` (clamped to ``now_ms``);
+        ``kind``: ``last`` (the trades), ``mark``, ``index`` or ``premium`` (the premium index,
+        values are rates).
 
         Without ``start_ms`` the last ``limit`` candles up to ``end_ms`` (or now) are returned;
         with it, the first ``limit`` from ``start_ms``; never any before the candle holding
-        :attr:`earliest_ms` (the listing), and at most :data:`MAX_CANDLES`. Each candle is
-        ``{"open_time", "close_time": ms, "open", "high", "low", "close", "volume": Decimal}``,
-        oldest first (see :meth:`span_candles`). Work: O(candles returned).
+        :attr:`earliest_ms` (the listing) or after the expiry, and at most :data:`MAX_CANDLES`.
+        Each candle is ``{"open_time", "close_time": ms, "open", "high", "low", "close",
+        "volume": Decimal, "quote_volume": Decimal, "trades": int}``, oldest first (see
+        :meth:`span_candles`).
         """
         limit = max(0, min(limit, MAX_CANDLES))
+        now_ms = self.core.clamp(now_ms)
         now_bucket = now_ms // interval_ms
         first_listed = self.earliest_ms // interval_ms
         last_bucket = now_bucket if end_ms is None else min(now_bucket, end_ms // interval_ms)
@@ -251,62 +220,85 @@ class InstrumentSim:
         return self.span_candles([(o, o + interval_ms) for o in opens], now_ms, kind=kind)
 
     def span_candles(self, spans: list[tuple[int, int]], now_ms: int, kind: str = "last") -> list[dict]:
-        """One candle per ``(open_ms, next_open_ms)`` span that has begun by ``now_ms``, in order.
+        """One candle per ``(open_ms, next_open_ms)`` span (whole seconds) that has traded by
+        ``now_ms``, in order.
 
-        Open is the price at the span's first second, close at its last second (at ``now_ms``'s
-        for the forming candle); high and low are drawn from the exact distributions of the
-        maximum and minimum of a Brownian bridge between them over the span's seconds (seeded
-        per span), so ``low <= open, close <= high``, all on the tick grid. Volume is a seeded
-        share (0.5-1.5x) of the instrument's 24 h volume pro rata. A span that has closed by
-        ``now_ms`` reads the same at every clock reading.
+        ``last`` candles aggregate the trades exactly: open and close are the first and last
+        trade, high and low the extremes of every trade in the span, volume their sum (so an
+        N-minute candle is the aggregate of its 1-minute ones; the forming one only widens and
+        grows). ``index`` candles are the fair path's extremes on the market's tick; ``mark``
+        candles the index's times ``1 + premium`` at the span's ends; ``premium`` candles the
+        premium (a rate, 8 decimals). A span that has closed by ``now_ms`` reads the same at
+        every clock reading.
         """
-        inst = self.instrument
-        spans = [(o, n) for o, n in spans[:MAX_CANDLES] if o <= now_ms]
-        edges = []
-        for open_ms, next_ms in spans:
-            edges.append((open_ms // STEP_MS, (min(next_ms, now_ms + 1) - 1) // STEP_MS))
-        values = self.path.at_many([s for pair in edges for s in pair])
-        hi_key, lo_key, v_key = self._keys["hi"], self._keys["lo"], self._keys["v"]
-        day = Decimal(86_400_000)
+        if kind not in ("last", "mark", "index", "premium"):
+            raise ValueError(f"kind must be last, mark, index or premium, not {kind!r}")
+        core = self.core
+        spans = spans[:MAX_CANDLES]
+        aggregates = core.aggregate(spans, now_ms)
+        p, q = core.price_of, core.size_of
         out = []
-        for (open_ms, next_ms), (s_open, s_close) in zip(spans, edges):
-            span = next_ms - open_ms
-            x_open, x_close = self._log_move(values[s_open]), self._log_move(values[s_close])
-            var = STEP_VOL * STEP_VOL * max(0, s_close - s_open)
-            gap2 = (x_close - x_open) ** 2
-            x_high = 0.5 * (x_open + x_close + math.sqrt(gap2 - 2 * var * math.log(uniform(hi_key, span, open_ms))))
-            x_low = 0.5 * (x_open + x_close - math.sqrt(gap2 - 2 * var * math.log(uniform(lo_key, span, open_ms))))
-            share = Decimal(repr(round(0.5 + uniform(v_key, span, open_ms), 4)))
-            open_ = self._price_of(s_open, values[s_open])
-            close = self._price_of(s_close, values[s_close])
-            out.append({
-                "open_time": open_ms,
-                "close_time": next_ms - 1,
-                "open": open_,
-                "high": max(self._moved(inst.price, math.exp(x_high)), open_, close),
-                "low": min(self._moved(inst.price, math.exp(x_low)), open_, close),
-                "close": close,
-                "volume": quantize(inst.volume_24h * span / day * share, inst.lot),
-            })
+        for (open_ms, next_ms), agg in zip(spans, aggregates):
+            if agg is None:
+                continue
+            if kind == "last":
+                o, h, l, c = (p(agg[k]) for k in ("open", "high", "low", "close"))
+                volume = q(agg["lots"])
+                quote = volume * (o + h + l + c) / 4
+                out.append({"open_time": open_ms, "close_time": next_ms - 1, "open": o, "high": h, "low": l,
+                            "close": c, "volume": volume, "quote_volume": quote, "trades": agg["count"]})
+            else:
+                out.append(self._derived_candle(kind, open_ms, next_ms, agg))
         return out
 
-    # -- the market-model face the venues use (interim implementation; issue 9 replaces it) ----
-    def is_active(self, now_ms: int) -> bool:
-        """Whether the instrument trades at ``now_ms`` (listed and not past its expiry)."""
-        expiry = self.instrument.expiry_ms
-        return expiry is None or now_ms < expiry
+    def _derived_candle(self, kind: str, open_ms: int, next_ms: int, agg: dict) -> dict:
+        core = self.core
+        span = core.tree.spans([agg["open_s"], max(agg["close_s"], agg["open_s"] + 1)])[0]
+        end_ms = min(next_ms - 1, core.clamp(max(agg["close_s"] * 1000, open_ms)))
+        p_open, p_close = core.premium(open_ms), core.premium(end_ms)
+        scale = float(core.level / core.tick)
+        idx = {k: scale * math.exp(STEP_VOL * getattr(span, k)) for k in ("open", "high", "low", "close")}
+        zero = Decimal(0)
+        if kind == "premium":
+            values = [Decimal(repr(v)).quantize(Decimal("0.00000001"))
+                      for v in (p_open, max(p_open, p_close), min(p_open, p_close), p_close)]
+        elif kind == "index":
+            values = [core.price_of(max(1, round(idx[k]))) for k in ("open", "high", "low", "close")]
+        else:
+            values = [core.price_of(max(1, round(v))) for v in (
+                idx["open"] * (1 + p_open), idx["high"] * (1 + max(p_open, p_close)),
+                idx["low"] * (1 + min(p_open, p_close)), idx["close"] * (1 + p_close))]
+        o, h, l, c = values
+        return {"open_time": open_ms, "close_time": next_ms - 1, "open": o, "high": h, "low": l, "close": c,
+                "volume": zero, "quote_volume": zero, "trades": 0}
 
-    def index_price(self, now_ms: int) -> Decimal:
-        """Index price at ``now_ms`` (quote currency, on the tick grid)."""
-        return self.price(now_ms)
-
-    def mark_price(self, now_ms: int) -> Decimal:
-        """Mark price at ``now_ms`` (quote currency, on the tick grid)."""
-        return self.price(now_ms)
+    # -- 24 h statistics, funding, open interest ----------------------------------------------
+    def stats_24h(self, now_ms: int) -> dict:
+        """Rolling 24 h statistics from the minute holding ``now - 24 h`` to ``now``: the aggregate
+        of exactly those 1-minute candles. ``{"open", "high", "low", "last", "volume" (base),
+        "quote_volume" (volume times the candle's mean of open, high, low and close),
+        "count", "first_id", "last_id", "open_time", "close_time"}``."""
+        open_ms = (now_ms - DAY_MS) // 60_000 * 60_000
+        core = self.core
+        (agg,) = core.aggregate([(open_ms, (now_ms // 1000 + 1) * 1000)], now_ms)
+        last = self.price(now_ms)
+        if agg is None:
+            return {"open": last, "high": last, "low": last, "last": last, "volume": Decimal(0),
+                    "quote_volume": Decimal(0), "count": 0, "first_id": 0, "last_id": 0,
+                    "open_time": open_ms, "close_time": now_ms}
+        o, h, l, c = (core.price_of(agg[k]) for k in ("open", "high", "low", "close"))
+        volume = core.size_of(agg["lots"])
+        return {"open": o, "high": h, "low": l, "last": c, "volume": volume,
+                "quote_volume": volume * (o + h + l + c) / 4, "count": agg["count"],
+                "first_id": agg["first_id"], "last_id": agg["last_id"], "open_time": open_ms,
+                "close_time": now_ms}
 
     def funding_rate(self, now_ms: int) -> Decimal:
-        """The predicted rate of the funding period holding ``now_ms`` (a fraction per period)."""
-        return self.instrument.funding_rate
+        """The predicted rate of the funding period holding ``now_ms``: the premium averaged from
+        its start to now plus the interest (a fraction per period)."""
+        step = self.instrument.funding_interval_ms
+        now_ms = self.core.clamp(now_ms)
+        return self.core.funding_rate(now_ms // step * step, now_ms)
 
     def next_funding_ms(self, now_ms: int) -> int:
         """When the period holding ``now_ms`` settles (ms)."""
@@ -315,35 +307,21 @@ class InstrumentSim:
 
     def funding_history(self, now_ms: int, *, start_ms: int | None = None, end_ms: int | None = None,
                         limit: int = 100) -> list[dict]:
-        """Settled funding periods ``{"time": ms, "rate": Decimal, "mark": Decimal}``, oldest first:
-        the first ``limit`` from ``start_ms``, else the last ``limit`` up to ``end_ms`` (or now)."""
+        """Settled funding periods ``{"time": settlement ms, "rate": Decimal, "mark": Decimal}``,
+        oldest first: the first ``limit`` from ``start_ms``, else the last ``limit`` up to
+        ``end_ms`` (or now). A period's rate is its premium's average plus the interest."""
         step = self.instrument.funding_interval_ms
+        now_ms = self.core.clamp(now_ms)
         last = (min(now_ms, end_ms) if end_ms is not None else now_ms) // step
-        first_listed = -(-self.earliest_ms // step)
+        first_listed = -(-self.earliest_ms // step) + 1
         if start_ms is not None:
             first = max(-(-start_ms // step), first_listed)
             last = min(last, first + limit - 1)
         else:
             first = max(last - limit + 1, first_listed)
-        return [{"time": k * step, "rate": self.funding_rate(k * step), "mark": self.mark_price(k * step)}
-                for k in range(first, last + 1)]
+        return [{"time": k * step, "rate": self.core.funding_rate((k - 1) * step, k * step),
+                 "mark": self.mark_price(k * step)} for k in range(first, last + 1)]
 
     def open_interest(self, now_ms: int) -> Decimal:
-        """Open interest at ``now_ms`` in base units (contracts of one base unit)."""
-        return quantize(self.instrument.volume_24h / 2, self.instrument.lot)
-
-    def stats_24h(self, now_ms: int) -> dict:
-        """Rolling 24 h statistics ``{"open", "high", "low", "last", "volume" (base),
-        "quote_volume", "count", "first_id", "last_id", "open_time", "close_time"}``."""
-        candles = self.candles(60_000, now_ms, start_ms=now_ms - 86_400_000, limit=1441)
-        last = self.price(now_ms)
-        if not candles:
-            return {"open": last, "high": last, "low": last, "last": last, "volume": Decimal(0),
-                    "quote_volume": Decimal(0), "count": 0, "first_id": 0, "last_id": 0,
-                    "open_time": now_ms - 86_400_000, "close_time": now_ms}
-        volume = sum((c["volume"] for c in candles), Decimal(0))
-        return {"open": candles[0]["open"], "high": max(c["high"] for c in candles),
-                "low": min(c["low"] for c in candles), "last": last, "volume": volume,
-                "quote_volume": sum((c["volume"] * c["close"] for c in candles), Decimal(0)),
-                "count": 86_400, "first_id": 1, "last_id": 86_400,
-                "open_time": now_ms - 86_400_000, "close_time": now_ms}
+        """Open interest at ``now_ms`` in base units."""
+        return self.core.open_interest(now_ms)

@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute
 import orjson
 
 from exgate.sandbox.data import Recordings
+from exgate.sandbox.market.model import MarketModel
 from exgate.sandbox.sim import Clock, Instrument, InstrumentSim
 
 def json_response(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -22,12 +23,14 @@ class SandboxVenue(abc.ABC):
     """One simulated exchange, served under ``/{name}/``.
 
     Subclasses load their :class:`Instrument` list from recorded payloads (or synthesize one)
-    and expose the venue's real REST paths as Starlette routes.
+    and expose the venue's real REST paths as Starlette routes. Their markets read the shared
+    ``model`` (one fair price per asset across venues; default: a model of their own).
     """
 
     name: ClassVar[str]
 
-    def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int):
+    def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int,
+                 model: MarketModel | None = None):
         self.clock = clock
         self.recordings = recordings
         instruments = self.load(recordings)
@@ -35,7 +38,9 @@ class SandboxVenue(abc.ABC):
         if not instruments:
             instruments = self.synthetic_instruments()
         self.instruments: dict[str, Instrument] = {i.venue_id: i for i in instruments}
-        self.sims: dict[str, InstrumentSim] = {i.venue_id: InstrumentSim(i, seed, t0_ms) for i in instruments}
+        self.model = model if model is not None else MarketModel(seed, recordings)
+        self.sims: dict[str, InstrumentSim] = {
+            i.venue_id: InstrumentSim(i, seed, t0_ms, model=self.model, venue=self.name) for i in instruments}
 
     def now(self) -> int:
         """The sandbox clock in ms."""

@@ -106,7 +106,8 @@ class Flow:
             prev_price, prev_buy = p, buy
         # times: the first taker at the second's start, the others at sorted seeded offsets
         count = taker + 1
-        offsets = sorted(1 + _mix(h ^ (0x1000 + k)) % 999 for k in range(count - 1))
+        offsets = sorted(1 + _mix(h ^ (0x1000 + k)) % (999 - count) for k in range(count - 1))
+        offsets = [o + k for k, o in enumerate(offsets)]  # distinct: one taker per ms at most
         times = [second * 1000] + [second * 1000 + o for o in offsets]
         # sizes: one lot each plus a seeded share of the second's volume
         weights = [0.2 + _unit(_mix(h ^ (0x2000 + i))) for i in range(n)]
@@ -146,7 +147,7 @@ class Flow:
         price, i = start, 0
         while len(out) < count and price > 0:
             i += 1
-            if _unit(_mix((h ^ (side << 20)) + i)) >= 0.1:  # one tick in ten is empty
+            if i == 1 or _unit(_mix((h ^ (side << 20)) + i)) >= 0.1:  # one tick in ten is empty, never the touch
                 out.append((price, self._size(h, side, i)))
             price += step
         return out

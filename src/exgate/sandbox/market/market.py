@@ -152,6 +152,25 @@ class MarketCore:
                     return fills, i
         return None
 
+    def first_cross(self, buy: bool, ticks: int, after_ms: int, until_ms: int) -> Fill | None:
+        """The first synthetic fill in ``(after_ms, until_ms]`` that would reach a resting order
+        at ``ticks``: for a resting buy (``buy``) the first fill at or below its price, for a
+        resting sell the first at or above; ``None`` if none. Found by the tree's extremes
+        (a search of ``log2`` of the distance), not by reading every fill in between."""
+        t = self.trade_ticks
+        reaches = (lambda high, low: t(low) <= ticks) if buy else (lambda high, low: t(high) >= ticks)
+        start = max(after_ms // 1000, self.first_second)
+        end = self.clamp(until_ms) // 1000 + 1
+        while start < end:
+            second = self.tree.first_second(start, end, reaches)
+            if second is None:
+                return None
+            for fill in self.seconds_fills(second, second)[0]:
+                if after_ms < fill.time <= until_ms and (fill.ticks <= ticks if buy else fill.ticks >= ticks):
+                    return fill
+            start = second + 1
+        return None
+
     # -- spans: the tree's aggregate of [start, end) ms, the forming part from fills ----------
     def aggregate(self, ranges: list[tuple[int, int]], now_ms: int) -> list[dict | None]:
         """Trade aggregates of each ``[start_ms, end_ms)`` (whole seconds) up to ``now_ms``:

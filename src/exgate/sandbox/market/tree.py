@@ -232,3 +232,29 @@ class ExtremesTree:
     def value(self, second: int) -> float:
         """``W(second)``."""
         return self.spans([second, second + 1])[0].open
+
+    def first_second(self, start: int, end: int, reaches) -> int | None:
+        """The first second ``s`` in ``[start, end)`` whose span ``[s, s + 1]`` satisfies
+        ``reaches(high, low)``, where ``reaches`` must hold of a node whenever it holds of one
+        of its seconds (e.g. "the high is at or above P"); ``None`` if none does.
+
+        A node failing ``reaches`` is skipped whole, so the search costs about ``log2`` of the
+        distance to the answer per node it has to open."""
+        if end <= start:
+            return None
+        stack: list[tuple[int, int, tuple]] = []
+        block = end >> BLOCK_DEPTH if end & (BLOCK_SECONDS - 1) else (end >> BLOCK_DEPTH) - 1
+        while (block << BLOCK_DEPTH) + BLOCK_SECONDS > start and block >= 0:
+            stack.append((block << BLOCK_DEPTH, BLOCK_SECONDS, self._node(block << BLOCK_DEPTH, BLOCK_SECONDS)))
+            block -= 1
+        while stack:  # depth first, earliest child on top
+            lo, size, node = stack.pop()
+            if lo + size <= start or lo >= end or not reaches(node[2], node[3]):
+                continue
+            if size == 1:
+                return lo
+            half = size >> 1
+            left, right = self._children(lo, size, node)
+            stack.append((lo + half, half, right))
+            stack.append((lo, half, left))
+        return None

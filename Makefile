@@ -26,6 +26,7 @@ bench: install
 	$(BIN)/python bench/hot_path.py
 	$(BIN)/python bench/cached_route.py
 	$(BIN)/python bench/budget_overload.py
+	$(BIN)/python bench/sandbox_throughput.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -123,10 +123,12 @@ def _ms(text: str) -> float:
     return float(value) * _UNITS[unit]
 
 
-def wrk(url: str, args: argparse.Namespace) -> Run:
-    """One wrk run against ``url``; fails on any non-2xx answer or socket error."""
+def wrk(url: str, args: argparse.Namespace, script: str | None = None) -> Run:
+    """One wrk run against ``url`` (with the Lua ``script`` file, e.g. one setting a POST body);
+    fails on any non-2xx answer or socket error."""
+    extra = ["-s", script] if script else []
     out = subprocess.run(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds:g}s", "--latency",
-                          url], capture_output=True, text=True, check=True).stdout
+                          *extra, url], capture_output=True, text=True, check=True).stdout
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if "Non-2xx" in out or (errors and any(int(n) for n in errors.groups()[:3])):
         raise SystemExit(f"wrk saw errors on {url}:\n{out}")

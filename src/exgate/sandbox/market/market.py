@@ -18,6 +18,7 @@ request costs about ``log2`` of its interval per candle, or its own size for tra
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from decimal import Decimal
 
 from exgate.sandbox.market.flow import Fill, Flow, log_ticks
@@ -41,6 +42,12 @@ HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 _RATE = Decimal("0.00000001")
 
+
+
+CLOSED_MEMO = 4096
+"""Closed-range aggregates one market remembers (least recently stored go first)."""
+
+_MISSING = object()
 
 class Wander:
     """A slow, bounded, seeded signal in [-3, 3]: hourly knots ``(W(h) - W(h - 24)) / sqrt(24)``
@@ -108,6 +115,7 @@ class MarketCore:
         self.earliest_ms = listed_ms
         self.expiry_ms = inst.expiry_ms
         self.first_second = -(-listed_ms // 1000)
+        self._closed: OrderedDict[tuple[int, int], dict | None] = OrderedDict()
 
     # -- time ---------------------------------------------------------------------------------
     def clamp(self, now_ms: int) -> int:
@@ -177,9 +185,25 @@ class MarketCore:
         ``{"open", "high", "low", "close": ticks, "lots", "count", "first_id", "last_id",
         "open_s", "close_s"}`` or ``None`` when nothing traded in it (before the listing, after
         the expiry, or not begun). Closed parts come from the tree, the current second's part
-        from its fills up to ``now_ms``."""
+        from its fills up to ``now_ms``. Ranges closed by ``now_ms`` are remembered (they never
+        change; at most :data:`CLOSED_MEMO` per market): callers must not mutate the dicts."""
         now_ms = self.clamp(now_ms)
         now_s = now_ms // 1000
+        memo = self._closed
+        known = [memo.get((start_ms, end_ms), _MISSING) if end_ms // 1000 <= now_s else _MISSING
+                 for start_ms, end_ms in ranges]  # an earlier clock reading may see it forming
+        todo = [r for r, k in zip(ranges, known) if k is _MISSING]
+        if todo:
+            fresh = iter(self._aggregate(todo, now_ms, now_s))
+            known = [next(fresh) if k is _MISSING else k for k in known]
+            for (start_ms, end_ms), agg in zip(ranges, known):
+                if end_ms // 1000 <= now_s and (start_ms, end_ms) not in memo:  # closed: never changes
+                    memo[(start_ms, end_ms)] = agg
+            while len(memo) > CLOSED_MEMO:
+                memo.popitem(last=False)
+        return known
+
+    def _aggregate(self, ranges: list[tuple[int, int]], now_ms: int, now_s: int) -> list[dict | None]:
         n = self.flow.fills_per_second
         plan = []
         for start_ms, end_ms in ranges:

@@ -19,6 +19,7 @@ sandbox answers 429/418 on every venue, with a fixed ban length.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -101,6 +102,18 @@ def binance_reject(status: int, capacity: int, window_ms: int) -> tuple[int, byt
     return status, orjson.dumps({"code": -1003, "msg": _MESSAGES[status].format(capacity=capacity, window=window_ms)})
 
 
+def bybit_reject(status: int, capacity: int, window_ms: int) -> tuple[int, bytes]:
+    """Bybit's answers (https://bybit-exchange.github.io/docs/v5/rate-limit): over the budget,
+    HTTP 200 with ``retCode`` 10006 "Too many visits!" (the X-Bapi-Limit headers go with it);
+    once banned (418), HTTP 403 "access too frequent" (the IP limit's answer). ccxt raises
+    RateLimitExceeded for both (``exact`` 10006, ``httpExceptions`` 403). The hook has no
+    sandbox clock, so the envelope's ``time`` is the wall clock's."""
+    if status == 418:
+        return 403, b"access too frequent"
+    return 200, orjson.dumps({"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "retExtInfo": {},
+                              "time": time.time_ns() // 1_000_000})
+
+
 @dataclass(frozen=True)
 class VenueRules:
     """One venue's IP budget: ``capacity`` weight per ``window_ms``, weights, headers, bans."""
@@ -118,7 +131,7 @@ class VenueRules:
 
 DEFAULT_RULES: dict[str, VenueRules] = {
     "binanceusdm": VenueRules(2_400, 60_000, binance_weight, binance_headers),
-    "bybit": VenueRules(600, 5_000, one, bybit_headers),
+    "bybit": VenueRules(600, 5_000, one, bybit_headers, reject=bybit_reject),
     "hyperliquid": VenueRules(1_200, 60_000, hyperliquid_weight),
     "pacifica": VenueRules(100, 60_000, pacifica_weight),
 }

@@ -29,6 +29,7 @@ NAUTILUS = "nautilus_trader/crates/adapters/bybit/test_data/"
 # Bybit's quarterly deliveries (08:00 UTC, last Friday of the quarter's month) around FIXED_MS
 DELIVERED, NEXT, AFTER = "BTCUSDT-29MAR24", "BTCUSDT-28JUN24", "BTCUSDT-27SEP24"
 NEXT_MS = 1_719_561_600_000  # 2024-06-28T08:00:00Z
+INVALID = (10001, "params error: symbol invalid")  # real Bybit's answer for an unknown linear symbol
 
 
 @pytest.fixture
@@ -94,6 +95,9 @@ def test_instruments_echo_the_recorded_perpetuals_and_list_quarterly_futures(cli
     assert [(i["symbol"], i["status"]) for i in closed if i["baseCoin"] == "BTC"] == [(DELIVERED, "Closed")]
     assert result(client, "/v5/market/instruments-info?category=linear&status=PreLaunch")["list"] == []
     assert result(client, "/v5/market/instruments-info?category=spot")["list"] == []
+    unknown = client.get("/bybit/v5/market/instruments-info?category=linear&symbol=NOPEUSDT").json()
+    assert (unknown["retCode"], unknown["retMsg"], unknown["result"]) == (*INVALID, {"category": "", "list": [],
+                                                                                      "nextPageCursor": ""})
     page = result(client, "/v5/market/instruments-info?category=linear&limit=1")
     assert len(page["list"]) == 1 and page["nextPageCursor"]
 
@@ -220,14 +224,14 @@ def test_system_status_and_time(client: httpx.Client) -> None:
 
 
 def test_futures_stop_trading_at_delivery(app, client: httpx.Client, clock: ManualClock) -> None:
-    assert error(client, f"/v5/market/orderbook?category=linear&symbol={DELIVERED}") == (10001, "Not supported symbols")
-    assert error(client, f"/v5/market/recent-trade?category=linear&symbol={DELIVERED}") == (10001, "Not supported symbols")
+    assert error(client, f"/v5/market/orderbook?category=linear&symbol={DELIVERED}") == INVALID
+    assert error(client, f"/v5/market/recent-trade?category=linear&symbol={DELIVERED}") == INVALID
     history = result(client, f"/v5/market/kline?category=linear&symbol={DELIVERED}&interval=D&limit=3")["list"]
     assert history and int(history[0][0]) < int(sim(app, DELIVERED).instrument.expiry_ms)  # history stays
     assert len(result(client, f"/v5/market/orderbook?category=linear&symbol={NEXT}&limit=5")["b"]) == 5
     clock.now = NEXT_MS + HOUR
-    assert error(client, f"/v5/market/orderbook?category=linear&symbol={NEXT}") == (10001, "Not supported symbols")
-    assert error(client, f"/v5/market/tickers?category=linear&symbol={NEXT}") == (10001, "Not supported symbols")
+    assert error(client, f"/v5/market/orderbook?category=linear&symbol={NEXT}") == INVALID
+    assert error(client, f"/v5/market/tickers?category=linear&symbol={NEXT}") == INVALID
     closed = {i["symbol"]: i for i in result(client, "/v5/market/instruments-info?category=linear&status=Closed")["list"]}
     assert closed[NEXT]["status"] == "Closed"
     listed = [i["symbol"] for i in result(client, "/v5/market/instruments-info?category=linear")["list"]]
@@ -237,14 +241,16 @@ def test_futures_stop_trading_at_delivery(app, client: httpx.Client, clock: Manu
 
 
 @pytest.mark.parametrize("path, expected", [
-    ("/v5/market/tickers?category=linear&symbol=NOPEUSDT", (10001, "Not supported symbols")),
-    ("/v5/market/orderbook?category=linear&symbol=NOPEUSDT", (10001, "Not supported symbols")),
+    ("/v5/market/tickers?category=linear&symbol=NOPEUSDT", INVALID),
+    ("/v5/market/orderbook?category=linear&symbol=NOPEUSDT", INVALID),
+    ("/v5/market/kline?category=linear&symbol=NOPEUSDT&interval=60", INVALID),
+    ("/v5/market/open-interest?category=linear&symbol=NOPEUSDT&intervalTime=1h", INVALID),
     ("/v5/market/recent-trade?category=spot&symbol=BTCUSDT", (10001, "Not supported symbols")),
-    ("/v5/market/kline?category=linear&symbol=NOPEUSDT&interval=60", (10001, "Not supported symbols")),
+    ("/v5/market/tickers?category=spot&symbol=BTCUSDT", (10001, "Not supported symbols")),
     ("/v5/market/orderbook?symbol=BTCUSDT", (10001, "Illegal category")),
     ("/v5/market/tickers?category=futures", (10001, "Illegal category")),
     ("/v5/market/instruments-info", (10001, "Illegal category")),
-    ("/v5/market/orderbook?category=linear", (10001, "params error: symbol invalid")),
+    ("/v5/market/orderbook?category=linear", INVALID),
     ("/v5/market/kline?category=linear&symbol=BTCUSDT&interval=7", (10001, "Invalid period!")),
     ("/v5/market/kline?category=linear&symbol=BTCUSDT", (10001, "params error: interval invalid")),
     ("/v5/market/orderbook?category=linear&symbol=BTCUSDT&limit=0", (10001, "params error: limit invalid")),

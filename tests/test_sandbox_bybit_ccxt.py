@@ -82,11 +82,16 @@ async def test_every_public_linear_method_answers(bybit: ccxt_async.bybit) -> No
     assert [s["timestamp"] for s in series] == [FIXED_MS // 300_000 * 300_000 - k * 300_000 for k in (3, 2, 1, 0)]
 
 
-async def test_unknown_symbol_raises_bad_symbol(bybit: ccxt_async.bybit) -> None:
+async def test_unknown_symbols_raise_what_ccxt_raises_for_bybits_answers(bybit: ccxt_async.bybit) -> None:
+    # linear: "params error: symbol invalid" (retCode 10001), a BadRequest in ccxt's exact map
+    for call, params in ((bybit.public_get_v5_market_tickers, {"category": "linear", "symbol": "NOPEUSDT"}),
+                         (bybit.public_get_v5_market_orderbook, {"category": "linear", "symbol": "BTCUSDT-29MAR24"})):
+        with pytest.raises(ccxt.BadRequest, match="symbol invalid") as raised:  # the second: delivered
+            await call(params)
+        assert not isinstance(raised.value, ccxt.BadSymbol)
+    # spot: "Not supported symbols", BadSymbol by ccxt's broad map
     with pytest.raises(ccxt.BadSymbol):
-        await bybit.public_get_v5_market_tickers({"category": "linear", "symbol": "NOPEUSDT"})
-    with pytest.raises(ccxt.BadSymbol):  # a delivered future trades no more
-        await bybit.public_get_v5_market_orderbook({"category": "linear", "symbol": "BTCUSDT-29MAR24"})
+        await bybit.public_get_v5_market_tickers({"category": "spot", "symbol": "NOPEUSDT"})
 
 
 @pytest.mark.parametrize("path, params", [

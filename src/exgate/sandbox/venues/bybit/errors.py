@@ -4,9 +4,12 @@ Every v5 body is ``{"retCode", "retMsg", "result", "retExtInfo", "time"}``
 (https://bybit-exchange.github.io/docs/v5/intro); errors keep HTTP 200 and put a non-zero
 ``retCode`` in it (https://bybit-exchange.github.io/docs/v5/error): 10001 "Request parameter
 error" for a missing, malformed or unknown parameter or symbol. The ``retMsg`` texts are the
-ones Bybit sends and ccxt's bybit maps: ``"Not supported symbols"`` (ccxt's ``broad`` map:
-BadSymbol), ``"Illegal category"`` (seen from the real API, ccxt issue 23902); everything else
-with 10001 is a BadRequest in ccxt's ``exact`` map. The rate-limit answers (retCode 10006,
+ones the real API sends, as reported by its users: an unknown or missing linear/inverse
+symbol (a delivered future too) is ``"params error: symbol invalid"`` (a BadRequest for ccxt:
+10001 in its ``exact`` map), a spot/option one ``"Not supported symbols"`` (ccxt's ``broad``
+map: BadSymbol); a missing or unknown category ``"Illegal category"`` (ccxt issue 23902); a
+bad kline interval ``"Invalid period!"``. Other parameter texts follow the
+``"params error: {name} invalid"`` pattern (not all verified against the live API). The rate-limit answers (retCode 10006,
 HTTP 403) are built by :func:`exgate.sandbox.limits.bybit_reject`.
 """
 
@@ -24,6 +27,7 @@ PARAMS_ERROR = 10001
 """retCode of every parameter error (https://bybit-exchange.github.io/docs/v5/error)."""
 
 NOT_SUPPORTED_SYMBOLS = "Not supported symbols"
+SYMBOL_INVALID = "params error: symbol invalid"
 ILLEGAL_CATEGORY = "Illegal category"
 INVALID_PERIOD = "Invalid period!"
 

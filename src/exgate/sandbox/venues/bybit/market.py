@@ -21,8 +21,8 @@ from starlette.responses import Response
 from exgate.sandbox.data import fmt
 from exgate.sandbox.sim import Instrument, InstrumentSim
 from exgate.sandbox.venues.bybit import candles
-from exgate.sandbox.venues.bybit.errors import (INVALID_PERIOD, NOT_SUPPORTED_SYMBOLS, BybitError, category,
-                                                envelope, limit, ms, required)
+from exgate.sandbox.venues.bybit.errors import (INVALID_PERIOD, PARAMS_ERROR, NOT_SUPPORTED_SYMBOLS, SYMBOL_INVALID, BybitError,
+                                                category, envelope, limit, ms, required)
 from exgate.sandbox.venues.bybit.instruments import record_at, status_at
 
 _HOUR = 3_600_000
@@ -55,15 +55,16 @@ class MarketRoutes:
 
     def _market(self, request: Request, default_category: str | None = None, *, trading: bool = False,
                 allowed: tuple[str, ...] | None = None) -> tuple[str, InstrumentSim]:
-        """The request's ``(category, simulation)``; "Illegal category", "params error: symbol
-        invalid" (no symbol) or "Not supported symbols" (unknown, or with ``trading`` a delivered
-        future)."""
+        """The request's ``(category, simulation)``; "Illegal category", or for a missing or
+        unknown symbol (with ``trading``, also a delivered future) Bybit's answer of the
+        category: "params error: symbol invalid" for contracts, "Not supported symbols" for
+        spot and options."""
         q = request.query_params
         cat = category(q, default_category, *(() if allowed is None else (allowed,)))
         symbol = required(q, "symbol").upper()
         sim = self.sims.get(symbol) if cat == "linear" else None
         if sim is None or (trading and not sim.is_active(self.now())):
-            raise BybitError(NOT_SUPPORTED_SYMBOLS)
+            raise BybitError(SYMBOL_INVALID if cat in ("linear", "inverse") else NOT_SUPPORTED_SYMBOLS)
         return cat, sim
 
     # -- payloads -------------------------------------------------------------------------
@@ -115,11 +116,15 @@ class MarketRoutes:
 
     async def instruments_info(self, request: Request) -> Response:
         """/v5/market/instruments-info: records with the asked ``status`` (default ``Trading``),
-        filtered by ``symbol``/``baseCoin``, paged by ``limit`` and ``cursor``."""
+        filtered by ``symbol``/``baseCoin``, paged by ``limit`` and ``cursor``; an unknown linear
+        ``symbol`` is "params error: symbol invalid" (with an empty page as ``result``, as Bybit
+        sends it)."""
         q = request.query_params
         cat = category(q)
         size = limit(q, 500, 1000)
         now = self.now()
+        if cat == "linear" and q.get("symbol") and q["symbol"].upper() not in self.instruments:
+            return envelope({"category": "", "list": [], "nextPageCursor": ""}, now, PARAMS_ERROR, SYMBOL_INVALID)
         wanted = q.get("status", "Trading")
         records = [] if cat != "linear" else [
             record_at(i, now) for i in self.instruments.values()

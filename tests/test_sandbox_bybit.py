@@ -218,6 +218,27 @@ def test_open_interest_per_interval_with_cursor_paging(app, client: httpx.Client
     assert error(client, f"/v5/market/open-interest?{BTC}")[0] == 10001
 
 
+def test_risk_limits_delivery_prices_and_long_short_ratio(app, client: httpx.Client) -> None:
+    tiers = result(client, f"/v5/market/risk-limit?{BTC}")["list"]
+    assert [t["id"] for t in tiers] == list(range(1, 11)) and tiers[0]["maxLeverage"] == "100.00"
+    caps = [Decimal(t["riskLimitValue"]) for t in tiers]
+    leverage = [Decimal(t["maxLeverage"]) for t in tiers]
+    assert caps == sorted(caps) and leverage == sorted(leverage, reverse=True)
+    assert all(Decimal(t["maintenanceMargin"]) < Decimal(t["initialMargin"]) for t in tiers)
+    every = {t["symbol"] for t in result(client, "/v5/market/risk-limit?category=linear")["list"]}
+    assert {"BTCUSDT", "ETHUSDT", NEXT} <= every
+    delivered = result(client, "/v5/market/delivery-price?category=linear&baseCoin=BTC")["list"]
+    expiry = sim(app, DELIVERED).instrument.expiry_ms
+    assert delivered == [{"symbol": DELIVERED, "deliveryTime": str(expiry),
+                          "deliveryPrice": f"{sim(app, DELIVERED).index_price(expiry - 1):.2f}"}]
+    assert result(client, f"/v5/market/delivery-price?category=linear&symbol={NEXT}")["list"] == []  # not yet
+    assert error(client, f"/v5/market/delivery-price?{BTC}") == INVALID  # a perpetual is never delivered
+    ratios = result(client, f"/v5/market/account-ratio?{BTC}&period=1h&limit=3")["list"]
+    assert [int(r["timestamp"]) for r in ratios] == [FIXED_MS // HOUR * HOUR - k * HOUR for k in range(3)]
+    assert all(Decimal(r["buyRatio"]) + Decimal(r["sellRatio"]) == 1 for r in ratios)
+    assert error(client, f"/v5/market/account-ratio?{BTC}&period=2h")[0] == 10001
+
+
 def test_system_status_and_time(client: httpx.Client) -> None:
     assert result(client, "/v5/system/status") == {"list": []}
     assert result(client, "/v5/market/time") == {"timeSecond": str(FIXED_MS // 1000), "timeNano": str(FIXED_MS * 10**6)}

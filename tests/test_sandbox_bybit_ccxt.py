@@ -82,6 +82,17 @@ async def test_every_public_linear_method_answers(bybit: ccxt_async.bybit) -> No
     assert [s["timestamp"] for s in series] == [FIXED_MS // 300_000 * 300_000 - k * 300_000 for k in (3, 2, 1, 0)]
 
 
+async def test_contract_methods_answer(bybit: ccxt_async.bybit) -> None:
+    tiers = await bybit.fetch_market_leverage_tiers(SWAP)
+    assert tiers[0]["maxLeverage"] == 100 and tiers[0]["minNotional"] == 0
+    assert all(a["maxNotional"] == b["minNotional"] for a, b in zip(tiers, tiers[1:]))
+    assert SWAP in await bybit.fetch_leverage_tiers()
+    settled = await bybit.fetch_settlement_history(params={"subType": "linear"})
+    assert {s["info"]["symbol"] for s in settled} == {"BTCUSDT-29MAR24", "ETHUSDT-29MAR24"}
+    ratios = await bybit.fetch_long_short_ratio_history(SWAP, "1h", limit=3)
+    assert len(ratios) == 3 and all(r["longShortRatio"] > 0 for r in ratios)
+
+
 async def test_unknown_symbols_raise_what_ccxt_raises_for_bybits_answers(bybit: ccxt_async.bybit) -> None:
     # linear: "params error: symbol invalid" (retCode 10001), a BadRequest in ccxt's exact map
     for call, params in ((bybit.public_get_v5_market_tickers, {"category": "linear", "symbol": "NOPEUSDT"}),

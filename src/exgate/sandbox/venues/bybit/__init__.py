@@ -9,8 +9,9 @@ recorded perpetuals and dated futures derived from them, :mod:`.instruments`);
 four categories) works. Every price, size, candle, rate and open interest comes from the
 market model (:class:`~exgate.sandbox.sim.InstrumentSim`).
 
-Modules: :mod:`.instruments` (what is listed), :mod:`.market` (the routes), :mod:`.candles`
-(klines), :mod:`.errors` (envelope, parameter errors). Rate-limit answers are
+Modules: :mod:`.instruments` (what is listed), :mod:`.market` (the market routes),
+:mod:`.contracts` (risk limits, delivery prices, long/short ratio), :mod:`.candles` (klines),
+:mod:`.errors` (envelope, parameter errors). Rate-limit answers are
 :func:`exgate.sandbox.limits.bybit_reject`.
 """
 
@@ -23,13 +24,14 @@ from exgate.sandbox.market.model import MarketModel
 from exgate.sandbox.sim import Clock, Instrument
 from exgate.sandbox.venue import SandboxVenue
 from exgate.sandbox.venues.bybit import instruments
+from exgate.sandbox.venues.bybit.contracts import ContractRoutes
 from exgate.sandbox.venues.bybit.errors import answers_errors
 from exgate.sandbox.venues.bybit.market import KLINE_KINDS, MarketRoutes
 
 __all__ = ["Bybit"]
 
 
-class Bybit(MarketRoutes, SandboxVenue):
+class Bybit(ContractRoutes, MarketRoutes, SandboxVenue):
     """Bybit v5 linear (USDT-settled) perpetuals and quarterly futures."""
 
     name = "bybit"
@@ -58,4 +60,7 @@ class Bybit(MarketRoutes, SandboxVenue):
             *(Route(f"/v5/market/{path}", guard(self._kline(path))) for path in KLINE_KINDS),
             Route("/v5/market/funding/history", guard(self.funding_history)),
             Route("/v5/market/open-interest", guard(self.open_interest)),
+            Route("/v5/market/risk-limit", guard(self.risk_limit)),
+            Route("/v5/market/delivery-price", guard(self.delivery_price)),
+            Route("/v5/market/account-ratio", guard(self.account_ratio)),
         ]

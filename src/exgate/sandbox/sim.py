@@ -127,6 +127,9 @@ class InstrumentSim:
         listed = instrument.listed_ms if instrument.listed_ms is not None else DEFAULT_LISTED_MS
         self.earliest_ms = min(int(listed), t0_ms)
         self.core = MarketCore(instrument, model or MarketModel(seed), venue or instrument.venue_id, self.earliest_ms)
+        self.overlay = None
+        """Client orders over the model (:class:`~exgate.sandbox.matching.book.MarketBook`, set by
+        :meth:`MatchingEngine.attach`): ``book`` and ``trades`` then show them; ``None``: the model alone."""
 
     # -- state ----------------------------------------------------------------------------
     def step_at(self, now_ms: int) -> int:
@@ -159,6 +162,8 @@ class InstrumentSim:
         depth = max(0, min(depth, MAX_LEVELS))
         if not self.is_active(now_ms) or depth == 0:
             return [], []
+        if self.overlay is not None:
+            return self.overlay.book(now_ms, depth)
         found = self.core.next_fill(now_ms)
         if found is None:
             return [], []
@@ -187,8 +192,14 @@ class InstrumentSim:
             chosen = [f for fills in core.seconds_fills(last - seconds, last) for f in fills if f.time <= last_ms]
             chosen = chosen[-limit:] if limit else []
         p, q = core.price_of, core.size_of
-        return [{"id": f.id, "price": p(f.ticks), "size": q(f.lots), "buyer_maker": not f.buy, "time": f.time}
-                for f in chosen]
+        out = [{"id": f.id, "price": p(f.ticks), "size": q(f.lots), "buyer_maker": not f.buy, "time": f.time}
+               for f in chosen]
+        if self.overlay is not None:  # client prints, merged in time order
+            prints = self.overlay.trades_between(start_ms, last_ms, now_ms)
+            if prints:
+                out = sorted(out + prints, key=lambda t: (t["time"], t["id"]))
+                out = out[:limit] if start_ms is not None else (out[-limit:] if limit else [])
+        return out
 
     # -- candles --------------------------------------------------------------------------
     def candles(self, interval_ms: int, now_ms: int, *, start_ms: int | None = None,

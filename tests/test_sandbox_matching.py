@@ -198,3 +198,14 @@ def test_cancel_removes_the_order_from_the_book(engine, sim, clock):
     order, _ = engine.place("alice", sim, BUY, LIMIT, sim.core.lot, price, client_order_id="c")
     engine.cancel("alice", sim, client_order_id="c")
     assert order.status is OrderStatus.CANCELED and price not in [p for p, _ in sim.book(clock(), 1000)[0]]
+
+
+def test_client_prints_widen_the_forming_candle(engine, sim, clock):
+    before = sim.candles(60_000, clock(), limit=1)[-1]
+    _, asks = sim.book(clock(), 30)
+    qty = sum(q for _, q in asks)
+    order, fills = engine.place("alice", sim, BUY, MARKET, qty)
+    after = sim.candles(60_000, clock(), limit=1)[-1]
+    assert after["high"] == max(before["high"], fills[-1].price)
+    assert after["volume"] == before["volume"] + qty and after["trades"] == before["trades"] + len(fills)
+    assert after["open"] == before["open"]

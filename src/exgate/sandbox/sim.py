@@ -18,6 +18,7 @@ recorded listing time, else :data:`DEFAULT_LISTED_MS`) and ends at its expiry.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable
@@ -176,7 +177,9 @@ class InstrumentSim:
         """Public trades (the taker flow's fills), oldest first: the ``limit`` (at most
         :data:`MAX_TRADES`) latest up to ``end_ms`` (or now), or with ``start_ms`` the first
         ``limit`` from there. Each is ``{"id": int, "price", "size": Decimal, "buyer_maker":
-        bool, "time": ms}``; ids are contiguous, ``fills_per_second`` per second."""
+        bool, "time": ms}``; ids are contiguous, ``fills_per_second`` per second. With a matching
+        engine attached (:attr:`overlay`) its client prints are merged in time order; their ids
+        are a sequence of their own from :data:`~exgate.sandbox.matching.book.CLIENT_TRADE_BASE`."""
         core = self.core
         limit = max(0, min(limit, MAX_TRADES))
         now_ms = core.clamp(now_ms)
@@ -260,7 +263,21 @@ class InstrumentSim:
                             "close": c, "volume": volume, "quote_volume": quote, "trades": agg["count"]})
             else:
                 out.append(self._derived_candle(kind, open_ms, next_ms, agg))
+        if kind == "last" and self.overlay is not None and out:
+            self._widen(out, now_ms)
         return out
+
+    def _widen(self, candles: list[dict], now_ms: int) -> None:
+        """Widen ``last`` candles by the client prints they cover (high, low, volume, trades);
+        open and close stay the synthetic flow's."""
+        opens = [c["open_time"] for c in candles]
+        for t in self.overlay.trades_between(opens[0], candles[-1]["close_time"], now_ms):
+            i = bisect.bisect_right(opens, t["time"]) - 1
+            if i < 0 or t["time"] > candles[i]["close_time"]:
+                continue
+            c = candles[i]
+            c.update(high=max(c["high"], t["price"]), low=min(c["low"], t["price"]), volume=c["volume"] + t["size"],
+                     quote_volume=c["quote_volume"] + t["price"] * t["size"], trades=c["trades"] + 1)
 
     def _derived_candle(self, kind: str, open_ms: int, next_ms: int, agg: dict) -> dict:
         core = self.core

@@ -7,8 +7,9 @@ deeper) merged with other accounts' resting orders, best price first; at one pri
 synthetic liquidity goes first (it rested before any client order), then client orders oldest
 first. Synthetic liquidity a client took is gone from every reader's book for ``refill_ms``.
 A resting client order is filled by the synthetic taker flow: the first synthetic fill reaching
-its price (:meth:`MarketCore.first_cross`) fills it at its own price, by at most that fill's
-size, as a maker; again and again until filled. The engine catches up lazily, whenever it is
+its price (:meth:`MarketCore.first_cross`) fills it at its own price, by at most the size that
+synthetic taker printed at or through that price (shared in price-time order among the client
+orders it reaches), as a maker; again and again until filled. The engine catches up lazily, whenever it is
 read or an order is placed (:meth:`MatchingEngine.sync`). Deterministic given the clock.
 """
 
@@ -104,7 +105,7 @@ class MatchingEngine:
         core = sim.core
         after = book.synced_ms
         book.synced_ms = now_ms
-        used: dict[int, int] = {}  # synthetic fill id -> lots already given to client orders
+        used: dict[tuple[int, int], int] = {}  # synthetic taker event -> lots given to client orders
         for side in (Side.BUY, Side.SELL):
             for order in book.side_orders(side):
                 start_at = max(after, order.created)
@@ -114,11 +115,15 @@ class MatchingEngine:
                     if fill is None:
                         break
                     start_at = fill.time
-                    lots = fill.lots - used.get(fill.id, 0)
+                    event = [f for f in core.seconds_fills(fill.time // 1000, fill.time // 1000)[0]
+                             if f.time == fill.time and f.taker == fill.taker
+                             and (f.ticks <= ticks if side is Side.BUY else f.ticks >= ticks)]
+                    key = (fill.time, fill.taker)  # the synthetic taker event reaching the order
+                    lots = sum(f.lots for f in event) - used.get(key, 0)
                     if lots <= 0:
                         continue
                     qty = min(order.remaining, core.size_of(lots))
-                    used[fill.id] = used.get(fill.id, 0) + int(qty / core.lot)
+                    used[key] = used.get(key, 0) + int(qty / core.lot)
                     self._execute(book, order, order.price, qty, fill.time, maker=True)
         book.prune(now_ms)
 

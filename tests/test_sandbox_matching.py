@@ -210,3 +210,15 @@ def test_client_prints_widen_the_forming_candle(engine, sim, clock):
     assert after["high"] == max(before["high"], fills[-1].price)
     assert after["volume"] == before["volume"] + qty and after["trades"] == before["trades"] + len(fills)
     assert after["open"] == before["open"]
+
+
+def test_the_synthetic_flow_serves_resting_orders_in_price_time_order(engine, sim, clock):
+    lot = sim.core.lot
+    price = below_flow(sim, clock(), 3)
+    first, _ = engine.place("alice", sim, BUY, LIMIT, lot, price)
+    clock.advance(1)
+    second, _ = engine.place("bob", sim, BUY, LIMIT, lot * 10**6, price)
+    clock.advance(600_000)
+    engine.sync(sim)
+    assert first.status is OrderStatus.FILLED and second.fills
+    assert first.fills[0].time <= second.fills[0].time

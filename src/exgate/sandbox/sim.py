@@ -18,6 +18,7 @@ recorded listing time, else :data:`DEFAULT_LISTED_MS`) and ends at its expiry.
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
 from collections.abc import Callable
@@ -127,6 +128,9 @@ class InstrumentSim:
         listed = instrument.listed_ms if instrument.listed_ms is not None else DEFAULT_LISTED_MS
         self.earliest_ms = min(int(listed), t0_ms)
         self.core = MarketCore(instrument, model or MarketModel(seed), venue or instrument.venue_id, self.earliest_ms)
+        self.overlay = None
+        """Client orders over the model (:class:`~exgate.sandbox.matching.book.MarketBook`, set by
+        :meth:`MatchingEngine.attach`): ``book`` and ``trades`` then show them; ``None``: the model alone."""
 
     # -- state ----------------------------------------------------------------------------
     def step_at(self, now_ms: int) -> int:
@@ -159,6 +163,8 @@ class InstrumentSim:
         depth = max(0, min(depth, MAX_LEVELS))
         if not self.is_active(now_ms) or depth == 0:
             return [], []
+        if self.overlay is not None:
+            return self.overlay.book(now_ms, depth)
         found = self.core.next_fill(now_ms)
         if found is None:
             return [], []
@@ -171,7 +177,9 @@ class InstrumentSim:
         """Public trades (the taker flow's fills), oldest first: the ``limit`` (at most
         :data:`MAX_TRADES`) latest up to ``end_ms`` (or now), or with ``start_ms`` the first
         ``limit`` from there. Each is ``{"id": int, "price", "size": Decimal, "buyer_maker":
-        bool, "time": ms}``; ids are contiguous, ``fills_per_second`` per second."""
+        bool, "time": ms}``; ids are contiguous, ``fills_per_second`` per second. With a matching
+        engine attached (:attr:`overlay`) its client prints are merged in time order; their ids
+        are a sequence of their own from :data:`~exgate.sandbox.matching.book.CLIENT_TRADE_BASE`."""
         core = self.core
         limit = max(0, min(limit, MAX_TRADES))
         now_ms = core.clamp(now_ms)
@@ -187,8 +195,14 @@ class InstrumentSim:
             chosen = [f for fills in core.seconds_fills(last - seconds, last) for f in fills if f.time <= last_ms]
             chosen = chosen[-limit:] if limit else []
         p, q = core.price_of, core.size_of
-        return [{"id": f.id, "price": p(f.ticks), "size": q(f.lots), "buyer_maker": not f.buy, "time": f.time}
-                for f in chosen]
+        out = [{"id": f.id, "price": p(f.ticks), "size": q(f.lots), "buyer_maker": not f.buy, "time": f.time}
+               for f in chosen]
+        if self.overlay is not None:  # client prints, merged in time order
+            prints = self.overlay.trades_between(start_ms, last_ms, now_ms)
+            if prints:
+                out = sorted(out + prints, key=lambda t: (t["time"], t["id"]))
+                out = out[:limit] if start_ms is not None else (out[-limit:] if limit else [])
+        return out
 
     # -- candles --------------------------------------------------------------------------
     def candles(self, interval_ms: int, now_ms: int, *, start_ms: int | None = None,
@@ -249,7 +263,21 @@ class InstrumentSim:
                             "close": c, "volume": volume, "quote_volume": quote, "trades": agg["count"]})
             else:
                 out.append(self._derived_candle(kind, open_ms, next_ms, agg))
+        if kind == "last" and self.overlay is not None and out:
+            self._widen(out, now_ms)
         return out
+
+    def _widen(self, candles: list[dict], now_ms: int) -> None:
+        """Widen ``last`` candles by the client prints they cover (high, low, volume, trades);
+        open and close stay the synthetic flow's."""
+        opens = [c["open_time"] for c in candles]
+        for t in self.overlay.trades_between(opens[0], candles[-1]["close_time"], now_ms):
+            i = bisect.bisect_right(opens, t["time"]) - 1
+            if i < 0 or t["time"] > candles[i]["close_time"]:
+                continue
+            c = candles[i]
+            c.update(high=max(c["high"], t["price"]), low=min(c["low"], t["price"]), volume=c["volume"] + t["size"],
+                     quote_volume=c["quote_volume"] + t["price"] * t["size"], trades=c["trades"] + 1)
 
     def _derived_candle(self, kind: str, open_ms: int, next_ms: int, agg: dict) -> dict:
         core = self.core

@@ -157,3 +157,27 @@ async def test_bad_parameters_raise_bad_request(binance: ccxt_async.binanceusdm,
 async def test_unknown_symbols_raise_bad_symbol(binance: ccxt_async.binanceusdm, method: str, params: dict) -> None:
     with pytest.raises(ccxt.BadSymbol, match="Invalid symbol"):
         await getattr(binance, method)(params)
+
+
+async def test_new_endpoints_cost_binances_documented_weight(binance: ccxt_async.binanceusdm) -> None:
+    """USD-M weights: ticker/price 1 with a symbol, 2 without; the derived klines by ``limit`` like
+    klines (1 below 100, 2 below 500, 5 up to 1000, 10 above); ping, time, openInterest 1."""
+
+    def used() -> int:
+        headers = {k.lower(): v for k, v in binance.last_response_headers.items()}
+        return int(headers["x-mbx-used-weight-1m"])
+
+    async def weight_of(call, params: dict) -> int:
+        await binance.fapiPublicGetPing()
+        before = used()
+        await call(params)
+        return used() - before
+
+    assert await weight_of(binance.fapiPublicGetTickerPrice, {"symbol": "BTCUSDT"}) == 1
+    assert await weight_of(binance.fapiPublicV2GetTickerPrice, {}) == 2
+    assert await weight_of(binance.fapiPublicGetOpenInterest, {"symbol": "BTCUSDT"}) == 1
+    assert await weight_of(binance.fapiPublicGetTime, {}) == 1
+    for limit, weight in ((99, 1), (100, 2), (500, 5), (1001, 10)):
+        assert await weight_of(binance.fapiPublicGetMarkPriceKlines,
+                               {"symbol": "BTCUSDT", "interval": "1m", "limit": limit}) == weight
+    assert await weight_of(binance.fapiPublicGetIndexPriceKlines, {"pair": "BTCUSDT", "interval": "1m"}) == 5

@@ -41,11 +41,13 @@ def binance_weight(path: str, params: Mapping[str, str], body: dict) -> int:
     if path.endswith("/depth"):
         limit = _int(params, "limit", 500)
         return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
-    if path.endswith("/klines"):
+    if path.endswith(("/klines", "/markPriceKlines", "/indexPriceKlines", "/premiumIndexKlines")):
         limit = _int(params, "limit", 500)
         return 1 if limit < 100 else 2 if limit < 500 else 5 if limit <= 1000 else 10
     if path.endswith("/ticker/24hr"):
         return 1 if params.get("symbol") else 40
+    if path.endswith("/ticker/price"):
+        return 1 if params.get("symbol") else 2
     if path.endswith("/premiumIndex"):
         return 1 if params.get("symbol") else 10
     if path.endswith("/ticker/bookTicker"):

@@ -1,4 +1,4 @@
-"""Binance USD-M futures, as served by the sandbox under ``/binanceusdm/fapi/...``.
+"""The Binance USD-M futures venue, as served by the sandbox under ``/binanceusdm/fapi/...``.
 
 Wire formats follow https://developers.binance.com/docs/derivatives/usds-margined-futures
 (exchangeInfo, ticker/24hr, premiumIndex, depth, trades, aggTrades, klines, fundingRate,
@@ -6,7 +6,8 @@ ticker/bookTicker, fundingInfo).
 Recorded sources: the futures exchangeInfo of nautilus_trader's test data (instruments), the
 real BTCUSDT swap order book and spot 24 h tickers of ccxt's static tests (book, prices,
 24 h statistics), nautilus_trader's premiumIndex (funding). Errors use Binance's
-``{"code": -1121, "msg": "Invalid symbol."}`` shape with HTTP 400.
+``{"code": -1121, "msg": "Invalid symbol."}`` shape with HTTP 400 (``errors``); ping, time,
+system status, ticker/price, openInterest and the klines live in ``general``.
 """
 
 from __future__ import annotations
@@ -19,24 +20,22 @@ from starlette.routing import BaseRoute, Route
 
 from exgate.sandbox.data import D, Recordings, fmt
 from exgate.sandbox.sim import Instrument, InstrumentSim, listing_ms
-from exgate.intervals import interval_ms
 from exgate.sandbox.venue import SandboxVenue, json_response
+from exgate.sandbox.venues.binanceusdm.errors import error as _error, missing
+from exgate.sandbox.venues.binanceusdm.general import GeneralEndpoints
 
 _NAUTILUS = "nautilus_trader/tests/integration_tests/adapters/binance/resources/http_responses/"
 _DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 _EIGHT_HOURS = 8 * 3_600_000
 
 
-def _error(code: int, msg: str, status: int = 400) -> Response:
-    return json_response({"code": code, "msg": msg}, status=status)
-
-
 def _filter(raw: dict, kind: str) -> dict:
     return next((f for f in raw.get("filters", []) if f.get("filterType") == kind), {})
 
 
-class BinanceUsdm(SandboxVenue):
-    """Binance USD-M perpetuals (``fapi``)."""
+class BinanceUsdm(GeneralEndpoints, SandboxVenue):
+    """Binance USD-M perpetuals (``fapi``); the connectivity, price, open-interest and kline
+    endpoints come from :class:`~exgate.sandbox.venues.binanceusdm.general.GeneralEndpoints`."""
 
     name = "binanceusdm"
 
@@ -164,7 +163,7 @@ class BinanceUsdm(SandboxVenue):
     async def depth(self, request: Request) -> Response:
         sim = self._sim(request)
         if sim is None:
-            return _error(-1121, "Invalid symbol.")
+            return missing(request, "symbol") or _error(-1121, "Invalid symbol.")
         limit = self._limit(request, 500, 1000)
         if limit not in _DEPTH_LIMITS:
             return _error(-1100, f"Illegal characters found in parameter 'limit'; legal range is {_DEPTH_LIMITS}.")
@@ -178,7 +177,7 @@ class BinanceUsdm(SandboxVenue):
     async def trades(self, request: Request) -> Response:
         sim = self._sim(request)
         if sim is None:
-            return _error(-1121, "Invalid symbol.")
+            return missing(request, "symbol") or _error(-1121, "Invalid symbol.")
         limit = self._limit(request, 500, 1000)
         if limit is None:
             return _error(-1100, "Illegal characters found in parameter 'limit'; legal range is '1 - 1000'.")
@@ -191,7 +190,7 @@ class BinanceUsdm(SandboxVenue):
     async def agg_trades(self, request: Request) -> Response:
         sim = self._sim(request)
         if sim is None:
-            return _error(-1121, "Invalid symbol.")
+            return missing(request, "symbol") or _error(-1121, "Invalid symbol.")
         limit = self._limit(request, 500, 1000)
         if limit is None:
             return _error(-1100, "Illegal characters found in parameter 'limit'; legal range is '1 - 1000'.")
@@ -200,27 +199,6 @@ class BinanceUsdm(SandboxVenue):
              "T": t["time"], "m": t["buyer_maker"]}
             for t in sim.trades(self.now(), limit)
         ])
-
-    async def klines(self, request: Request) -> Response:
-        sim = self._sim(request)
-        if sim is None:
-            return _error(-1121, "Invalid symbol.")
-        step = interval_ms(request.query_params.get("interval", ""))
-        if step is None:
-            return _error(-1120, "Invalid interval.")
-        limit = self._limit(request, 500, 1500)
-        if limit is None:
-            return _error(-1100, "Illegal characters found in parameter 'limit'; legal range is '1 - 1500'.")
-        q = request.query_params
-        start = int(q["startTime"]) if q.get("startTime", "").isdigit() else None
-        end = int(q["endTime"]) if q.get("endTime", "").isdigit() else None
-        rows = []
-        for c in sim.candles(step, self.now(), start_ms=start, end_ms=end, limit=limit):
-            quote_volume = (c["volume"] * c["close"]).quantize(Decimal("0.00001"))
-            rows.append([c["open_time"], fmt(c["open"]), fmt(c["high"]), fmt(c["low"]), fmt(c["close"]),
-                         fmt(c["volume"]), c["close_time"], fmt(quote_volume), 100,
-                         fmt(c["volume"] / 2), fmt(quote_volume / 2), "0"])
-        return json_response(rows)
 
     async def funding_rate(self, request: Request) -> Response:
         sim = self._sim(request)
@@ -280,4 +258,13 @@ class BinanceUsdm(SandboxVenue):
             Route("/fapi/v1/fundingRate", self.funding_rate),
             Route("/fapi/v1/ticker/bookTicker", self.book_ticker),
             Route("/fapi/v1/fundingInfo", self.funding_info),
+            Route("/fapi/v1/ping", self.ping),
+            Route("/fapi/v1/time", self.server_time),
+            Route("/sapi/v1/system/status", self.system_status),
+            Route("/fapi/v1/ticker/price", self.ticker_price),
+            Route("/fapi/v2/ticker/price", self.ticker_price),
+            Route("/fapi/v1/openInterest", self.open_interest),
+            Route("/fapi/v1/markPriceKlines", self.mark_price_klines),
+            Route("/fapi/v1/indexPriceKlines", self.index_price_klines),
+            Route("/fapi/v1/premiumIndexKlines", self.premium_index_klines),
         ]

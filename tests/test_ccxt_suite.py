@@ -66,10 +66,6 @@ CCXT_SKIPS: dict[tuple[str, str], dict] = {
 ccxt's own handling of the venue, not the sandbox's answers."""
 
 SANDBOX_BUGS: dict[tuple[str, str], str] = {
-    ("binanceusdm", "fetchLastPrices"): "/fapi/v2/ticker/price is not served (404)",
-    ("binanceusdm", "fetchOpenInterestHistory"): "/futures/data/openInterestHist is not served (404)",
-    ("binanceusdm", "fetchStatus"): "/sapi/v1/system/status is not served (404)",
-    ("binanceusdm", "fetchTime"): "/fapi/v1/time is not served (404)",
     ("hyperliquid", "fetchCurrencies"): "spotMeta lists 3 tokens; ccxt's test wants more than 5",
 }
 """(venue, method) -> why the sandbox still fails ccxt's test (strict xfail)."""

@@ -181,3 +181,47 @@ async def test_new_endpoints_cost_binances_documented_weight(binance: ccxt_async
         assert await weight_of(binance.fapiPublicGetMarkPriceKlines,
                                {"symbol": "BTCUSDT", "interval": "1m", "limit": limit}) == weight
     assert await weight_of(binance.fapiPublicGetIndexPriceKlines, {"pair": "BTCUSDT", "interval": "1m"}) == 5
+
+
+async def test_premium_index_ticker_and_funding_history_come_from_the_model(
+        binance: ccxt_async.binanceusdm, sim: InstrumentSim, clock: ManualClock) -> None:
+    now = clock()
+    premium = await binance.fapiPublicGetPremiumIndex({"symbol": "BTCUSDT"})
+    assert Decimal(premium["markPrice"]) == sim.mark_price(now) and Decimal(premium["indexPrice"]) == sim.index_price(now)
+    assert premium["markPrice"] != premium["indexPrice"]
+    assert Decimal(premium["lastFundingRate"]) == sim.funding_rate(now) and premium["nextFundingTime"] == sim.next_funding_ms(now)
+    ticker = await binance.fapiPublicGetTicker24hr({"symbol": "BTCUSDT"})
+    stats = sim.stats_24h(now)
+    assert [Decimal(ticker[k]) for k in ("openPrice", "highPrice", "lowPrice", "lastPrice")] == \
+        [stats[k] for k in ("open", "high", "low", "last")]
+    assert all(Decimal(ticker[k]) % sim.instrument.tick == 0 for k in ("openPrice", "highPrice", "lowPrice"))
+    history = await binance.fetch_funding_rate_history(SWAP, limit=6)
+    rates = [h["info"]["fundingRate"] for h in history]
+    assert len(rates) == 6 and len(set(rates)) > 1  # every period its own rate
+    assert [h["timestamp"] for h in history] == [f["time"] for f in sim.funding_history(now, limit=6)]
+    clock.advance(8 * HOUR)  # a settled period never changes
+    later = await binance.fetch_funding_rate_history(SWAP, since=history[0]["timestamp"], limit=6)
+    assert [h["info"]["fundingRate"] for h in later] == rates
+
+
+async def test_a_delivered_quarterly_contract_is_listed_as_delivered_and_off_the_tickers(
+        binance: ccxt_async.binanceusdm, app) -> None:
+    quarterly = app.state.venues["binanceusdm"].instruments["BTCUSDT_220325"]
+    assert quarterly.expiry_ms == quarterly.raw["deliveryDate"] < FIXED_MS
+    info = await binance.fapiPublicGetExchangeInfo()
+    assert {s["symbol"]: s["status"] for s in info["symbols"]}["BTCUSDT_220325"] == "DELIVERED"
+    assert "BTCUSDT_220325" not in {t["symbol"] for t in await binance.fapiPublicGetTicker24hr()}
+    book = await binance.fapiPublicGetDepth({"symbol": "BTCUSDT_220325"})
+    assert book["bids"] == [] and book["asks"] == []
+
+
+async def test_open_interest_history_samples_the_model_per_period(
+        binance: ccxt_async.binanceusdm, sim: InstrumentSim, clock: ManualClock) -> None:
+    history = await binance.fetch_open_interest_history(SWAP, "1h", limit=4)
+    hour = clock() // HOUR * HOUR
+    assert [h["timestamp"] for h in history] == [hour - k * HOUR for k in (3, 2, 1, 0)]
+    assert [Decimal(h["info"]["sumOpenInterest"]) for h in history] == [sim.open_interest(h["timestamp"]) for h in history]
+    with pytest.raises(ccxt.BadRequest):
+        await binance.fapiDataGetOpenInterestHist({"symbol": "BTCUSDT", "period": "7m"})
+    with pytest.raises(ccxt.BadSymbol):
+        await binance.fapiDataGetOpenInterestHist({"symbol": "NOPEUSDT", "period": "1h"})

@@ -20,6 +20,10 @@ from exgate.sandbox.sim import InstrumentSim
 from exgate.sandbox.venue import json_response
 from exgate.sandbox.venues.binanceusdm.errors import error, invalid_symbol, kline_interval, missing
 
+OPEN_INTEREST_PERIODS = {"5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000, "2h": 7_200_000,
+                         "4h": 14_400_000, "6h": 21_600_000, "12h": 43_200_000, "1d": 86_400_000}
+"""``openInterestHist`` periods (Binance's ENUM) in ms."""
+
 MAX_KLINES = 1500
 """The largest ``limit`` fapi's kline endpoints accept (default 500)."""
 
@@ -27,15 +31,17 @@ MAX_KLINES = 1500
 def kline_row(candle: dict, kind: str) -> list:
     """One candle of :meth:`InstrumentSim.candles` as a row of fapi's kline endpoints: ``[open
     time, open, high, low, close, volume, close time, quote volume, trades, taker buy volume,
-    taker buy quote volume, "0"]``. The ``mark``/``index``/``premium`` rows carry no volume:
+    taker buy quote volume, "0"]``. The trades column is the candle's fill count; the taker buy
+    columns are half the volume (the model keeps no per-side volume: a sandbox simplification).
+    The ``mark``/``index``/``premium`` rows carry no volume:
     Binance documents those columns as ``"0"`` ("Ignore") there, the trades column as the
     number of values sampled (the sandbox: 0)."""
     o, h, l, c = (fmt(candle[k]) for k in ("open", "high", "low", "close"))
     if kind != "last":
         return [candle["open_time"], o, h, l, c, "0", candle["close_time"], "0", candle["trades"], "0", "0", "0"]
-    quote_volume = (candle["volume"] * candle["close"]).quantize(Decimal("0.00001"))
-    return [candle["open_time"], o, h, l, c, fmt(candle["volume"]), candle["close_time"], fmt(quote_volume), 100,
-            fmt(candle["volume"] / 2), fmt(quote_volume / 2), "0"]
+    quote_volume = candle["quote_volume"].quantize(Decimal("0.00001"))
+    return [candle["open_time"], o, h, l, c, fmt(candle["volume"]), candle["close_time"], fmt(quote_volume),
+            candle["trades"], fmt(candle["volume"] / 2), fmt(quote_volume / 2), "0"]
 
 
 class GeneralEndpoints:
@@ -83,6 +89,40 @@ class GeneralEndpoints:
         now = self.now()
         return json_response({"openInterest": fmt(sim.open_interest(now)), "symbol": sim.instrument.venue_id,
                               "time": now})
+
+    async def open_interest_hist(self, request: Request) -> Response:
+        """``GET /futures/data/openInterestHist?symbol=&period=``: open interest sampled at each
+        period's start, oldest first: ``[{"symbol", "sumOpenInterest" (base), "sumOpenInterestValue"
+        (quote, at the mark price), "timestamp": ms}]``; ``limit`` 1..500 (default 30),
+        ``startTime``/``endTime`` ms. ``symbol``/``period`` mandatory (``-1102``), an unknown
+        symbol ``-1121``, a period outside :data:`OPEN_INTEREST_PERIODS` ``-1130``."""
+        absent = missing(request, "symbol", "period")
+        if absent:
+            return absent
+        q = request.query_params
+        sim = self.sims.get(q["symbol"].upper())
+        if sim is None:
+            return invalid_symbol()
+        step = OPEN_INTEREST_PERIODS.get(q["period"])
+        if step is None:
+            return error(-1130, "Data sent for parameter 'period' is not valid.")
+        limit = self._limit(request, 30, 500)
+        if limit is None:
+            return error(-1130, "Data sent for parameter 'limit' is not valid.")
+        now = self.now()
+        start = int(q["startTime"]) if q.get("startTime", "").isdigit() else None
+        end = min(int(q["endTime"]), now) if q.get("endTime", "").isdigit() else now
+        last = end // step
+        first = -(-start // step) if start is not None else last - limit + 1
+        first = max(first, -(-sim.earliest_ms // step))
+        rows = []
+        for k in range(first, min(last, first + limit - 1) + 1):
+            at = k * step
+            oi = sim.open_interest(at)
+            rows.append({"symbol": sim.instrument.venue_id, "sumOpenInterest": fmt(oi),
+                         "sumOpenInterestValue": fmt((oi * sim.mark_price(at)).quantize(Decimal("0.00000001"))),
+                         "timestamp": at})
+        return json_response(rows)
 
     def _pair_sim(self, pair: str) -> InstrumentSim | None:
         """The sim standing for an index ``pair`` (the perpetual named so, else any contract on it)."""

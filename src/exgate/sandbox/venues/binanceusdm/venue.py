@@ -56,7 +56,9 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
             tick = D(_filter(raw, "PRICE_FILTER").get("tickSize", "0.01"))
             lot = D(_filter(raw, "LOT_SIZE").get("stepSize", "0.001"))
             inst = Instrument(venue_id=symbol, base=raw["baseAsset"], quote=raw["quoteAsset"],
-                              tick=tick, lot=lot, price=Decimal(0), raw=raw, listed_ms=listing_ms(raw.get("onboardDate")))
+                              tick=tick, lot=lot, price=Decimal(0), raw=raw, listed_ms=listing_ms(raw.get("onboardDate")),
+                              expiry_ms=None if raw.get("contractType") == "PERPETUAL"
+                              else listing_ms(raw.get("deliveryDate")))
             if symbol == "BTCUSDT" and book.get("bids"):
                 inst.bids = [(D(p), D(s)) for p, s in book["bids"]]
                 inst.asks = [(D(p), D(s)) for p, s in book["asks"]]
@@ -105,32 +107,31 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
         return self.sims.get(request.query_params.get("symbol", "").upper())
 
     def _ticker(self, sim: InstrumentSim, now: int) -> dict:
+        """``ticker/24hr`` of one market: the aggregate of the model's minute candles since the
+        minute holding ``now - 24 h`` (:meth:`InstrumentSim.stats_24h`), on the tick grid."""
         inst = sim.instrument
-        last = sim.price(now)
-        rec = inst.raw.get("_ticker") or {}
-        change_pct = D(rec.get("priceChangePercent", "0"))
-        open_ = D(rec["openPrice"]) * last / D(rec["lastPrice"]) if rec else last
-        open_ = open_.quantize(inst.tick)
-        high = max(D(rec["highPrice"]) * last / D(rec["lastPrice"]), last).quantize(inst.tick) if rec else last
-        low = min(D(rec["lowPrice"]) * last / D(rec["lastPrice"]), last).quantize(inst.tick) if rec else last
-        volume = inst.volume_24h
-        change = last - open_
-        pct = (change / open_ * 100).quantize(Decimal("0.001")) if open_ else change_pct
+        st = sim.stats_24h(now)
+        change = st["last"] - st["open"]
+        pct = (change / st["open"] * 100).quantize(Decimal("0.001")) if st["open"] else Decimal(0)
+        vwap = (st["quote_volume"] / st["volume"]).quantize(inst.tick) if st["volume"] else st["last"]
+        last_trade = sim.trades(now, 1)
         return {
             "symbol": inst.venue_id, "priceChange": fmt(change), "priceChangePercent": fmt(pct),
-            "weightedAvgPrice": fmt(((high + low + last) / 3).quantize(inst.tick)), "lastPrice": fmt(last),
-            "lastQty": fmt(inst.lot * 10), "openPrice": fmt(open_), "highPrice": fmt(high), "lowPrice": fmt(low),
-            "volume": fmt(volume), "quoteVolume": fmt((volume * last).quantize(Decimal("0.01"))),
-            "openTime": now - 86_400_000, "closeTime": now, "firstId": 1, "lastId": sim.step_at(now) + 1_000_000,
-            "count": sim.step_at(now) + 1_000_000,
+            "weightedAvgPrice": fmt(vwap), "lastPrice": fmt(st["last"]),
+            "lastQty": fmt(last_trade[-1]["size"] if last_trade else Decimal(0)), "openPrice": fmt(st["open"]),
+            "highPrice": fmt(st["high"]), "lowPrice": fmt(st["low"]), "volume": fmt(st["volume"]),
+            "quoteVolume": fmt(st["quote_volume"].quantize(Decimal("0.01"))), "openTime": st["open_time"],
+            "closeTime": now, "firstId": st["first_id"], "lastId": st["last_id"], "count": st["count"],
         }
 
     def _premium(self, sim: InstrumentSim, now: int) -> dict:
-        mark = sim.price(now)
+        """``premiumIndex`` of one market: the model's mark and index prices (distinct), the
+        predicted rate of the funding period in progress and when it settles."""
+        index = sim.index_price(now)
         return {
-            "symbol": sim.instrument.venue_id, "markPrice": fmt(mark), "indexPrice": fmt(mark),
-            "estimatedSettlePrice": fmt(mark), "lastFundingRate": fmt(sim.instrument.funding_rate),
-            "interestRate": "0.00010000", "nextFundingTime": (now // _EIGHT_HOURS + 1) * _EIGHT_HOURS, "time": now,
+            "symbol": sim.instrument.venue_id, "markPrice": fmt(sim.mark_price(now)), "indexPrice": fmt(index),
+            "estimatedSettlePrice": fmt(index), "lastFundingRate": fmt(sim.funding_rate(now)),
+            "interestRate": "0.00010000", "nextFundingTime": sim.next_funding_ms(now), "time": now,
         }
 
     def _limit(self, request: Request, default: int, maximum: int) -> int | None:
@@ -143,7 +144,10 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
 
     # -- endpoints --------------------------------------------------------------------------
     async def exchange_info(self, request: Request) -> Response:
-        symbols = [{k: v for k, v in i.raw.items() if not k.startswith("_")} for i in self.instruments.values()]
+        now = self.now()
+        symbols = [{**{k: v for k, v in i.raw.items() if not k.startswith("_")},
+                    **({} if self.sims[i.venue_id].is_active(now) else {"status": "DELIVERED"})}
+                   for i in self.instruments.values()]
         return json_response({**self._info_doc, "serverTime": self.now(), "symbols": symbols})
 
     async def ticker_24hr(self, request: Request) -> Response:
@@ -151,14 +155,14 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
         if "symbol" in request.query_params:
             sim = self._sim(request)
             return json_response(self._ticker(sim, now)) if sim else _error(-1121, "Invalid symbol.")
-        return json_response([self._ticker(s, now) for s in self.sims.values()])
+        return json_response([self._ticker(s, now) for s in self.sims.values() if s.is_active(now)])
 
     async def premium_index(self, request: Request) -> Response:
         now = self.now()
         if "symbol" in request.query_params:
             sim = self._sim(request)
             return json_response(self._premium(sim, now)) if sim else _error(-1121, "Invalid symbol.")
-        return json_response([self._premium(s, now) for s in self.sims.values()])
+        return json_response([self._premium(s, now) for s in self.sims.values() if s.is_active(now)])
 
     async def depth(self, request: Request) -> Response:
         sim = self._sim(request)
@@ -201,22 +205,29 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
         ])
 
     async def funding_rate(self, request: Request) -> Response:
+        """``GET /fapi/v1/fundingRate``: settled funding periods, oldest first (the model's
+        :meth:`InstrumentSim.funding_history`: each period its own rate); ``startTime`` gives the
+        first ``limit`` from there, else the last ``limit`` up to ``endTime`` (or now)."""
         sim = self._sim(request)
         if sim is None and "symbol" in request.query_params:
             return _error(-1121, "Invalid symbol.")
         limit = self._limit(request, 100, 1000)
         if limit is None:
             return _error(-1100, "Illegal characters found in parameter 'limit'; legal range is '1 - 1000'.")
+        q = request.query_params
+        bounds = {}
+        for key, name in (("startTime", "start_ms"), ("endTime", "end_ms")):
+            if key in q:
+                if not q[key].isdigit():
+                    return _error(-1100, f"Illegal characters found in parameter '{key}'; legal range is '^[0-9]{{1,20}}$'.")
+                bounds[name] = int(q[key])
         now = self.now()
-        last = now // _EIGHT_HOURS * _EIGHT_HOURS
         sims = [sim] if sim else list(self.sims.values())
-        rows = []
-        for s in sims:
-            for k in range(limit - 1, -1, -1):
-                when = last - k * _EIGHT_HOURS
-                rows.append({"symbol": s.instrument.venue_id, "fundingTime": when,
-                             "fundingRate": fmt(s.instrument.funding_rate), "markPrice": fmt(s.price(when))})
-        return json_response(rows[-limit:])
+        rows = [{"symbol": s.instrument.venue_id, "fundingTime": f["time"], "fundingRate": fmt(f["rate"]),
+                 "markPrice": fmt(f["mark"])}
+                for s in sims if not s.instrument.expiry_ms for f in s.funding_history(now, limit=limit, **bounds)]
+        rows.sort(key=lambda r: r["fundingTime"])
+        return json_response(rows[:limit] if "start_ms" in bounds else rows[-limit:])
 
     def _book_ticker(self, sim: InstrumentSim, now: int) -> dict:
         (bid, bid_qty), (ask, ask_qty) = (side[0] for side in sim.book(now, 1))  # the depth endpoint's best levels
@@ -264,6 +275,7 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
             Route("/fapi/v1/ticker/price", self.ticker_price),
             Route("/fapi/v2/ticker/price", self.ticker_price),
             Route("/fapi/v1/openInterest", self.open_interest),
+            Route("/futures/data/openInterestHist", self.open_interest_hist),
             Route("/fapi/v1/markPriceKlines", self.mark_price_klines),
             Route("/fapi/v1/indexPriceKlines", self.index_price_klines),
             Route("/fapi/v1/premiumIndexKlines", self.premium_index_klines),

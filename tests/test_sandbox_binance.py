@@ -83,7 +83,7 @@ async def test_ticker_price_is_the_last_trade(binance: ccxt_async.binanceusdm, s
         assert answer["time"] == clock()
         clock.advance(90_000)
     every = await binance.fapiPublicV2GetTickerPrice()
-    assert {row["symbol"] for row in every} == set(binance.markets_by_id)
+    assert {row["symbol"] for row in every} == {m["id"] for m in binance.markets.values() if m["active"]}
     last = await binance.fetch_last_prices([SWAP, "ETH/USDT:USDT"])
     assert last[SWAP]["price"] == float(sim.price(clock())) and last[SWAP]["timestamp"] == clock()
 
@@ -225,3 +225,10 @@ async def test_open_interest_history_samples_the_model_per_period(
         await binance.fapiDataGetOpenInterestHist({"symbol": "BTCUSDT", "period": "7m"})
     with pytest.raises(ccxt.BadSymbol):
         await binance.fapiDataGetOpenInterestHist({"symbol": "NOPEUSDT", "period": "1h"})
+
+
+async def test_book_tickers_and_last_prices_list_only_trading_contracts(binance: ccxt_async.binanceusdm) -> None:
+    assert "BTCUSDT_220325" not in {t["symbol"] for t in await binance.fapiPublicGetTickerBookTicker()}
+    assert "BTCUSDT_220325" not in {t["symbol"] for t in await binance.fapiPublicV2GetTickerPrice()}
+    with pytest.raises(ccxt.BadSymbol):
+        await binance.fapiPublicGetTickerBookTicker({"symbol": "BTCUSDT_220325"})

@@ -75,7 +75,7 @@ class GeneralEndpoints:
         if "symbol" in request.query_params:
             sim = self.sims.get(request.query_params["symbol"].upper())
             return json_response(row(sim)) if sim else invalid_symbol()
-        return json_response([row(s) for s in self.sims.values()])
+        return json_response([row(s) for s in self.sims.values() if s.is_active(now)])
 
     async def open_interest(self, request: Request) -> Response:
         """``GET /fapi/v1/openInterest?symbol=``: ``{"openInterest": str (base units), "symbol",

@@ -241,9 +241,10 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
         ``http_futures_market_book_ticker.json`` plus the documented ``lastUpdateId``."""
         now = self.now()
         if "symbol" in request.query_params:
-            sim = self._sim(request)
-            return json_response(self._book_ticker(sim, now)) if sim else _error(-1121, "Invalid symbol.")
-        return json_response([self._book_ticker(s, now) for s in self.sims.values()])
+            sim = self._sim(request)  # a delivered contract has no book: not a symbol to quote
+            return json_response(self._book_ticker(sim, now)) if sim and sim.is_active(now) \
+                else _error(-1121, "Invalid symbol.")
+        return json_response([self._book_ticker(s, now) for s in self.sims.values() if s.is_active(now)])
 
     async def funding_info(self, request: Request) -> Response:
         """``GET /fapi/v1/fundingInfo``: the symbols whose funding settings were adjusted

@@ -72,7 +72,11 @@ def test_advancing_the_clock_moves_prices_on_the_tick_grid(client: TestClient, c
     ticks = {m["symbol"]: m["tick_size"] for m in _MARKETS["data"]}
     for symbol, tick in ticks.items():
         assert after[symbol]["mark"] != before[symbol]["mark"]
-        assert _on_grid(after[symbol]["mark"], tick) and after[symbol]["oracle"] == after[symbol]["mark"]
+        sim = client.app.state.venues["pacifica"].sims[symbol]
+        assert _on_grid(after[symbol]["mark"], tick) and _on_grid(after[symbol]["oracle"], tick)
+        # the oracle is the model's index (the fair price), the mark the index times its premium
+        assert Decimal(after[symbol]["oracle"]) == sim.index_price(clock.now)
+        assert Decimal(after[symbol]["mark"]) == sim.mark_price(clock.now)
         book = _data(client, f"/book?symbol={symbol}")
         bids, asks = ([Decimal(lv["p"]) for lv in side] for side in book["l"])
         assert bids == sorted(bids, reverse=True) and asks == sorted(asks)
@@ -99,7 +103,8 @@ def test_trades_and_candles_follow_pacifica_shapes(client: TestClient, clock: Ma
         o, h, low, c = (Decimal(candle[k]) for k in "ohlc")
         assert low <= min(o, c) <= max(o, c) <= h
         assert all(_on_grid(candle[k], "1") for k in "ohlc")
-    assert Decimal(candles[-1]["c"]) == Decimal(_data(client, "/info/prices")[0]["mark"])
+    assert Decimal(candles[-1]["c"]) == Decimal(_data(client, "/trades?symbol=BTC")[0]["price"])  # the last trade
+    assert all(c["n"] > 0 for c in candles)
 
 
 @pytest.mark.parametrize("path", [
@@ -126,3 +131,17 @@ def test_without_recordings_btc_eth_sol_perps_are_synthesized(tmp_path) -> None:
         bids, asks = book["l"]
         assert len(bids) == len(asks) == 10 and Decimal(bids[0]["p"]) < Decimal(asks[0]["p"])
     assert client.get("/__sandbox/stats").json()["venues"]["pacifica"]["synthetic"] is True
+
+
+def test_funding_history_settles_each_hour_at_its_own_rate_and_never_changes(client: TestClient,
+                                                                             clock: ManualClock) -> None:
+    sim = client.app.state.venues["pacifica"].sims["BTC"]
+    first = _data(client, "/funding_rate/history?symbol=BTC&limit=6")
+    times = [r["created_at"] for r in first]
+    assert times == [clock.now // HOUR_MS * HOUR_MS - k * HOUR_MS for k in range(6)]  # newest first
+    rates = [r["funding_rate"] for r in first]
+    assert len(set(rates)) > 1
+    assert [Decimal(r) for r in rates] == [sim.core.funding_rate(t - HOUR_MS, t) for t in times]
+    clock.now += 2 * HOUR_MS
+    later = {r["created_at"]: r["funding_rate"] for r in _data(client, "/funding_rate/history?symbol=BTC&limit=10")}
+    assert [later[t] for t in times] == rates

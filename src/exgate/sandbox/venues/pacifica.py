@@ -138,7 +138,7 @@ class Pacifica(SandboxVenue):
         return Instrument(venue_id=symbol, base=base, quote=quote, tick=tick, lot=lot, price=price,
                           bids=bids, asks=asks, funding_rate=D(raw.get("funding_rate", "0")),
                           volume_24h=size * (_DAY_MS // STEP_MS), trade_size=size, raw=raw,
-                          listed_ms=listing_ms(raw.get("created_at")))
+                          listed_ms=listing_ms(raw.get("created_at")), funding_interval_ms=_FUNDING_EPOCH_MS)
 
     def synthetic_instruments(self) -> list[Instrument]:
         self._counts = {}
@@ -176,19 +176,20 @@ class Pacifica(SandboxVenue):
         return with_counts(bids, bid_counts), with_counts(asks, ask_counts)
 
     def _price_record(self, sim: InstrumentSim, now: int) -> dict:
-        """One ``/info/prices`` entry at ``now``."""
-        inst = sim.instrument
+        """One ``/info/prices`` entry at ``now``: the model's mark and oracle (index) prices, the
+        hour's predicted funding rate, open interest, and 24 h volume (quote) and the price 24 h
+        ago from the same minute candles as every other venue's 24 h statistics."""
         bids, asks = sim.book(now, 1)
-        price = sim.price(now)
-        mid = (bids[0][0] + asks[0][0]) / 2 if bids and asks else price
-        spot = inst.raw.get("instrument_type") == "spot"
+        mid = (bids[0][0] + asks[0][0]) / 2 if bids and asks else sim.price(now)
+        spot = sim.instrument.raw.get("instrument_type") == "spot"
+        stats = sim.stats_24h(now)
+        rate = _num(sim.funding_rate(now))
         return {
-            "funding": _num(inst.funding_rate), "mark": _num(price), "mid": _num(mid),
-            "next_funding": _num(D(inst.raw.get("next_funding_rate", inst.funding_rate))),
-            "open_interest": "0" if spot else _num(quantize(inst.volume_24h / 10, inst.lot)),
-            "oracle": _num(price), "symbol": inst.venue_id, "timestamp": now,
-            "volume_24h": _num((inst.volume_24h * price).quantize(Decimal("0.0001"))),
-            "yesterday_price": _num(sim.price(now - _DAY_MS)),
+            "funding": rate, "mark": _num(sim.mark_price(now)), "mid": _num(mid), "next_funding": rate,
+            "open_interest": "0" if spot else _num(sim.open_interest(now)),
+            "oracle": _num(sim.index_price(now)), "symbol": sim.instrument.venue_id, "timestamp": now,
+            "volume_24h": _num(stats["quote_volume"].quantize(Decimal("0.0001"))),
+            "yesterday_price": _num(stats["open"]),
         }
 
     @staticmethod
@@ -255,10 +256,9 @@ class Pacifica(SandboxVenue):
         inst = sim.instrument
         rows = []
         for c in sim.candles(step, now, start_ms=start, end_ms=end, limit=limit):
-            trades = max(1, (min(c["open_time"] + step, now + 1) - c["open_time"]) // STEP_MS)
             rows.append({"t": c["open_time"], "T": c["open_time"] + step, "s": inst.venue_id, "i": interval,
                          "o": _num(c["open"]), "c": _num(c["close"]), "h": _num(c["high"]), "l": _num(c["low"]),
-                         "v": _num(c["volume"]), "n": trades})
+                         "v": _num(c["volume"]), "n": c["trades"]})
         return _ok(rows)
 
     async def funding_history(self, request: Request) -> Response:
@@ -279,16 +279,20 @@ class Pacifica(SandboxVenue):
         return _ok(rows, next_cursor=str(older) if has_more else None, has_more=has_more)
 
     def _funding_record(self, sim: InstrumentSim, when: int) -> dict:
-        """One ``/funding_rate/history`` entry; impact prices are the best bid/ask at ``when``."""
-        inst = sim.instrument
+        """One ``/funding_rate/history`` entry: the hour settled at ``when`` (the model's rate for
+        it: its premium's average plus the interest), the oracle (index) price then and the
+        impact prices (the best bid/ask then); ``next_funding_rate`` the next hour's rate as far
+        as it has run."""
         bids, asks = sim.book(when, 1)
-        oracle = sim.price(when)
+        oracle = sim.index_price(when)
+        core, step = sim.core, _FUNDING_EPOCH_MS
+        following = core.funding_rate(when, min(when + step, max(when, self.now())))
         return {
             "oracle_price": _num(oracle),
             "bid_impact_price": _num(bids[0][0]) if bids else _num(oracle),
             "ask_impact_price": _num(asks[0][0]) if asks else _num(oracle),
-            "funding_rate": _num(inst.funding_rate),
-            "next_funding_rate": _num(D(inst.raw.get("next_funding_rate", inst.funding_rate))),
+            "funding_rate": _num(core.funding_rate(when - step, when)),
+            "next_funding_rate": _num(following),
             "created_at": when,
         }
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import pytest
 from starlette.testclient import TestClient
 
 from exgate.sandbox.app import create_sandbox_app
+from exgate.sandbox.venues.hyperliquid import hl_price
 from tests.conftest import ManualClock, require_fixtures
 
 DATA = require_fixtures()
@@ -49,25 +50,63 @@ def assert_valid_price(text: str, sz: int) -> None:
         assert digits <= 5, text
 
 
-def test_l2_book_at_t0_is_the_recorded_book(client: TestClient) -> None:
+def venue(client: TestClient):
+    return client.app.state.venues["hyperliquid"]
+
+
+def grid_book(sim, now: int, sz: int) -> list[list[tuple[Decimal, Decimal]]]:
+    """The sim's book as Hyperliquid would list it: bids rounded down, asks up, equal prices merged."""
+    sides = []
+    for levels, rounding in zip(sim.book(now, 20), (ROUND_FLOOR, ROUND_CEILING)):
+        merged: dict[Decimal, Decimal] = {}
+        for px, size in levels:
+            px = hl_price(px, sz, rounding)
+            merged[px] = merged.get(px, Decimal(0)) + size
+        sides.append(list(merged.items()))
+    return sides
+
+
+def test_l2_book_at_t0_is_the_market_models_book_in_the_recorded_format(client: TestClient) -> None:
     recorded = json.loads((NAUTILUS / "http_l2_book_btc.json").read_text())
     book = info(client, {"type": "l2Book", "coin": "BTC"})
-    assert book["coin"] == "BTC" and book["time"] == T0
-    served = [[(lv["px"], lv["sz"]) for lv in side] for side in book["levels"]]
-    assert served == [[(lv["px"], lv["sz"]) for lv in side] for side in recorded["levels"]]
-    assert all(isinstance(lv["n"], int) and lv["n"] >= 1 for side in book["levels"] for lv in side)
+    assert set(book) == set(recorded) and book["coin"] == "BTC" and book["time"] == T0
+    for served, rec in zip(book["levels"], recorded["levels"]):
+        # Hyperliquid's {px, sz, n}; the recording keeps px and sz only
+        assert 0 < len(served) <= 20 and set(served[0]) == {"px", "sz", "n"} >= set(rec[0])
+        assert all(isinstance(lv["px"], str) and isinstance(lv["sz"], str) for lv in served)
+        assert all(isinstance(lv["n"], int) and lv["n"] >= 1 for lv in served)
+        for lv in served:
+            assert_valid_price(lv["px"], 5)
+    sim = venue(client).sims["BTC"]
+    served = [[(Decimal(lv["px"]), Decimal(lv["sz"])) for lv in side] for side in book["levels"]]
+    assert served == grid_book(sim, T0, 5)
+    (best_bid, _), (best_ask, _) = served[0][0], served[1][0]
+    assert best_bid < best_ask and best_ask - best_bid <= best_bid * Decimal("0.001")
+    assert best_bid * Decimal("0.99") < sim.mark_price(T0) < best_ask * Decimal("1.01")
 
 
-def test_asset_contexts_at_t0_are_recorded_and_aligned(client: TestClient) -> None:
+def test_asset_contexts_at_t0_keep_the_recorded_fields_and_follow_the_books(client: TestClient) -> None:
     meta, ctxs = info(client, {"type": "metaAndAssetCtxs"})
     names = [u["name"] for u in meta["universe"]]
     assert names == ["BTC", "ETH", "ATOM"] and len(ctxs) == len(names)
     feed = json.loads((NAUTILUS / "ws_all_dexs_asset_ctxs.json").read_text())
     main = next(c for dex, c in feed["data"]["ctxs"] if dex == "")
-    assert ctxs[1] == main[1]  # ETH: no recorded book, so every value is the recorded one
-    assert ctxs[0]["funding"] == main[0]["funding"] and ctxs[0]["midPx"] == "110427.5"  # BTC follows its book
     mids = info(client, {"type": "allMids"})
-    assert mids == {"BTC": "110427.5", "ETH": main[1]["midPx"], "ATOM": main[2]["midPx"]}
+    assert set(mids) == set(names)
+    for name, ctx, rec in zip(names, ctxs, main):
+        assert set(ctx) == set(rec)  # the recorded field set, in the recorded (string) formats
+        for key in ("funding", "openInterest", "dayNtlVlm", "premium", "dayBaseVlm"):
+            assert ctx[key] == rec[key]  # not simulated: as recorded
+        book = info(client, {"type": "l2Book", "coin": name})
+        best_bid, best_ask = (Decimal(side[0]["px"]) for side in book["levels"])
+        assert Decimal(ctx["midPx"]) == (best_bid + best_ask) / 2 and mids[name] == ctx["midPx"]
+        sz = dict(zip(names, (u["szDecimals"] for u in meta["universe"])))[name]
+        for key in ("markPx", "oraclePx", "prevDayPx"):
+            assert_valid_price(ctx[key], sz)
+        # mark and oracle keep their recorded ratio to the mid
+        ratio = Decimal(rec["markPx"]) / Decimal(rec["midPx"])
+        assert abs(Decimal(ctx["markPx"]) / Decimal(ctx["midPx"]) - ratio) < Decimal("0.001")
+    assert Decimal("50000") < Decimal(mids["BTC"]) < Decimal("150000")
 
 
 def test_market_moves_on_a_valid_grid_and_never_crosses(client: TestClient, clock: ManualClock) -> None:
@@ -125,7 +164,9 @@ def test_unknown_coin_and_type_are_answered_like_hyperliquid(client: TestClient)
     assert info(client, {"type": "candleSnapshot",
                          "req": {"coin": "NOPE", "interval": "1h", "startTime": 0, "endTime": T0}}) == []
     bad_type = client.post("/hyperliquid/info", json={"type": "noSuchThing"})
-    assert bad_type.status_code == 422 and "unknown variant `noSuchThing`" in bad_type.text
+    assert bad_type.status_code == 422 and bad_type.text == "Failed to deserialize the JSON body into the target type"
+    no_coin = client.post("/hyperliquid/info", json={"type": "l2Book"})
+    assert no_coin.status_code == 422 and no_coin.text == bad_type.text
     bad_interval = client.post("/hyperliquid/info", json={
         "type": "candleSnapshot", "req": {"coin": "BTC", "interval": "7m", "startTime": 0}})
     assert bad_interval.status_code == 422

@@ -12,9 +12,9 @@ Recorded sources (nautilus_trader's Hyperliquid test data): the perp universe
 (``ws_all_dexs_asset_ctxs.json``, dex ``""``; aligned by index with the universe, as Hyperliquid
 never reorders it: 0 BTC, 1 ETH, 2 ATOM) and the BTC order book (``http_l2_book_btc.json``);
 the spot tokens and pairs are a catalogue of real Hyperliquid token names (``hyperliquid_spot``).
-The BTC book (Oct 2025) and the contexts (a later capture) disagree on BTC's price level; the book wins and BTC's context prices
-(mark, oracle, impact, previous day) are scaled to it. Coins without a recorded book get one
-built around their recorded ``midPx``.
+Prices at every clock reading, t0 included, come from the market model's book (``sim.book``) on
+Hyperliquid's grid; the contexts' prices (mark, oracle, impact, previous day) keep their
+recorded ratio to ``midPx``, their other fields (funding, open interest, volumes) are as recorded.
 
 Prices obey Hyperliquid's perp rule at every clock reading: at most 5 significant figures
 (integers always allowed) and at most ``6 - szDecimals`` decimals.

@@ -1,4 +1,4 @@
-"""The Hyperliquid sandbox venue: recorded state at t0, a valid moving market afterwards."""
+"""The Hyperliquid sandbox venue: the market model in the recorded formats, spot tokens, errors as Hyperliquid answers."""
 
 from __future__ import annotations
 

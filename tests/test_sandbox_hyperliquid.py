@@ -1,4 +1,4 @@
-"""The Hyperliquid sandbox venue: the market model in the recorded formats, spot tokens, errors as Hyperliquid answers."""
+"""The Hyperliquid sandbox: the market model in the recorded formats, spot tokens, errors as Hyperliquid answers."""
 
 from __future__ import annotations
 

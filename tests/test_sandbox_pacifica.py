@@ -1,4 +1,4 @@
-"""The sandbox's Pacifica venue: recorded state at t0, a moving market after, Pacifica's wire format."""
+"""The sandbox's Pacifica venue: the market model's prices from t0 on, in Pacifica's recorded wire format."""
 
 from __future__ import annotations
 
@@ -47,21 +47,38 @@ def test_info_echoes_the_recorded_markets(client: TestClient) -> None:
     assert _data(client, "/info") == _MARKETS["data"]
 
 
-def test_book_at_t0_is_the_recorded_book(client: TestClient) -> None:
+def _sim(client: TestClient, symbol: str):
+    return client.app.state.venues["pacifica"].sims[symbol]
+
+
+def test_book_at_t0_is_the_market_models_book_in_the_recorded_format(client: TestClient) -> None:
     book = _data(client, "/book?symbol=BTC&agg_level=1")
-    assert book["s"] == "BTC"
-    assert book["l"] == _BOOK["data"]["l"]
-    assert book["t"] == str(FIXED_MS)
+    assert set(book) == set(_BOOK["data"]) and book["s"] == "BTC" and book["t"] == str(FIXED_MS)
+    tick = next(m["tick_size"] for m in _MARKETS["data"] if m["symbol"] == "BTC")
+    recorded_level = _BOOK["data"]["l"][0][0]
+    bids, asks = book["l"]
+    assert 0 < len(bids) <= 10 and 0 < len(asks) <= 10
+    for level in bids + asks:
+        assert set(level) == set(recorded_level) and all(isinstance(v, str) for v in level.values())
+        assert _on_grid(level["p"], tick) and Decimal(level["a"]) > 0 and int(level["n"]) >= 1
+    sim_bids, sim_asks = _sim(client, "BTC").book(FIXED_MS, 10)
+    assert [(Decimal(lv["p"]), Decimal(lv["a"])) for lv in bids] == sim_bids
+    assert [(Decimal(lv["p"]), Decimal(lv["a"])) for lv in asks] == sim_asks
+    assert Decimal(bids[0]["p"]) < Decimal(asks[0]["p"])
 
 
-def test_prices_at_t0_derive_from_the_recorded_book_and_funding(client: TestClient) -> None:
+def test_prices_at_t0_derive_from_the_book_and_the_recorded_funding(client: TestClient) -> None:
     prices = {p["symbol"]: p for p in _data(client, "/info/prices")}
     assert set(prices) == {"BTC", "SOL-USDC"}
-    btc, recorded = prices["BTC"], _BOOK["data"]["l"]
-    best_bid, best_ask = Decimal(recorded[0][0]["p"]), Decimal(recorded[1][0]["p"])
+    btc = prices["BTC"]
+    book = _data(client, "/book?symbol=BTC")
+    best_bid, best_ask = Decimal(book["l"][0][0]["p"]), Decimal(book["l"][1][0]["p"])
     assert Decimal(btc["mid"]) == (best_bid + best_ask) / 2
-    assert best_bid < Decimal(btc["mark"]) < best_ask and _on_grid(btc["mark"], "1")
-    assert btc["funding"] == btc["next_funding"] == "0.0000125"
+    sim = _sim(client, "BTC")
+    assert Decimal(btc["mark"]) == sim.price(FIXED_MS) and btc["oracle"] == btc["mark"] and _on_grid(btc["mark"], "1")
+    assert abs(Decimal(btc["mark"]) - Decimal(btc["mid"])) <= Decimal(btc["mid"]) * Decimal("0.001")
+    recorded = next(m for m in _MARKETS["data"] if m["symbol"] == "BTC")
+    assert btc["funding"] == recorded["funding_rate"] and btc["next_funding"] == recorded["next_funding_rate"]
     assert btc["timestamp"] == FIXED_MS
 
 

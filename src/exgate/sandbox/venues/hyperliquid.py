@@ -10,18 +10,19 @@ https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/info-endpoint
 Recorded sources (nautilus_trader's Hyperliquid test data): the perp universe
 (``http_meta_perp_sample.json``: BTC, ETH, ATOM), the real asset contexts of the main dex
 (``ws_all_dexs_asset_ctxs.json``, dex ``""``; aligned by index with the universe, as Hyperliquid
-never reorders it: 0 BTC, 1 ETH, 2 ATOM), the BTC order book (``http_l2_book_btc.json``) and the
-spot token list (``http_spot_meta_non_usdc_collateral.json``). The BTC book (Oct 2025) and the
-contexts (a later capture) disagree on BTC's price level; the book wins and BTC's context prices
-(mark, oracle, impact, previous day) are scaled to it. Coins without a recorded book get one
-built around their recorded ``midPx``.
+never reorders it: 0 BTC, 1 ETH, 2 ATOM) and the BTC order book (``http_l2_book_btc.json``);
+the spot tokens and pairs are a catalogue of real Hyperliquid token names (``hyperliquid_spot``).
+Prices at every clock reading, t0 included, come from the market model's book (``sim.book``) on
+Hyperliquid's grid; the contexts' prices (mark, oracle, impact, previous day) keep their
+recorded ratio to ``midPx``, their other fields (funding, open interest, volumes) are as recorded.
 
 Prices obey Hyperliquid's perp rule at every clock reading: at most 5 significant figures
 (integers always allowed) and at most ``6 - szDecimals`` decimals.
 
 Errors as Hyperliquid answers them: a body that is not JSON gets HTTP 400, an unknown ``type``
-or a missing/invalid field HTTP 422 with a plain-text ``Failed to deserialize the JSON body into
-the target type: ...``; ``l2Book`` and ``recentTrades`` of an unknown coin answer ``null``,
+or a missing/invalid field HTTP 422 with the plain text ``Failed to deserialize the JSON body into
+the target type`` and nothing more (as reported from the real API, e.g. ccxt/ccxt#26071: ccxt
+raises ``ExchangeError``); ``l2Book`` and ``recentTrades`` of an unknown coin answer ``null``,
 ``candleSnapshot`` and ``fundingHistory`` of one an empty list.
 """
 
@@ -39,6 +40,7 @@ from exgate.sandbox.data import D, Recordings
 from exgate.sandbox.sim import Clock, Instrument, InstrumentSim
 from exgate.intervals import interval_ms
 from exgate.sandbox.venue import SandboxVenue, json_response
+from exgate.sandbox.venues.hyperliquid_spot import spot_contexts, spot_meta
 
 _NAUTILUS = "nautilus_trader/crates/adapters/hyperliquid/test_data/"
 _PERP_MAX_DECIMALS = 6
@@ -49,8 +51,6 @@ _RECENT_TRADES = 10
 _FUNDING_PAGE = 500
 _HOUR = 3_600_000
 _INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d", "3d", "1w", "1M")
-_USDC = {"index": 0, "isCanonical": True, "name": "USDC", "szDecimals": 8,
-         "tokenId": "0x6d1e7cde53ba9467b783cb7c530ce054", "weiDecimals": 8}
 
 
 # -- Hyperliquid number rules ------------------------------------------------------------------
@@ -88,10 +88,15 @@ def _hex(nbytes: int, *parts: object) -> str:
 
 
 def _reject(detail: str, status: int = 422) -> Response:
-    """Hyperliquid's (axum's) plain-text refusal of a body it cannot read."""
-    prefix = ("Failed to deserialize the JSON body into the target type" if status == 422
-              else "Failed to parse the request body as JSON")
-    return PlainTextResponse(f"{prefix}: {detail}", status_code=status)
+    """Hyperliquid's plain-text refusal of a body it cannot read.
+
+    422 (a JSON body of the wrong shape) answers the bare ``Failed to deserialize the JSON body
+    into the target type``: Hyperliquid does not pass on which field failed, so ``detail`` stays
+    out of it. 400 (not JSON at all) keeps axum's ``Failed to parse the request body as JSON: ...``.
+    """
+    if status == 422:
+        return PlainTextResponse("Failed to deserialize the JSON body into the target type", status_code=422)
+    return PlainTextResponse(f"Failed to parse the request body as JSON: {detail}", status_code=status)
 
 
 def _ms(value: object) -> int | None:
@@ -105,7 +110,7 @@ class Hyperliquid(SandboxVenue):
 
     def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int, model=None):
         self._ctxs: dict[str, dict] = {}
-        self._spot_meta: dict = {"tokens": [_USDC], "universe": []}
+        self._spot_meta: dict = spot_meta()
         self.seed = seed
         super().__init__(recordings, seed=seed, clock=clock, t0_ms=t0_ms, model=model)
         self._t0_mid = {coin: self._mid(sim, t0_ms) for coin, sim in self.sims.items()}
@@ -116,9 +121,6 @@ class Hyperliquid(SandboxVenue):
         feed = recordings.json(_NAUTILUS + "ws_all_dexs_asset_ctxs.json") or {}
         main_ctxs = next((ctxs for dex, ctxs in feed.get("data", {}).get("ctxs", []) if dex == ""), [])
         book = recordings.json(_NAUTILUS + "http_l2_book_btc.json") or {}
-        spot = recordings.json(_NAUTILUS + "http_spot_meta_non_usdc_collateral.json")
-        if isinstance(spot, dict) and spot.get("tokens"):
-            self._spot_meta = spot
         out = []
         for record, ctx in zip(meta.get("universe", []), main_ctxs):
             raw = {k: v for k, v in record.items() if v is not None}  # the wire omits unset flags
@@ -152,7 +154,6 @@ class Hyperliquid(SandboxVenue):
         return inst
 
     def synthetic_instruments(self) -> list[Instrument]:
-        self._spot_meta = {"tokens": [_USDC], "universe": []}
         out = []
         for name, sz_decimals, leverage, mid, funding, volume in (
             ("BTC", 5, 40, "65000.5", "0.0000125", "20000.0"),
@@ -331,7 +332,11 @@ class Hyperliquid(SandboxVenue):
         return json_response(self._spot_meta)
 
     def _info_spot_meta_and_ctxs(self, body: dict, now: int) -> Response:
-        return json_response([self._spot_meta, []])
+        def perp_mid(coin: str) -> Decimal | None:
+            sim = self.sims.get(coin)
+            return self._mid(sim, now) if sim is not None else None
+
+        return json_response([self._spot_meta, spot_contexts(self._spot_meta, perp_mid)])
 
     def _info_exchange_status(self, body: dict, now: int) -> Response:
         return json_response({"specialStatuses": None, "time": now})

@@ -58,6 +58,9 @@ CCXT_SKIPS: dict[tuple[str, str], dict] = {
     ("hyperliquid", "loadMarkets"): {"currencyIdAndCode": "ccxt's hyperliquid takes currencies from spotMeta's "
                                      "tokens, where perpetuals' bases (BTC, ETH, ...) are not listed (the real API "
                                      "lists UBTC, UETH), so exchange.currency('BTC') raises for every perpetual"},
+    ("hyperliquid", "fetchCurrencies"): dict.fromkeys(
+        ("activeMajorCurrencies", "withdraw", "deposit", "networks"),
+        "ccxt's hyperliquid parse_currency leaves active/withdraw/deposit/networks empty whatever spotMeta says"),
     ("bybit", "fetchTrades"): {"sideSequence": "Bybit lists recent trades newest first and ccxt's bybit sorts them "
                                "by timestamp only, so one taker's fills in one ms stay newest first: a buy walking "
                                "the book reads as a falling price (the real API answers the same order)"},
@@ -66,7 +69,6 @@ CCXT_SKIPS: dict[tuple[str, str], dict] = {
 ccxt's own handling of the venue, not the sandbox's answers."""
 
 SANDBOX_BUGS: dict[tuple[str, str], str] = {
-    ("hyperliquid", "fetchCurrencies"): "spotMeta lists 3 tokens; ccxt's test wants more than 5",
 }
 """(venue, method) -> why the sandbox still fails ccxt's test (strict xfail)."""
 

@@ -99,17 +99,20 @@ def test_asset_contexts_at_t0_keep_the_recorded_fields_and_follow_the_books(clie
     assert set(mids) == set(names)
     for name, ctx, rec in zip(names, ctxs, main):
         assert set(ctx) == set(rec)  # the recorded field set, in the recorded (string) formats
-        for key in ("funding", "openInterest", "dayNtlVlm", "premium", "dayBaseVlm"):
-            assert ctx[key] == rec[key]  # not simulated: as recorded
+        sim = client.app.state.venues["hyperliquid"].sims[name]
+        assert Decimal(ctx["funding"]) == sim.funding_rate(T0) and Decimal(ctx["openInterest"]) == sim.open_interest(T0)
+        assert Decimal(ctx["dayBaseVlm"]) == sim.stats_24h(T0)["volume"]
         book = info(client, {"type": "l2Book", "coin": name})
         best_bid, best_ask = (Decimal(side[0]["px"]) for side in book["levels"])
         assert Decimal(ctx["midPx"]) == (best_bid + best_ask) / 2 and mids[name] == ctx["midPx"]
         sz = dict(zip(names, (u["szDecimals"] for u in meta["universe"])))[name]
         for key in ("markPx", "oraclePx", "prevDayPx"):
             assert_valid_price(ctx[key], sz)
-        # mark and oracle keep their recorded ratio to the mid
-        ratio = Decimal(rec["markPx"]) / Decimal(rec["midPx"])
-        assert abs(Decimal(ctx["markPx"]) / Decimal(ctx["midPx"]) - ratio) < Decimal("0.001")
+        # oracle: the model's index; mark: the index times its premium, both near the mid
+        assert ctx["markPx"] != ctx["oraclePx"]
+        assert abs(Decimal(ctx["markPx"]) / Decimal(ctx["midPx"]) - 1) < Decimal("0.002")
+        premium = (Decimal(ctx["markPx"]) - Decimal(ctx["oraclePx"])) / Decimal(ctx["oraclePx"])
+        assert abs(Decimal(ctx["premium"]) - premium) < Decimal("0.0002")
     assert Decimal("50000") < Decimal(mids["BTC"]) < Decimal("150000")
 
 
@@ -262,3 +265,12 @@ async def test_an_unknown_info_type_raises_ccxts_exchange_error(exchange) -> Non
         await exchange.publicPostInfo({"type": "noSuchThing"})
     with pytest.raises(ExchangeError, match="Failed to deserialize the JSON body into the target type"):
         await exchange.publicPostInfo({"type": "l2Book"})  # no coin
+
+
+def test_funding_history_settles_each_hour_at_its_own_rate(client: TestClient, clock: ManualClock) -> None:
+    body = {"type": "fundingHistory", "coin": "BTC", "startTime": clock() - 6 * 3_600_000}
+    rows = info(client, body)
+    assert [r["time"] for r in rows] == [(clock() // 3_600_000 - k) * 3_600_000 for k in range(5, -1, -1)]
+    assert len({r["fundingRate"] for r in rows}) > 1
+    clock.advance(3 * 3_600_000)
+    assert info(client, body)[:6] == rows  # settled hours never change

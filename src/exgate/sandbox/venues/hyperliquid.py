@@ -13,8 +13,10 @@ Recorded sources (nautilus_trader's Hyperliquid test data): the perp universe
 never reorders it: 0 BTC, 1 ETH, 2 ATOM) and the BTC order book (``http_l2_book_btc.json``);
 the spot tokens and pairs are a catalogue of real Hyperliquid token names (``hyperliquid_spot``).
 Prices at every clock reading, t0 included, come from the market model's book (``sim.book``) on
-Hyperliquid's grid; the contexts' prices (mark, oracle, impact, previous day) keep their
-recorded ratio to ``midPx``, their other fields (funding, open interest, volumes) are as recorded.
+Hyperliquid's grid; the contexts keep the recorded field set with the model's values: oracle
+the index, mark the index times its premium, the hour's predicted funding, open interest, and
+the previous day's price and volumes from the 24 h minute candles. ``fundingHistory`` settles
+every hour at its own rate (the hour's premium averaged, plus the interest).
 
 Prices obey Hyperliquid's perp rule at every clock reading: at most 5 significant figures
 (integers always allowed) and at most ``6 - szDecimals`` decimals.
@@ -146,7 +148,8 @@ class Hyperliquid(SandboxVenue):
         unit = max(lot, (Decimal(2000) / mid).quantize(lot))
         inst = Instrument(venue_id=raw["name"], base=raw["name"], quote="USDC", tick=tick, lot=lot,
                           price=best_bid, funding_rate=D(ctx.get("funding") or "0"),
-                          volume_24h=D(ctx.get("dayBaseVlm") or "0") or unit * 1000, trade_size=unit, raw=raw)
+                          volume_24h=D(ctx.get("dayBaseVlm") or "0") or unit * 1000, trade_size=unit, raw=raw,
+                          funding_interval_ms=_HOUR)
         inst.bids = [(best_bid - tick * i, unit * (1 + i * 7 % 5)) for i in range(_BOOK_LEVELS)]
         inst.asks = [(best_ask + tick * i, unit * (1 + i * 3 % 5)) for i in range(_BOOK_LEVELS)]
         inst.bids = [(p, s) for p, s in inst.bids if p > 0]
@@ -191,33 +194,33 @@ class Hyperliquid(SandboxVenue):
             return (bids[0][0] + asks[0][0]) / 2
         return sim.price(now)
 
-    def _scaled(self, sim: InstrumentSim, recorded: str | None, mid: Decimal, *, extra_decimals: int = 0) -> str | None:
-        """A recorded context price moved along with the book (its ratio to ``midPx`` kept).
-
-        Order prices land on the price grid; averages (``impactPxs``, like ``midPx``) may carry
-        ``extra_decimals`` more.
-        """
-        if recorded is None:
-            return None
-        ctx = self._ctxs[sim.instrument.venue_id]
-        ref = D(ctx.get("midPx") or ctx["markPx"])
-        price = D(recorded) * mid / ref
+    def _px(self, sim: InstrumentSim, price: Decimal, extra_decimals: int = 0) -> str:
+        """A price on Hyperliquid's grid for the asset (5 significant figures, at most
+        ``6 - szDecimals`` decimals; averages may carry ``extra_decimals`` more)."""
         places = price_decimals(price, self._sz_decimals(sim)) + extra_decimals
         return num(price.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))
 
     def _ctx(self, sim: InstrumentSim, now: int) -> dict:
-        """The asset context at ``now``: prices follow the walk, the rest is as recorded."""
+        """The asset context at ``now`` in the recorded field set: ``oraclePx`` the model's index,
+        ``markPx`` its mark, ``premium`` their spread, ``funding`` the hour's predicted rate,
+        ``openInterest`` the model's, ``prevDayPx``/``dayNtlVlm``/``dayBaseVlm`` from the same 24 h
+        minute candles as every venue's 24 h statistics; ``impactPxs`` the book's touch."""
         rec = self._ctxs[sim.instrument.venue_id]
         mid = self._mid(sim, now)
-        impact = rec.get("impactPxs")
-        return {
-            **rec,
-            "prevDayPx": self._scaled(sim, rec.get("prevDayPx"), self._t0_mid[sim.instrument.venue_id]),
-            "oraclePx": self._scaled(sim, rec.get("oraclePx"), mid),
-            "markPx": self._scaled(sim, rec.get("markPx"), mid),
+        index, mark = sim.index_price(now), sim.mark_price(now)
+        stats = sim.stats_24h(now)
+        bids, asks = self._book(sim, now, 1)
+        impact = [bids[0][0], asks[0][0]] if bids and asks else [mid, mid]
+        fresh = {
+            "funding": num(sim.funding_rate(now)), "openInterest": num(sim.open_interest(now)),
+            "prevDayPx": self._px(sim, stats["open"]), "dayNtlVlm": num(stats["quote_volume"].quantize(Decimal("0.000001"))),
+            "premium": num(((mark - index) / index).quantize(Decimal("0.00000001"))),
+            "oraclePx": self._px(sim, index), "markPx": self._px(sim, mark),
             "midPx": num(mid) if rec.get("midPx") is not None else None,
-            "impactPxs": [self._scaled(sim, px, mid, extra_decimals=1) for px in impact] if impact else impact,
+            "impactPxs": [self._px(sim, px, extra_decimals=1) for px in impact] if rec.get("impactPxs") else rec.get("impactPxs"),
+            "dayBaseVlm": num(stats["volume"]),
         }
+        return {**rec, **{k: v for k, v in fresh.items() if k in rec}}
 
     def _universe(self) -> list[dict]:
         return [i.raw for i in self.instruments.values()]
@@ -318,10 +321,12 @@ class Hyperliquid(SandboxVenue):
             return _reject("startTime/endTime: invalid type, expected u64")
         if sim is None:
             return json_response([])
-        premium = self._ctxs[sim.instrument.venue_id].get("premium") or "0.0"
         first, last = -(-start // _HOUR), min(end, now) // _HOUR
-        rows = [{"coin": sim.instrument.venue_id, "fundingRate": num(sim.instrument.funding_rate),
-                 "premium": premium, "time": hour * _HOUR}
+        first = max(first, -(-sim.earliest_ms // _HOUR) + 1)
+        core = sim.core  # each hour settles at its own rate: its premium's average plus the interest
+        rows = [{"coin": sim.instrument.venue_id, "fundingRate": num(core.funding_rate((hour - 1) * _HOUR, hour * _HOUR)),
+                 "premium": num(Decimal(repr(core.premium(hour * _HOUR))).quantize(Decimal("0.00000001"))),
+                 "time": hour * _HOUR}
                 for hour in range(first, min(last, first + _FUNDING_PAGE - 1) + 1)]
         return json_response(rows)
 

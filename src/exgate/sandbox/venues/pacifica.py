@@ -12,10 +12,10 @@ its string ``n`` counts and string ``t``). The funding rates come from the marke
 Nothing else was recorded, so:
 
 * ``/info/prices``: ``mid`` is the average of the current best bid and ask (Pacifica's
-  definition), ``mark`` and ``oracle`` the simulated price (the recorded mid on the tick grid
-  at t0), ``yesterday_price`` the simulated price 24 h earlier; ``volume_24h`` (USD) is
-  synthetic: one typical trade (:func:`_trade_size`) per walk step for a day, and
-  ``open_interest`` (base units, as ccxt reads it) a tenth of that volume.
+  definition), ``mark`` and ``oracle`` the model's mark and index prices (on the tick grid),
+  ``funding``/``next_funding`` the hour's predicted rate, ``yesterday_price`` and
+  ``volume_24h`` (quote) from the model's 24 h minute candles, ``open_interest`` (base units,
+  as ccxt reads it) the model's.
 * ``/trades`` and ``/kline`` follow the documented shapes, filled by the seeded walk.
 * SOL-USDC has no recorded book or price: it is simulated around :data:`_REFERENCE_PRICES`
   (the same reference the synthetic fallback uses).

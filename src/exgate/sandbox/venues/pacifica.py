@@ -8,7 +8,7 @@ funding). Every body is Pacifica's envelope ``{"success": true, "data": ..., "er
 Recorded sources: the Pacifica (testnet) payloads of ccxt's static tests — ``fetchMarkets``
 (the BTC perpetual and the SOL-USDC spot market, echoed verbatim by ``/info``) and
 ``fetchOrderBook`` (BTC, 10 levels per side, served verbatim at t0 by ``/book``, including
-its string ``n`` counts and string ``t``). The funding rates come from the market records.
+its string ``n`` counts and string ``t``). Funding rates come from the market model.
 Nothing else was recorded, so:
 
 * ``/info/prices``: ``mid`` is the average of the current best bid and ask (Pacifica's

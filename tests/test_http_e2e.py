@@ -183,6 +183,12 @@ async def test_bad_interval_names_the_allowed_values(client):
     assert "1h" in body["allowed"] and "1m" in body["allowed"]
 
 
+async def test_an_interval_the_venue_lacks_is_refused_before_any_upstream_call(client):
+    # ccxt's binanceusdm lists binance's 1s timeframe, but fapi's klines have no 1s (-1120 upstream)
+    body = _problem(await client.get("/v1/binanceusdm/markets/BTC/klines", params={"interval": "1s"}), 422)
+    assert "1s" not in body["allowed"] and "1m" in body["allowed"]
+
+
 async def test_funding_on_a_spot_market_is_not_supported(client):
     require_fixtures()  # the synthetic Pacifica lists no spot market
     body = _problem(await client.get("/v1/pacifica/markets/SOL-USDC/funding"), 404)

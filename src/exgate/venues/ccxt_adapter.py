@@ -288,7 +288,9 @@ class CcxtAdapter(ExchangeAdapter):
         return self._index  # a new SymbolIndex per load
 
     def intervals(self) -> list[str]:
-        return list(self.exchange.timeframes or {})
+        """The candle intervals the venue serves: ccxt ``timeframes`` less the profile's
+        ``unsupported_intervals``."""
+        return [t for t in self.exchange.timeframes or {} if t not in self.profile.unsupported_intervals]
 
     # -- market data ----------------------------------------------------------------------
     async def tickers(self, symbols: Sequence[Market] | None = None) -> list[Ticker]:

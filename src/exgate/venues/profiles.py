@@ -42,6 +42,8 @@ class VenueProfile:
         trades: false where the venue has no public REST trades endpoint ccxt can call.
         candles_need_start: ccxt requires ``since`` for candles (Pacifica's kline endpoint
             takes a mandatory ``start_time``); exgate then asks for the last ``limit`` intervals.
+        unsupported_intervals: ccxt ``timeframes`` the venue's endpoint refuses (ccxt's
+            binanceusdm inherits binance's spot-only ``1s``; fapi answers ``-1120``).
         docs: the venue's API documentation, for the rate limits and formats.
     """
 
@@ -60,6 +62,7 @@ class VenueProfile:
     default_funding_interval_ms: int | None = None
     trades: bool = True
     candles_need_start: bool = False
+    unsupported_intervals: tuple[str, ...] = ()
     docs: str = ""
 
     @property
@@ -93,6 +96,7 @@ PROFILES: dict[str, VenueProfile] = {
             tickers_with_book=True,  # nor bid/ask; ticker/bookTicker does
             funding_intervals=True,  # premiumIndex has no interval; fundingInfo lists the non-default ones
             default_funding_interval_ms=8 * 3_600_000,  # Binance: "8 hours" unless fundingInfo says otherwise
+            unsupported_intervals=("1s",),  # fapi klines' interval ENUM starts at 1m
             docs="https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api",
         ),
         VenueProfile(

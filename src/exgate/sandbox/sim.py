@@ -103,6 +103,15 @@ class Instrument:
 
 
 
+def _merge(first: dict | None, second: dict | None) -> dict | None:
+    """The trade aggregate of two adjacent spans (:meth:`MarketCore.aggregate` dicts), a new dict."""
+    if first is None or second is None:
+        return dict(first or second) if (first or second) else None
+    return {**first, "close": second["close"], "high": max(first["high"], second["high"]),
+            "low": min(first["low"], second["low"]), "lots": first["lots"] + second["lots"],
+            "count": first["count"] + second["count"], "last_id": second["last_id"], "close_s": second["close_s"]}
+
+
 class InstrumentSim:
     """The market model's face for one :class:`Instrument` (see the module's description).
 
@@ -308,7 +317,9 @@ class InstrumentSim:
         "count", "first_id", "last_id", "open_time", "close_time"}``."""
         open_ms = (now_ms - DAY_MS) // 60_000 * 60_000
         core = self.core
-        (agg,) = core.aggregate([(open_ms, (now_ms // 1000 + 1) * 1000)], now_ms)
+        minute = now_ms // 60_000 * 60_000  # closed minutes (remembered) + the forming one
+        closed, forming = core.aggregate([(open_ms, minute), (minute, (now_ms // 1000 + 1) * 1000)], now_ms)
+        agg = _merge(closed, forming)
         last = self.price(now_ms)
         if agg is None:
             return {"open": last, "high": last, "low": last, "last": last, "volume": Decimal(0),

@@ -150,19 +150,25 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
                    for i in self.instruments.values()]
         return json_response({**self._info_doc, "serverTime": self.now(), "symbols": symbols})
 
-    async def ticker_24hr(self, request: Request) -> Response:
+    def _per_symbol(self, request: Request, row, *, active_only: bool = False) -> Response:
+        """``row(sim, now)`` of ``symbol``, else a list of every trading market's (Binance's
+        one-or-all endpoints); an unknown ``symbol`` is ``-1121`` (with ``active_only``, a
+        delivered one too)."""
         now = self.now()
         if "symbol" in request.query_params:
             sim = self._sim(request)
-            return json_response(self._ticker(sim, now)) if sim else _error(-1121, "Invalid symbol.")
-        return json_response([self._ticker(s, now) for s in self.sims.values() if s.is_active(now)])
+            if sim is None or (active_only and not sim.is_active(now)):
+                return _error(-1121, "Invalid symbol.")
+            return json_response(row(sim, now))
+        return json_response([row(s, now) for s in self.sims.values() if s.is_active(now)])
+
+    async def ticker_24hr(self, request: Request) -> Response:
+        """``GET /fapi/v1/ticker/24hr``: rolling 24 h statistics (:meth:`_ticker`)."""
+        return self._per_symbol(request, self._ticker)
 
     async def premium_index(self, request: Request) -> Response:
-        now = self.now()
-        if "symbol" in request.query_params:
-            sim = self._sim(request)
-            return json_response(self._premium(sim, now)) if sim else _error(-1121, "Invalid symbol.")
-        return json_response([self._premium(s, now) for s in self.sims.values() if s.is_active(now)])
+        """``GET /fapi/v1/premiumIndex``: mark, index and funding (:meth:`_premium`)."""
+        return self._per_symbol(request, self._premium)
 
     async def depth(self, request: Request) -> Response:
         sim = self._sim(request)
@@ -239,12 +245,7 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
         """``GET /fapi/v1/ticker/bookTicker``: best bid/ask (one object with ``symbol``, else a
         list of all), in the recorded shape of nautilus_trader's
         ``http_futures_market_book_ticker.json`` plus the documented ``lastUpdateId``."""
-        now = self.now()
-        if "symbol" in request.query_params:
-            sim = self._sim(request)  # a delivered contract has no book: not a symbol to quote
-            return json_response(self._book_ticker(sim, now)) if sim and sim.is_active(now) \
-                else _error(-1121, "Invalid symbol.")
-        return json_response([self._book_ticker(s, now) for s in self.sims.values() if s.is_active(now)])
+        return self._per_symbol(request, self._book_ticker, active_only=True)  # a delivered one has no book
 
     async def funding_info(self, request: Request) -> Response:
         """``GET /fapi/v1/fundingInfo``: the symbols whose funding settings were adjusted

@@ -6,6 +6,7 @@ import importlib
 import json
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
+import ccxt
 import ccxt.async_support as ccxt_async
 import pytest
 from ccxt.base.errors import ExchangeError
@@ -274,3 +275,18 @@ def test_funding_history_settles_each_hour_at_its_own_rate(client: TestClient, c
     assert len({r["fundingRate"] for r in rows}) > 1
     clock.advance(3 * 3_600_000)
     assert info(client, body)[:6] == rows  # settled hours never change
+
+
+async def test_past_the_budget_hyperliquid_answers_429_and_ccxt_raises_rate_limit_exceeded(clock: ManualClock) -> None:
+    app = create_sandbox_app(venues=["hyperliquid"], clock=clock, limits={"hyperliquid": (2, 60_000)}, ban_after=1)
+    with ServerThread(app) as server:
+        client = ccxt_async.hyperliquid({"enableRateLimit": False})
+        client.urls["api"] = rewrite_urls(client.urls["api"], f"{server.url}/hyperliquid", client.hostname)
+        try:
+            await client.publicPostInfo({"type": "allMids"})  # weight 2: the whole budget
+            for _ in range(3):  # over it, then past the point a Binance-like venue would ban: still 429
+                with pytest.raises(ccxt.RateLimitExceeded):
+                    await client.publicPostInfo({"type": "allMids"})
+        finally:
+            await client.close()
+    assert app.state.stats.snapshot(["hyperliquid"])["venues"]["hyperliquid"]["by_status"] == {"200": 1, "429": 3}

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import ccxt
+import ccxt.async_support as ccxt_async
 import pytest
 from starlette.testclient import TestClient
 
 from exgate.sandbox.app import create_sandbox_app
 from exgate.sandbox.data import Recordings
-from tests.conftest import ManualClock, require_fixtures
+from exgate.venues.upstream import rewrite_urls
+from tests.conftest import ManualClock, ServerThread, require_fixtures
 
 _DATA = require_fixtures()
 _RECORDINGS = Recordings(_DATA)
@@ -162,3 +165,21 @@ def test_funding_history_settles_each_hour_at_its_own_rate_and_never_changes(cli
     clock.now += 2 * HOUR_MS
     later = {r["created_at"]: r["funding_rate"] for r in _data(client, "/funding_rate/history?symbol=BTC&limit=10")}
     assert [later[t] for t in times] == rates
+
+
+async def test_out_of_credits_pacifica_answers_429_in_its_envelope_and_ccxt_raises_rate_limit_exceeded(
+        clock: ManualClock) -> None:
+    app = create_sandbox_app(venues=["pacifica"], clock=clock, limits={"pacifica": (1, 60_000)}, ban_after=1)
+    with ServerThread(app) as server:
+        exchange = ccxt_async.pacifica({"enableRateLimit": False})
+        exchange.urls["api"] = rewrite_urls(exchange.urls["api"], f"{server.url}/pacifica", exchange.hostname)
+        try:
+            await exchange.publicGetInfoPrices()  # the one credit
+            for _ in range(3):  # no ban on Pacifica: 429 every time
+                with pytest.raises(ccxt.RateLimitExceeded):
+                    await exchange.publicGetInfoPrices()
+        finally:
+            await exchange.close()
+    rejected = TestClient(app).get("/pacifica/api/v1/info/prices")
+    assert rejected.status_code == 429
+    assert rejected.json() == {"success": False, "data": None, "error": "Rate limit exceeded", "code": 429}

@@ -116,6 +116,20 @@ def bybit_reject(status: int, capacity: int, window_ms: int) -> tuple[int, bytes
                               "time": time.time_ns() // 1_000_000})
 
 
+def hyperliquid_reject(status: int, capacity: int, window_ms: int) -> tuple[int, bytes]:
+    """Hyperliquid's answer past its 1,200 weight/min IP budget: HTTP 429 (its rate-limit doc
+    describes no ban: the sandbox's ban period answers 429 too), the JSON ``null`` body its
+    ``/info`` gives when it has nothing to say. ccxt: ``RateLimitExceeded`` (``httpExceptions``)."""
+    return 429, b"null"
+
+
+def pacifica_reject(status: int, capacity: int, window_ms: int) -> tuple[int, bytes]:
+    """Pacifica's answer when an IP's credits are exhausted
+    (https://docs.pacifica.fi/api-documentation/api/rate-limits: "requests return HTTP 429", no
+    ban): 429 in its error envelope. ccxt: ``RateLimitExceeded``."""
+    return 429, orjson.dumps({"success": False, "data": None, "error": "Rate limit exceeded", "code": 429})
+
+
 @dataclass(frozen=True)
 class VenueRules:
     """One venue's IP budget: ``capacity`` weight per ``window_ms``, weights, headers, bans."""
@@ -134,8 +148,8 @@ class VenueRules:
 DEFAULT_RULES: dict[str, VenueRules] = {
     "binanceusdm": VenueRules(2_400, 60_000, binance_weight, binance_headers),
     "bybit": VenueRules(600, 5_000, one, bybit_headers, reject=bybit_reject),
-    "hyperliquid": VenueRules(1_200, 60_000, hyperliquid_weight),
-    "pacifica": VenueRules(100, 60_000, pacifica_weight),
+    "hyperliquid": VenueRules(1_200, 60_000, hyperliquid_weight, reject=hyperliquid_reject),
+    "pacifica": VenueRules(100, 60_000, pacifica_weight, reject=pacifica_reject),
 }
 
 

@@ -201,12 +201,20 @@ def test_spot_meta_lists_real_tokens_with_hyperliquids_fields(client: TestClient
     assert names[0] == "USDC" and {"PURR", "HYPE", "UBTC", "UETH"} <= set(names) and len(names) >= 12
     for position, token in enumerate(tokens):
         assert set(token) == {"name", "szDecimals", "weiDecimals", "index", "tokenId", "isCanonical",
-                              "evmContract", "fullName"}
+                              "evmContract", "fullName", "deployerTradingFeeShare"}
         assert token["index"] == position  # ccxt looks tokens up by position
+        evm = token["evmContract"]
+        if evm is not None:  # {"address": 0x + 40 hex, "evm_extra_wei_decimals": int}
+            assert set(evm) == {"address", "evm_extra_wei_decimals"} and len(evm["address"]) == 42
+            int(evm["address"], 16)
+            assert isinstance(evm["evm_extra_wei_decimals"], int)
+        Decimal(token["deployerTradingFeeShare"])
         assert token["tokenId"].startswith("0x") and len(token["tokenId"]) == 34
         int(token["tokenId"], 16)
         assert 0 <= token["szDecimals"] <= token["weiDecimals"]
     assert len({t["tokenId"] for t in tokens}) == len(tokens)
+    assert tokens[names.index("HYPE")]["evmContract"]["address"] == "0x" + "22" * 20  # HYPE's system address
+    assert sum(t["evmContract"] is not None for t in tokens) >= 5
     assert universe[0] == {"name": "PURR/USDC", "tokens": [names.index("PURR"), 0], "index": 0, "isCanonical": True}
     for position, pair in enumerate(universe[1:], start=1):
         assert pair["index"] == position and pair["name"] == f"@{position}" and pair["isCanonical"] is False
@@ -290,3 +298,84 @@ async def test_past_the_budget_hyperliquid_answers_429_and_ccxt_raises_rate_limi
         finally:
             await client.close()
     assert app.state.stats.snapshot(["hyperliquid"])["venues"]["hyperliquid"]["by_status"] == {"200": 1, "429": 3}
+
+
+def test_l2_book_groups_by_significant_figures_and_mantissa(client: TestClient, clock: ManualClock) -> None:
+    clock.now = T0 + 90_000
+    full = info(client, {"type": "l2Book", "coin": "BTC"})
+    assert [len(side) for side in full["levels"]] == [20, 20]
+    best_bid, best_ask = (Decimal(side[0]["px"]) for side in full["levels"])
+    assert info(client, {"type": "l2Book", "coin": "BTC", "nSigFigs": None, "mantissa": None}) == full
+    for sig, mantissa in ((5, None), (5, 2), (5, 5), (4, None), (3, None), (2, None)):
+        body = {"type": "l2Book", "coin": "BTC", "nSigFigs": sig}
+        if mantissa:
+            body["mantissa"] = mantissa
+        grouped = info(client, body)
+        assert grouped["coin"] == "BTC" and grouped["time"] == clock.now
+        bids, asks = ([(Decimal(lv["px"]), Decimal(lv["sz"]), lv["n"]) for lv in side] for side in grouped["levels"])
+        assert 0 < len(bids) <= 20 and 0 < len(asks) <= 20
+        for side, better in ((bids, Decimal.__gt__), (asks, Decimal.__lt__)):
+            assert all(better(a[0], b[0]) for a, b in zip(side, side[1:]))  # best first, one level a price
+            for px, _, n in side:  # on the grid of `sig` figures (times the mantissa)
+                step = Decimal(mantissa or 1).scaleb(px.adjusted() - sig + 1)
+                assert px % step == 0 and n >= 1
+        # the touch rounds outward onto the coarser grid, sizes only add up
+        assert bids[0][0] <= best_bid and asks[0][0] >= best_ask and bids[0][0] < asks[0][0]
+        assert bids[0][1] >= Decimal(full["levels"][0][0]["sz"]) and asks[0][1] >= Decimal(full["levels"][1][0]["sz"])
+    coarse = info(client, {"type": "l2Book", "coin": "BTC", "nSigFigs": 2})
+    assert Decimal(coarse["levels"][0][0]["px"]) % 1000 == 0  # BTC ~77k at 2 figures: thousands
+
+
+@pytest.mark.parametrize("body", [
+    {"type": "l2Book", "coin": "BTC", "nSigFigs": 6},
+    {"type": "l2Book", "coin": "BTC", "nSigFigs": 1},
+    {"type": "l2Book", "coin": "BTC", "nSigFigs": "5"},
+    {"type": "l2Book", "coin": "BTC", "nSigFigs": 4, "mantissa": 2},
+    {"type": "l2Book", "coin": "BTC", "nSigFigs": 5, "mantissa": 3},
+])
+def test_l2_book_refuses_grouping_hyperliquid_does_not_offer(client: TestClient, body: dict) -> None:
+    response = client.post("/hyperliquid/info", json=body)
+    assert response.status_code == 422 and response.text == "Failed to deserialize the JSON body into the target type"
+
+
+def test_candles_count_the_models_trades_and_months_are_calendar_months(client: TestClient, clock: ManualClock) -> None:
+    clock.now = T0 + 30 * 60_000
+    sim = venue(client).sims["BTC"]
+    req = {"coin": "BTC", "interval": "1m", "startTime": T0 - 10 * 60_000, "endTime": clock.now}
+    candles = info(client, {"type": "candleSnapshot", "req": req})
+    model = sim.candles(60_000, clock.now, start_ms=T0 - 10 * 60_000, end_ms=clock.now, limit=100)
+    assert [c["n"] for c in candles] == [m["trades"] for m in model] and all(c["n"] > 0 for c in candles)
+    assert [Decimal(c["v"]) for c in candles] == [m["volume"] for m in model]
+    # 1M: opens on the first of each month (UTC), closes the millisecond before the next one
+    months = info(client, {"type": "candleSnapshot",
+                           "req": {"coin": "BTC", "interval": "1M", "startTime": T0 - 100 * 86_400_000}})
+    from datetime import datetime, timezone
+    opens = [datetime.fromtimestamp(c["t"] / 1000, tz=timezone.utc) for c in months]
+    assert len(months) >= 4 and all(o.day == 1 and o.hour == 0 and o.minute == 0 for o in opens)
+    assert all(a["T"] + 1 == b["t"] for a, b in zip(months, months[1:]))
+    assert months[-1]["t"] <= clock.now <= months[-1]["T"]
+    # a month is the aggregate of its days: volume adds up, extremes contain them
+    last = months[-2]
+    days = info(client, {"type": "candleSnapshot",
+                         "req": {"coin": "BTC", "interval": "1d", "startTime": last["t"], "endTime": last["T"]}})
+    days = [d for d in days if last["t"] <= d["t"] <= last["T"]]
+    assert sum(Decimal(d["v"]) for d in days) == Decimal(last["v"]) and sum(d["n"] for d in days) == last["n"]
+    assert max(Decimal(d["h"]) for d in days) == Decimal(last["h"]) and min(Decimal(d["l"]) for d in days) == Decimal(last["l"])
+
+
+def test_candle_snapshot_serves_only_the_latest_5000_candles(client: TestClient, clock: ManualClock) -> None:
+    candles = info(client, {"type": "candleSnapshot", "req": {"coin": "BTC", "interval": "1m", "startTime": 0}})
+    assert len(candles) == 5000 and candles[-1]["t"] == clock.now // 60_000 * 60_000
+
+
+async def test_ccxt_reads_the_books_candles_and_funding_the_sandbox_serves(exchange, clock: ManualClock) -> None:
+    book = await exchange.fetch_order_book("BTC/USDC:USDC")
+    assert len(book["bids"]) == 20 and len(book["asks"]) == 20 and book["bids"][0][0] < book["asks"][0][0]
+    assert book["timestamp"] == clock.now
+    ohlcv = await exchange.fetch_ohlcv("BTC/USDC:USDC", "1h", since=clock.now - 5 * HOUR)
+    # the candle holding `since` is served and ccxt drops it (it keeps t >= since); the forming one is last
+    assert [c[0] for c in ohlcv] == [(clock.now // HOUR - k) * HOUR for k in range(4, -1, -1)]
+    rates = await exchange.fetch_funding_rate_history("BTC/USDC:USDC", since=clock.now - 24 * HOUR)
+    assert len(rates) == 24 and len({r["fundingRate"] for r in rates}) > 1
+    status = await exchange.fetch_status()
+    assert status["status"] == "ok" and await exchange.fetch_time() == clock.now

@@ -11,9 +11,11 @@ Recorded sources (nautilus_trader's Hyperliquid test data): the perp universe
 (``http_meta_perp_sample.json``: BTC, ETH, ATOM), the real asset contexts of the main dex
 (``ws_all_dexs_asset_ctxs.json``, dex ``""``; aligned by index with the universe, as Hyperliquid
 never reorders it: 0 BTC, 1 ETH, 2 ATOM) and the BTC order book (``http_l2_book_btc.json``);
-the spot tokens and pairs are a catalogue of real Hyperliquid token names (``hyperliquid_spot``).
+the spot tokens and pairs are a catalogue of real Hyperliquid token names (:mod:`.spot`).
 Prices at every clock reading, t0 included, come from the market model's book (``sim.book``) on
-Hyperliquid's grid; the contexts keep the recorded field set with the model's values: oracle
+Hyperliquid's grid (``l2Book``: 20 levels a side, grouped by ``nSigFigs``/``mantissa`` when
+asked, :func:`.grid.aggregate`); candles aggregate the model's trades (``n`` its trade count,
+``1M`` calendar months, only the latest 5000 candles of an interval served); the contexts keep the recorded field set with the model's values: oracle
 the index, mark the index times its premium, the hour's predicted funding, open interest, and
 the previous day's price and volumes from the 24 h minute candles. ``fundingHistory`` settles
 every hour at its own rate (the hour's premium averaged, plus the interest).
@@ -42,42 +44,19 @@ from exgate.sandbox.data import D, Recordings
 from exgate.sandbox.sim import Clock, Instrument, InstrumentSim
 from exgate.intervals import interval_ms
 from exgate.sandbox.venue import SandboxVenue, json_response
-from exgate.sandbox.venues.hyperliquid_spot import spot_contexts, spot_meta
+from exgate.sandbox.venues.hyperliquid.grid import (MANTISSA_CHOICES, SIG_FIG_CHOICES, aggregate, hl_price,
+                                                     month_spans, num, price_decimals, price_tick)
+from exgate.sandbox.venues.hyperliquid.spot import spot_contexts, spot_meta
 
 _NAUTILUS = "nautilus_trader/crates/adapters/hyperliquid/test_data/"
-_PERP_MAX_DECIMALS = 6
-_SIG_FIGS = 5
 _BOOK_LEVELS = 20
+_GROUPED_DEPTH = 1000
+"""Model levels read for a grouped (``nSigFigs``) book: the deepest book the model gives."""
 _MAX_CANDLES = 5000
 _RECENT_TRADES = 10
 _FUNDING_PAGE = 500
 _HOUR = 3_600_000
 _INTERVALS = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "8h", "12h", "1d", "3d", "1w", "1M")
-
-
-# -- Hyperliquid number rules ------------------------------------------------------------------
-def price_decimals(price: Decimal, sz_decimals: int) -> int:
-    """Decimals a perp price may carry: 5 significant figures, at most ``6 - szDecimals``."""
-    if price <= 0:
-        return _PERP_MAX_DECIMALS - sz_decimals
-    exponent = price.adjusted()  # floor(log10(price))
-    return max(0, min(_PERP_MAX_DECIMALS - sz_decimals, _SIG_FIGS - 1 - exponent))
-
-
-def price_tick(price: Decimal, sz_decimals: int) -> Decimal:
-    """The smallest valid price step at ``price``."""
-    return Decimal(1).scaleb(-price_decimals(price, sz_decimals))
-
-
-def hl_price(price: Decimal, sz_decimals: int, rounding: str = ROUND_HALF_EVEN) -> Decimal:
-    """``price`` rounded onto Hyperliquid's perp price grid."""
-    return price.quantize(price_tick(price, sz_decimals), rounding=rounding)
-
-
-def num(value: Decimal) -> str:
-    """A Decimal as Hyperliquid prints it: no exponent, no trailing zeros, ``.0`` on integers."""
-    text = f"{value.normalize():f}"
-    return text if "." in text else text + ".0"
 
 
 def _hash_int(*parts: object) -> int:
@@ -174,19 +153,21 @@ class Hyperliquid(SandboxVenue):
     def _sz_decimals(self, sim: InstrumentSim) -> int:
         return int(sim.instrument.raw["szDecimals"])
 
-    def _book(self, sim: InstrumentSim, now: int, depth: int = _BOOK_LEVELS):
-        """The sim's book on Hyperliquid's grid: bids rounded down, asks up, equal prices merged."""
-        bids, asks = sim.book(now, depth)
-        sz = self._sz_decimals(sim)
-        return self._merge(bids, sz, ROUND_FLOOR), self._merge(asks, sz, ROUND_CEILING)
+    def _book(self, sim: InstrumentSim, now: int, depth: int = _BOOK_LEVELS, *, n_sig_figs: int | None = None,
+              mantissa: int | None = None) -> tuple[list[tuple[Decimal, Decimal, int]], list[tuple[Decimal, Decimal, int]]]:
+        """The sim's book as ``l2Book`` lists it: ``(px, sz, n)`` per level, best first, at most
+        ``depth`` a side, on Hyperliquid's grid or grouped to ``n_sig_figs``/``mantissa`` (bids
+        rounded down, asks up, equal prices merged). ``n`` (orders at a level) is seeded per model
+        level and second, summed over a group: the model has sizes, not orders."""
+        grouped = n_sig_figs is not None
+        bids, asks = sim.book(now, _GROUPED_DEPTH if grouped else depth)
+        sz, coin, second = self._sz_decimals(sim), sim.instrument.venue_id, now // 1000
 
-    @staticmethod
-    def _merge(levels, sz_decimals: int, rounding: str) -> list[tuple[Decimal, Decimal]]:
-        merged: dict[Decimal, Decimal] = {}
-        for price, size in levels:
-            px = hl_price(price, sz_decimals, rounding)
-            merged[px] = merged.get(px, Decimal(0)) + size
-        return list(merged.items())
+        def side(levels, tag: str, bid: bool):
+            counted = ((p, q, 1 + _hash_int(self.seed, coin, tag, second, p) % 6) for p, q in levels)
+            return aggregate(counted, sz, bid=bid, n_sig_figs=n_sig_figs, mantissa=mantissa, limit=depth)
+
+        return side(bids, "b", True), side(asks, "a", False)
 
     def _mid(self, sim: InstrumentSim, now: int) -> Decimal:
         bids, asks = self._book(sim, now, 1)
@@ -247,18 +228,21 @@ class Hyperliquid(SandboxVenue):
         return json_response({coin: num(self._mid(sim, now)) for coin, sim in self.sims.items()})
 
     def _info_l2_book(self, body: dict, now: int) -> Response:
+        """``l2Book``: 20 levels a side, optionally grouped (``nSigFigs`` 2-5 or null, ``mantissa``
+        1/2/5 with ``nSigFigs`` 5 only; other values are refused like a body of the wrong shape)."""
         sim, error = self._coin(body)
-        if error or sim is None:
-            return error or json_response(None)
-        bids, asks = self._book(sim, now)
-        return json_response({"coin": sim.instrument.venue_id, "time": now,
-                              "levels": [self._levels(sim, bids, "b", now), self._levels(sim, asks, "a", now)]})
-
-    def _levels(self, sim: InstrumentSim, levels, side: str, now: int) -> list[dict]:
-        """Book levels as ``{px, sz, n}``; ``n`` (orders at the level) is seeded, not recorded."""
-        coin, step = sim.instrument.venue_id, sim.step_at(now)
-        return [{"px": num(p), "sz": num(s), "n": 1 + _hash_int(self.seed, coin, side, step, i) % 6}
-                for i, (p, s) in enumerate(levels)]
+        if error:
+            return error
+        n_sig_figs, mantissa = body.get("nSigFigs"), body.get("mantissa")
+        if n_sig_figs is not None and n_sig_figs not in SIG_FIG_CHOICES or isinstance(n_sig_figs, bool):
+            return _reject("nSigFigs: invalid value")
+        if mantissa is not None and (mantissa not in MANTISSA_CHOICES or n_sig_figs != 5 or isinstance(mantissa, bool)):
+            return _reject("mantissa: invalid value")
+        if sim is None:
+            return json_response(None)
+        bids, asks = self._book(sim, now, n_sig_figs=n_sig_figs, mantissa=mantissa)
+        levels = [[{"px": num(p), "sz": num(q), "n": n} for p, q, n in side] for side in (bids, asks)]
+        return json_response({"coin": sim.instrument.venue_id, "time": now, "levels": levels})
 
     def _info_recent_trades(self, body: dict, now: int) -> Response:
         sim, error = self._coin(body)
@@ -294,23 +278,25 @@ class Hyperliquid(SandboxVenue):
         return json_response(self._candles(sim, req["interval"], start, end, now))
 
     def _candles(self, sim: InstrumentSim, interval: str, start: int, end: int, now: int) -> list[dict]:
-        """Candles overlapping ``[start, end]``, the forming one included, from the last 5000."""
-        step = interval_ms(interval)
-        last = min(now, end) // step
-        first = max(start // step, now // step - _MAX_CANDLES + 1)
-        if last < first:
+        """Candles overlapping ``[start, end]``, the forming one included, from the last 5000;
+        ``1M`` candles are calendar months (UTC). ``n`` is the model's trade count."""
+        now = sim.core.clamp(now)
+        last_ms = min(now, end)
+        if interval == "1M":
+            spans = month_spans(start, last_ms)
+        else:
+            step = interval_ms(interval)
+            first = max(start // step, now // step - _MAX_CANDLES + 1)
+            spans = [(k * step, (k + 1) * step) for k in range(first, last_ms // step + 1)]
+        spans = [(o, n) for o, n in spans if n > sim.earliest_ms][-_MAX_CANDLES:]
+        if not spans:
             return []
         inst, sz = sim.instrument, self._sz_decimals(sim)
-        typical = inst.trade_size or inst.lot * 10
-        out = []
-        for c in sim.candles(step, now, start_ms=first * step, end_ms=last * step, limit=last - first + 1):
-            out.append({
-                "t": c["open_time"], "T": c["close_time"], "s": inst.venue_id, "i": interval,
-                "o": num(hl_price(c["open"], sz)), "c": num(hl_price(c["close"], sz)),
-                "h": num(hl_price(c["high"], sz)), "l": num(hl_price(c["low"], sz)),
-                "v": num(c["volume"]), "n": max(1, int(c["volume"] / typical)),
-            })
-        return out
+        return [{"t": c["open_time"], "T": c["close_time"], "s": inst.venue_id, "i": interval,
+                 "o": num(hl_price(c["open"], sz)), "c": num(hl_price(c["close"], sz)),
+                 "h": num(hl_price(c["high"], sz)), "l": num(hl_price(c["low"], sz)),
+                 "v": num(c["volume"]), "n": c["trades"]}
+                for c in sim.span_candles(spans, now)]
 
     def _info_funding_history(self, body: dict, now: int) -> Response:
         sim, error = self._coin(body)

@@ -26,6 +26,7 @@ which ccxt maps (exact code ``400``) to ``BadRequest``.
 
 from __future__ import annotations
 
+import hashlib
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from starlette.requests import Request
@@ -33,9 +34,10 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from exgate.sandbox.data import D, Recordings, fmt
-from exgate.sandbox.sim import STEP_MS, Instrument, InstrumentSim, listing_ms, quantize
+from exgate.sandbox.sim import MAX_LEVELS, STEP_MS, Instrument, InstrumentSim, listing_ms, quantize
 from exgate.intervals import interval_ms
 from exgate.sandbox.venue import SandboxVenue, json_response
+from exgate.sandbox.venues.months import month_spans
 
 _BOOK_DEPTH = 10
 """Levels per side: "each index contains up to 10 levels" (get-orderbook)."""
@@ -75,6 +77,11 @@ def _error(message: str, status: int = 400) -> Response:
     return json_response({"success": False, "data": None, "error": message, "code": status}, status=status)
 
 
+def _seeded(*parts: object) -> int:
+    """A deterministic 64-bit integer from ``parts``."""
+    return int.from_bytes(hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=8).digest(), "little")
+
+
 def _int_param(request: Request, name: str) -> int | None:
     """A non-negative integer query parameter, ``None`` when absent or not a number."""
     raw = request.query_params.get(name, "")
@@ -92,14 +99,20 @@ Level = tuple[Decimal, Decimal, str]
 """A book level as served: price, size, order count."""
 
 
-def _aggregate(levels: list[Level], bucket: Decimal, bid: bool) -> list[Level]:
-    """Group levels into price buckets of ``bucket`` (bids round down, asks up), summing sizes and counts."""
-    grouped: dict[Decimal, tuple[Decimal, int]] = {}
+def _aggregate(levels: list[Level], bucket: Decimal, bid: bool, limit: int) -> list[Level]:
+    """Group levels (best first) into price buckets of ``bucket`` and keep the best ``limit``:
+    each bucket is listed at its best price, the highest in a bid bucket and the lowest in an
+    ask bucket ("get-orderbook" / "orderbook" stream: ``p``), sizes and order counts summed."""
+    grouped: dict[Decimal, list] = {}
     for price, size, count in levels:
-        key = (price / bucket).to_integral_value(rounding=ROUND_FLOOR if bid else ROUND_CEILING) * bucket
-        total, orders = grouped.get(key, (Decimal(0), 0))
-        grouped[key] = (total + size, orders + int(count))
-    return [(price, size, str(orders)) for price, (size, orders) in grouped.items()]
+        key = (price / bucket).to_integral_value(rounding=ROUND_FLOOR if bid else ROUND_CEILING)
+        if key not in grouped:
+            if len(grouped) >= limit:
+                break
+            grouped[key] = [price, Decimal(0), 0]
+        grouped[key][1] += size
+        grouped[key][2] += int(count)
+    return [(price, size, str(orders)) for price, size, orders in grouped.values()]
 
 
 class Pacifica(SandboxVenue):
@@ -108,7 +121,6 @@ class Pacifica(SandboxVenue):
     name = "pacifica"
 
     def load(self, recordings: Recordings) -> list[Instrument]:
-        self._counts: dict[str, tuple[list[str], list[str]]] = {}
         markets = (recordings.ccxt_response("pacifica", "fetchMarkets") or {}).get("data") or []
         book = (recordings.ccxt_response("pacifica", "fetchOrderBook") or {}).get("data") or {}
         out = []
@@ -133,7 +145,6 @@ class Pacifica(SandboxVenue):
             price = quantize(_REFERENCE_PRICES[base], tick)
         else:
             return None  # neither a recorded book nor a reference price: not served
-        self._counts[symbol] = ([str(lv["n"]) for lv in bids_raw], [str(lv["n"]) for lv in asks_raw])
         size = _trade_size(raw, price, lot, [s for _, s in bids + asks])
         return Instrument(venue_id=symbol, base=base, quote=quote, tick=tick, lot=lot, price=price,
                           bids=bids, asks=asks, funding_rate=D(raw.get("funding_rate", "0")),
@@ -141,7 +152,6 @@ class Pacifica(SandboxVenue):
                           listed_ms=listing_ms(raw.get("created_at")), funding_interval_ms=_FUNDING_EPOCH_MS)
 
     def synthetic_instruments(self) -> list[Instrument]:
-        self._counts = {}
         out = []
         for symbol, tick, lot, leverage in _SYNTHETIC_MARKETS:
             raw = {
@@ -165,15 +175,17 @@ class Pacifica(SandboxVenue):
         symbol = request.query_params.get("symbol")
         return _error(f"Invalid symbol: {symbol}" if symbol else "Missing required parameter: symbol")
 
-    def _levels(self, sim: InstrumentSim, now: int) -> tuple[list[Level], list[Level]]:
-        """Current book levels ``(price, size, count)`` per side, best first."""
-        bids, asks = sim.book(now, _BOOK_DEPTH)
-        bid_counts, ask_counts = self._counts.get(sim.instrument.venue_id, ([], []))
+    def _levels(self, sim: InstrumentSim, now: int, depth: int = _BOOK_DEPTH) -> tuple[list[Level], list[Level]]:
+        """Current book levels ``(price, size, count)`` per side, best first, ``depth`` a side.
+        The model has sizes, not orders: ``count`` is seeded per level and second (1-3; the
+        recorded testnet book shows 1 everywhere), a string as recorded."""
+        bids, asks = sim.book(now, depth)
+        symbol, second = sim.instrument.venue_id, now // 1000
 
-        def with_counts(levels, counts):
-            return [(p, s, counts[i] if i < len(counts) else "1") for i, (p, s) in enumerate(levels)]
+        def with_counts(levels, side: str):
+            return [(p, q, str(1 + _seeded(sim.seed, symbol, side, second, p) % 3)) for p, q in levels]
 
-        return with_counts(bids, bid_counts), with_counts(asks, ask_counts)
+        return with_counts(bids, "bid"), with_counts(asks, "ask")
 
     def _price_record(self, sim: InstrumentSim, now: int) -> dict:
         """One ``/info/prices`` entry at ``now``: the model's mark and oracle (index) prices, the
@@ -214,7 +226,9 @@ class Pacifica(SandboxVenue):
         return _ok([self._price_record(sim, now) for sim in self.sims.values()])
 
     async def book(self, request: Request) -> Response:
-        """``GET /api/v1/book?symbol=&agg_level=``: up to 10 levels per side."""
+        """``GET /api/v1/book?symbol=&agg_level=``: up to 10 levels per side, grouped into buckets
+        of ``agg_level`` ticks (1, 10, 100, 1000 or 10000) read from the model's book as deep as
+        it goes (1000 ticks a side)."""
         sim = self._sim(request)
         if sim is None:
             return self._unknown_symbol(request)
@@ -222,11 +236,11 @@ class Pacifica(SandboxVenue):
         if agg not in _AGG_LEVELS:
             return _error(f"Invalid agg_level: {request.query_params.get('agg_level')}")
         now = self.now()
-        bids, asks = self._levels(sim, now)
+        bids, asks = self._levels(sim, now, min(MAX_LEVELS, _BOOK_DEPTH * agg))
         if agg != 1:
             bucket = sim.instrument.tick * agg
-            bids, asks = _aggregate(bids, bucket, bid=True), _aggregate(asks, bucket, bid=False)
-        side = [[{"p": _num(p), "a": _num(a), "n": n} for p, a, n in levels] for levels in (bids, asks)]
+            bids, asks = _aggregate(bids, bucket, True, _BOOK_DEPTH), _aggregate(asks, bucket, False, _BOOK_DEPTH)
+        side = [[{"p": _num(p), "a": _num(a), "n": n} for p, a, n in levels[:_BOOK_DEPTH]] for levels in (bids, asks)]
         return _ok({"s": sim.instrument.venue_id, "l": side, "t": str(now)})
 
     async def trades(self, request: Request) -> Response:
@@ -239,26 +253,43 @@ class Pacifica(SandboxVenue):
         return _ok([self._trade_record(t) for t in trades], last_order_id=_LAST_ORDER_ID_T0 + sim.step_at(now))
 
     async def kline(self, request: Request) -> Response:
-        """``GET /api/v1/kline?symbol=&interval=&start_time=&end_time=[&limit=]``: candles, oldest first."""
+        """``GET /api/v1/kline?symbol=&interval=&start_time=[&end_time=&limit=]``: trade candles, oldest first."""
+        return self._klines(request, "last")
+
+    async def mark_kline(self, request: Request) -> Response:
+        """``GET /api/v1/kline/mark``, same parameters: mark-price candles (volume and count 0)."""
+        return self._klines(request, "mark")
+
+    def _klines(self, request: Request, kind: str) -> Response:
+        """Candles of ``kind`` from ``start_time`` (required) to ``end_time`` (default now), the
+        forming one included, at most 4000; ``n`` the model's trade count; ``T`` the next open.
+        ``1M`` candles are calendar months (UTC)."""
         sim = self._sim(request)
         if sim is None:
             return self._unknown_symbol(request)
         interval = request.query_params.get("interval", "")
         step = interval_ms(interval) if interval in _INTERVALS else None
         if step is None:
-            return _error(f"Invalid interval: {interval}")
+            return _error(f"Invalid interval: {interval}" if interval else "Missing required parameter: interval")
         start = _int_param(request, "start_time")
         if start is None:
             return _error("Missing or invalid parameter: start_time")
         end = _int_param(request, "end_time")
         limit = min(_int_param(request, "limit") or _MAX_CANDLES, _MAX_CANDLES)
         now = self.now()
+        if interval == "1M":
+            spans = [(o, n) for o, n in month_spans(start, min(end if end is not None else now, sim.core.clamp(now)))
+                     if o >= start and n > sim.earliest_ms][:limit]  # like every interval: opening at or after start
+            candles = sim.span_candles(spans, sim.core.clamp(now), kind=kind)
+        else:
+            candles = sim.candles(step, now, start_ms=start, end_ms=end, limit=limit, kind=kind)
         inst = sim.instrument
         rows = []
-        for c in sim.candles(step, now, start_ms=start, end_ms=end, limit=limit):
-            rows.append({"t": c["open_time"], "T": c["open_time"] + step, "s": inst.venue_id, "i": interval,
+        for c in candles:
+            last = kind == "last"
+            rows.append({"t": c["open_time"], "T": c["close_time"] + 1, "s": inst.venue_id, "i": interval,
                          "o": _num(c["open"]), "c": _num(c["close"]), "h": _num(c["high"]), "l": _num(c["low"]),
-                         "v": _num(c["volume"]), "n": c["trades"]})
+                         "v": _num(c["volume"]) if last else "0", "n": c["trades"] if last else 0})
         return _ok(rows)
 
     async def funding_history(self, request: Request) -> Response:
@@ -303,5 +334,6 @@ class Pacifica(SandboxVenue):
             Route("/api/v1/book", self.book),
             Route("/api/v1/trades", self.trades),
             Route("/api/v1/kline", self.kline),
+            Route("/api/v1/kline/mark", self.mark_kline),
             Route("/api/v1/funding_rate/history", self.funding_history),
         ]

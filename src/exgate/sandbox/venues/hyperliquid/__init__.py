@@ -1,9 +1,9 @@
 """Hyperliquid, as the sandbox serves it under ``POST /hyperliquid/info``.
 
 Split by concern: :mod:`.venue` (the ``/info`` types and their errors), :mod:`.grid` (price grid,
-number printing, ``l2Book`` grouping, calendar months) and :mod:`.spot` (the spot token
-catalogue and its contexts). Hyperliquid's rate-limit answer is
-:func:`exgate.sandbox.limits.hyperliquid_reject`.
+number printing, ``l2Book`` grouping) and :mod:`.spot` (the spot token catalogue and its
+contexts); ``1M`` candles' calendar months come from :mod:`exgate.sandbox.venues.months`.
+Hyperliquid's rate-limit answer is :func:`exgate.sandbox.limits.hyperliquid_reject`.
 """
 
 from exgate.sandbox.venues.hyperliquid.grid import hl_price, num, price_decimals, price_tick

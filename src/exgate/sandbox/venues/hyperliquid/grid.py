@@ -1,5 +1,4 @@
-"""Hyperliquid's number rules: the perp price grid, how it prints numbers, book aggregation and
-calendar-month candle spans.
+"""Hyperliquid's number rules: the perp price grid, how it prints numbers and book aggregation.
 
 Perp prices carry at most 5 significant figures (integers always allowed) and at most
 ``6 - szDecimals`` decimals (https://hyperliquid.gitbook.io/hyperliquid-docs/for-developers/api/tick-and-lot-size).
@@ -11,7 +10,6 @@ many units of the fifth figure (info-endpoint, "L2 book snapshot").
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timezone
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 
 PERP_MAX_DECIMALS = 6
@@ -74,24 +72,3 @@ def aggregate(levels: Iterable[tuple[Decimal, Decimal, int]], sz_decimals: int, 
         merged[px][0] += size
         merged[px][1] += orders
     return [(px, size, count) for px, (size, count) in merged.items()]
-
-
-def month_spans(start_ms: int, end_ms: int) -> list[tuple[int, int]]:
-    """``(open_ms, next_open_ms)`` of the calendar months (UTC) overlapping ``[start_ms, end_ms]``:
-    Hyperliquid's ``1M`` candles open on the first of the month."""
-    if end_ms < start_ms:
-        return []
-    first = datetime.fromtimestamp(max(0, start_ms) / 1000, tz=timezone.utc)
-    year, month = first.year, first.month
-    spans = []
-    while True:
-        opened = _month_ms(year, month)
-        if opened > end_ms:
-            break
-        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-        spans.append((opened, _month_ms(year, month)))
-    return spans
-
-
-def _month_ms(year: int, month: int) -> int:
-    return int(datetime(year, month, 1, tzinfo=timezone.utc).timestamp()) * 1000

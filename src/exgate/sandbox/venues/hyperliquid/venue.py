@@ -15,9 +15,9 @@ the spot tokens and pairs are a catalogue of real Hyperliquid token names (:mod:
 Prices at every clock reading, t0 included, come from the market model's book (``sim.book``) on
 Hyperliquid's grid (``l2Book``: 20 levels a side, grouped by ``nSigFigs``/``mantissa`` when
 asked, :func:`.grid.aggregate`); candles aggregate the model's trades (``n`` its trade count,
-``1M`` calendar months, only the latest 5000 candles of an interval served); the contexts keep the recorded field set with the model's values: oracle
-the index, mark the index times its premium, the hour's predicted funding, open interest, and
-the previous day's price and volumes from the 24 h minute candles. ``fundingHistory`` settles
+``1M`` calendar months, only the latest 5000 candles of an interval served); the contexts keep
+the recorded field set with the model's values: oracle the index, mark the index times its
+premium, the hour's predicted funding, open interest, and the previous day's price and volumes from the 24 h minute candles. ``fundingHistory`` settles
 every hour at its own rate (the hour's premium averaged, plus the interest).
 
 Prices obey Hyperliquid's perp rule at every clock reading: at most 5 significant figures
@@ -44,8 +44,9 @@ from exgate.sandbox.data import D, Recordings
 from exgate.sandbox.sim import Clock, Instrument, InstrumentSim
 from exgate.intervals import interval_ms
 from exgate.sandbox.venue import SandboxVenue, json_response
-from exgate.sandbox.venues.hyperliquid.grid import (MANTISSA_CHOICES, SIG_FIG_CHOICES, aggregate, hl_price,
-                                                     month_spans, num, price_decimals, price_tick)
+from exgate.sandbox.venues.months import month_spans
+from exgate.sandbox.venues.hyperliquid.grid import (MANTISSA_CHOICES, SIG_FIG_CHOICES, aggregate, hl_price, num,
+                                                     price_decimals, price_tick)
 from exgate.sandbox.venues.hyperliquid.spot import spot_contexts, spot_meta
 
 _NAUTILUS = "nautilus_trader/crates/adapters/hyperliquid/test_data/"

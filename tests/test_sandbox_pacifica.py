@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import ccxt
 import ccxt.async_support as ccxt_async
@@ -183,3 +183,101 @@ async def test_out_of_credits_pacifica_answers_429_in_its_envelope_and_ccxt_rais
     rejected = TestClient(app).get("/pacifica/api/v1/info/prices")
     assert rejected.status_code == 429
     assert rejected.json() == {"success": False, "data": None, "error": "Rate limit exceeded", "code": 429}
+
+
+@pytest.mark.parametrize("agg", [10, 100])
+def test_grouped_books_keep_ten_levels_each_at_its_best_price(client: TestClient, clock: ManualClock, agg: int) -> None:
+    clock.now += 60_000
+    fine = _data(client, "/book?symbol=BTC&agg_level=1")
+    grouped = _data(client, f"/book?symbol=BTC&agg_level={agg}")
+    tick = Decimal(next(m["tick_size"] for m in _MARKETS["data"] if m["symbol"] == "BTC"))
+    bucket = tick * agg
+    (fine_bids, fine_asks), (bids, asks) = fine["l"], grouped["l"]
+    assert len(bids) == len(asks) == 10
+    # "in bids, the highest price in the aggregation level; in asks, the lowest": the touch is unchanged
+    assert bids[0]["p"] == fine_bids[0]["p"] and asks[0]["p"] == fine_asks[0]["p"]
+    for side, rounding in ((bids, ROUND_FLOOR), (asks, ROUND_CEILING)):  # a bucket: (k-1, k] ticks for asks
+        keys = [(Decimal(lv["p"]) / bucket).to_integral_value(rounding=rounding) for lv in side]
+        assert len(set(keys)) == 10 and all(int(lv["n"]) >= 1 for lv in side)  # one level per bucket
+    assert keys == sorted(keys)  # asks ascend bucket by bucket
+    first_bucket = [lv for lv in fine_bids if (Decimal(lv["p"]) / bucket).to_integral_value(rounding=ROUND_FLOOR)
+                    == (Decimal(bids[0]["p"]) / bucket).to_integral_value(rounding=ROUND_FLOOR)]
+    assert Decimal(bids[0]["a"]) >= sum(Decimal(lv["a"]) for lv in first_bucket)  # sizes add up (deeper levels too)
+
+
+def test_takers_trade_at_the_touch_and_walk_the_book(client: TestClient, clock: ManualClock) -> None:
+    clock.now += 10 * 60_000
+    trades = _data(client, "/trades?symbol=BTC")
+    takers: dict[int, list[dict]] = {}
+    for trade in trades:
+        takers.setdefault(trade["created_at"], []).append(trade)
+    checked = 0
+    now = clock.now
+    for at, fills in list(takers.items())[1:-1]:  # the oldest taker may be cut by the page
+        clock.now = at - 1  # the book the taker met
+        book = _data(client, "/book?symbol=BTC")
+        best_bid, best_ask = Decimal(book["l"][0][0]["p"]), Decimal(book["l"][1][0]["p"])
+        prices = [Decimal(f["price"]) for f in fills]
+        if fills[0]["side"] in ("open_long", "close_short"):  # a buy: at the ask and above
+            assert min(prices) == best_ask, (at, prices, best_bid, best_ask)
+        else:  # a sell: at the bid and below
+            assert max(prices) == best_bid, (at, prices, best_bid, best_ask)
+        checked += 1
+    clock.now = now
+    assert checked >= 20
+
+
+def test_mark_candles_and_calendar_months(client: TestClient, clock: ManualClock) -> None:
+    start = clock.now - 3 * HOUR_MS
+    mark = _data(client, f"/kline/mark?symbol=BTC&interval=1h&start_time={start}")
+    last = _data(client, f"/kline?symbol=BTC&interval=1h&start_time={start}")
+    assert [c["t"] for c in mark] == [c["t"] for c in last] and len(mark) == 3
+    sim = _sim(client, "BTC")
+    model = sim.candles(HOUR_MS, clock.now, start_ms=start, kind="mark")
+    assert [Decimal(c["c"]) for c in mark] == [m["close"] for m in model]
+    assert all(c["v"] == "0" and _on_grid(c["o"], "1") for c in mark) and [c["o"] for c in mark] != [c["o"] for c in last]
+    from datetime import datetime, timezone
+    months = _data(client, f"/kline?symbol=BTC&interval=1M&start_time={clock.now - 200 * 86_400_000}")
+    opens = [datetime.fromtimestamp(c["t"] / 1000, tz=timezone.utc) for c in months]
+    assert len(months) >= 6 and all(o.day == 1 and o.hour == 0 for o in opens)
+    assert all(a["T"] == b["t"] for a, b in zip(months, months[1:])) and months[-1]["t"] <= clock.now < months[-1]["T"]
+
+
+@pytest.fixture
+async def exchange(clock: ManualClock):
+    with ServerThread(create_sandbox_app(venues=["pacifica"], clock=clock)) as server:
+        client = ccxt_async.pacifica({"enableRateLimit": False})
+        client.urls["api"] = rewrite_urls(client.urls["api"], f"{server.url}/pacifica", client.hostname)
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
+async def test_ccxt_reads_the_public_market_data(exchange, clock: ManualClock) -> None:
+    markets = await exchange.load_markets()
+    assert "BTC/USDC:USDC" in markets
+    book = await exchange.fetch_order_book("BTC/USDC:USDC")
+    assert len(book["bids"]) == len(book["asks"]) == 10 and book["bids"][0][0] < book["asks"][0][0]
+    trades = await exchange.fetch_trades("BTC/USDC:USDC")
+    assert trades and all(t["timestamp"] <= clock.now and t["side"] in ("buy", "sell") for t in trades)
+    ohlcv = await exchange.fetch_ohlcv("BTC/USDC:USDC", "1m", since=clock.now - 10 * 60_000)
+    assert len(ohlcv) == 10 and ohlcv[-1][0] == clock.now // 60_000 * 60_000
+    rates = await exchange.fetch_funding_rate_history("BTC/USDC:USDC", limit=5)
+    assert len(rates) == 5 and len({r["fundingRate"] for r in rates}) > 1
+    tickers = await exchange.fetch_tickers()
+    assert tickers["BTC/USDC:USDC"]["last"] is not None
+
+
+@pytest.mark.parametrize("call, params", [
+    ("publicGetBook", {"symbol": "NOPE"}),
+    ("publicGetBook", {}),
+    ("publicGetBook", {"symbol": "BTC", "agg_level": 7}),
+    ("publicGetKline", {"symbol": "BTC", "interval": "7h", "start_time": 0}),
+    ("publicGetKline", {"symbol": "BTC", "interval": "1h"}),
+    ("publicGetTrades", {"symbol": "NOPE"}),
+    ("publicGetFundingRateHistory", {"symbol": "NOPE"}),
+])
+async def test_bad_parameters_raise_ccxts_bad_request(exchange, call: str, params: dict) -> None:
+    with pytest.raises(ccxt.BadRequest):
+        await getattr(exchange, call)(params)

@@ -5,23 +5,33 @@ info, get prices, get orderbook, get recent trades, get kline (candle) data, get
 funding). Every body is Pacifica's envelope ``{"success": true, "data": ..., "error": null,
 "code": null}``; numbers are decimal strings without trailing zeros, sides are ``bid``/``ask``.
 
-Recorded sources: the Pacifica (testnet) payloads of ccxt's static tests — ``fetchMarkets``
+Recorded sources: the Pacifica (testnet) payloads of ccxt's static tests: ``fetchMarkets``
 (the BTC perpetual and the SOL-USDC spot market, echoed verbatim by ``/info``) and
-``fetchOrderBook`` (BTC, 10 levels per side, served verbatim at t0 by ``/book``, including
-its string ``n`` counts and string ``t``). Funding rates come from the market model.
-Nothing else was recorded, so:
+``fetchOrderBook`` (BTC: its format, string ``n`` counts and string ``t``, and its price level).
+Everything that moves comes from the market model, at t0 as at any other time:
 
+* ``/book``: the model's book, up to 10 levels a side ("each index contains up to 10 levels",
+  get-orderbook); ``agg_level`` (1, 10, 100, 1000, 10000) groups it into buckets of that many
+  ticks, each listed at its best price (the highest in a bid bucket, the lowest in an ask one).
+* ``/trades``: the model's taker flow, newest first: a taker buys at the ask and above and
+  sells at the bid and below, against the book a read just before it shows.
+* ``/kline`` and ``/kline/mark``: trade and mark-price candles from the model (``n`` its trade
+  count, ``T`` the next open, ``1M`` calendar months), at most 4000.
 * ``/info/prices``: ``mid`` is the average of the current best bid and ask (Pacifica's
   definition), ``mark`` and ``oracle`` the model's mark and index prices (on the tick grid),
   ``funding``/``next_funding`` the hour's predicted rate, ``yesterday_price`` and
   ``volume_24h`` (quote) from the model's 24 h minute candles, ``open_interest`` (base units,
   as ccxt reads it) the model's.
-* ``/trades`` and ``/kline`` follow the documented shapes, filled by the seeded walk.
-* SOL-USDC has no recorded book or price: it is simulated around :data:`_REFERENCE_PRICES`
-  (the same reference the synthetic fallback uses).
+* ``/funding_rate/history``: every hour settled at its own rate (its premium's average plus
+  the interest), newest first, with Pacifica's cursor paging.
+* SOL-USDC has no recorded book or price: its level is :data:`_REFERENCE_PRICES`' (the same
+  reference the synthetic fallback uses).
 
-Errors use ``{"success": false, "data": null, "error": "...", "code": 400}`` with HTTP 400,
-which ccxt maps (exact code ``400``) to ``BadRequest``.
+Errors (https://docs.pacifica.fi/api-documentation/api/error-codes: 400 Bad Request for invalid
+request parameters) use ``{"success": false, "data": null, "error": "...", "code": 400}`` with
+HTTP 400 for a missing or unknown ``symbol``, a bad ``interval`` or ``agg_level`` and a missing
+``start_time``; ccxt maps (exact code ``400``) to ``BadRequest``. The rate limit (HTTP 429 in
+the same envelope) is :func:`exgate.sandbox.limits.pacifica_reject`.
 """
 
 from __future__ import annotations

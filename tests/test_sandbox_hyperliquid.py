@@ -281,6 +281,8 @@ def test_funding_history_settles_each_hour_at_its_own_rate(client: TestClient, c
     rows = info(client, body)
     assert [r["time"] for r in rows] == [(clock() // 3_600_000 - k) * 3_600_000 for k in range(5, -1, -1)]
     assert len({r["fundingRate"] for r in rows}) > 1
+    model = venue(client).sims["BTC"].funding_history(clock(), start_ms=body["startTime"])
+    assert [(r["time"], Decimal(r["fundingRate"])) for r in rows] == [(m["time"], m["rate"]) for m in model]
     clock.advance(3 * 3_600_000)
     assert info(client, body)[:6] == rows  # settled hours never change
 

@@ -308,14 +308,13 @@ class Hyperliquid(SandboxVenue):
             return _reject("startTime/endTime: invalid type, expected u64")
         if sim is None:
             return json_response([])
-        first, last = -(-start // _HOUR), min(end, now) // _HOUR
-        first = max(first, -(-sim.earliest_ms // _HOUR) + 1)
-        core = sim.core  # each hour settles at its own rate: its premium's average plus the interest
-        rows = [{"coin": sim.instrument.venue_id, "fundingRate": num(core.funding_rate((hour - 1) * _HOUR, hour * _HOUR)),
-                 "premium": num(Decimal(repr(core.premium(hour * _HOUR))).quantize(Decimal("0.00000001"))),
-                 "time": hour * _HOUR}
-                for hour in range(first, min(last, first + _FUNDING_PAGE - 1) + 1)]
-        return json_response(rows)
+        # the model's settled hours from startTime, each at its own rate (its premium's average
+        # plus the interest), 500 at most as on Hyperliquid; premium: the model's at settlement
+        settled = sim.funding_history(now, start_ms=start, end_ms=end, limit=_FUNDING_PAGE)
+        premium = sim.core.premium
+        return json_response([{"coin": sim.instrument.venue_id, "fundingRate": num(row["rate"]),
+                               "premium": num(Decimal(repr(premium(row["time"]))).quantize(Decimal("0.00000001"))),
+                               "time": row["time"]} for row in settled])
 
     def _info_perp_dexs(self, body: dict, now: int) -> Response:
         return json_response([None])  # only the main dex; builder-deployed (HIP-3) dexs are not simulated

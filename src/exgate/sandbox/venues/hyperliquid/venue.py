@@ -51,6 +51,8 @@ from exgate.sandbox.venues.hyperliquid.spot import spot_contexts, spot_meta
 
 _NAUTILUS = "nautilus_trader/crates/adapters/hyperliquid/test_data/"
 _BOOK_LEVELS = 20
+Level = tuple[Decimal, Decimal, int]
+"""A book level as served: price, size, orders."""
 _GROUPED_DEPTH = 1000
 """Model levels read for a grouped (``nSigFigs``) book: the deepest book the model gives."""
 _MAX_CANDLES = 5000
@@ -155,17 +157,18 @@ class Hyperliquid(SandboxVenue):
         return int(sim.instrument.raw["szDecimals"])
 
     def _book(self, sim: InstrumentSim, now: int, depth: int = _BOOK_LEVELS, *, n_sig_figs: int | None = None,
-              mantissa: int | None = None) -> tuple[list[tuple[Decimal, Decimal, int]], list[tuple[Decimal, Decimal, int]]]:
+              mantissa: int | None = None) -> tuple[list[Level], list[Level]]:
         """The sim's book as ``l2Book`` lists it: ``(px, sz, n)`` per level, best first, at most
         ``depth`` a side, on Hyperliquid's grid or grouped to ``n_sig_figs``/``mantissa`` (bids
         rounded down, asks up, equal prices merged). ``n`` (orders at a level) is seeded per model
-        level and second, summed over a group: the model has sizes, not orders."""
+        level and second (1-3; recorded books show 1-2), summed over a group: the model has
+        sizes, not orders."""
         grouped = n_sig_figs is not None
         bids, asks = sim.book(now, _GROUPED_DEPTH if grouped else depth)
         sz, coin, second = self._sz_decimals(sim), sim.instrument.venue_id, now // 1000
 
         def side(levels, tag: str, bid: bool):
-            counted = ((p, q, 1 + _hash_int(self.seed, coin, tag, second, p) % 6) for p, q in levels)
+            counted = ((p, q, 1 + _hash_int(self.seed, coin, tag, second, p) % 3) for p, q in levels)
             return aggregate(counted, sz, bid=bid, n_sig_figs=n_sig_figs, mantissa=mantissa, limit=depth)
 
         return side(bids, "b", True), side(asks, "a", False)

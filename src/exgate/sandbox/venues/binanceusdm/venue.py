@@ -184,31 +184,28 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
             "bids": [[fmt(p), fmt(s)] for p, s in bids], "asks": [[fmt(p), fmt(s)] for p, s in asks],
         })
 
-    async def trades(self, request: Request) -> Response:
+    def _recent_trades(self, request: Request, row) -> Response:
+        """The latest ``limit`` (1..1000, default 500) public trades of ``symbol``, each as
+        ``row(trade)``; a missing symbol is ``-1102``, an unknown one ``-1121``, a bad limit ``-1100``."""
         sim = self._sim(request)
         if sim is None:
             return missing(request, "symbol") or _error(-1121, "Invalid symbol.")
         limit = self._limit(request, 500, 1000)
         if limit is None:
             return _error(-1100, "Illegal characters found in parameter 'limit'; legal range is '1 - 1000'.")
-        return json_response([
-            {"id": t["id"], "price": fmt(t["price"]), "qty": fmt(t["size"]),
-             "quoteQty": fmt(t["price"] * t["size"]), "time": t["time"], "isBuyerMaker": t["buyer_maker"]}
-            for t in sim.trades(self.now(), limit)
-        ])
+        return json_response([row(t) for t in sim.trades(self.now(), limit)])
+
+    async def trades(self, request: Request) -> Response:
+        """``GET /fapi/v1/trades``: recent trades, oldest first."""
+        return self._recent_trades(request, lambda t: {
+            "id": t["id"], "price": fmt(t["price"]), "qty": fmt(t["size"]), "quoteQty": fmt(t["price"] * t["size"]),
+            "time": t["time"], "isBuyerMaker": t["buyer_maker"]})
 
     async def agg_trades(self, request: Request) -> Response:
-        sim = self._sim(request)
-        if sim is None:
-            return missing(request, "symbol") or _error(-1121, "Invalid symbol.")
-        limit = self._limit(request, 500, 1000)
-        if limit is None:
-            return _error(-1100, "Illegal characters found in parameter 'limit'; legal range is '1 - 1000'.")
-        return json_response([
-            {"a": t["id"], "p": fmt(t["price"]), "q": fmt(t["size"]), "f": t["id"], "l": t["id"],
-             "T": t["time"], "m": t["buyer_maker"]}
-            for t in sim.trades(self.now(), limit)
-        ])
+        """``GET /fapi/v1/aggTrades``: recent trades as aggregates of one fill each."""
+        return self._recent_trades(request, lambda t: {
+            "a": t["id"], "p": fmt(t["price"]), "q": fmt(t["size"]), "f": t["id"], "l": t["id"],
+            "T": t["time"], "m": t["buyer_maker"]})
 
     async def funding_rate(self, request: Request) -> Response:
         """``GET /fapi/v1/fundingRate``: settled funding periods, oldest first (the model's

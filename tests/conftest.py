@@ -109,6 +109,18 @@ class ServerThread:
         self.thread.join(timeout=10)
 
 
+def ccxt_client(venue: str, sandbox_url: str, config: dict | None = None):
+    """A real ``ccxt.async_support`` client of ``venue`` (a ccxt id, built with ``config``) whose
+    every API URL points at the sandbox's ``/{venue}`` under ``sandbox_url``."""
+    import ccxt.async_support as ccxt_async
+
+    from exgate.venues.upstream import rewrite_urls
+
+    exchange = getattr(ccxt_async, venue)(dict(config or {}))
+    exchange.urls["api"] = rewrite_urls(exchange.urls["api"], f"{sandbox_url}/{venue}", exchange.hostname)
+    return exchange
+
+
 def sandbox_stats(sandbox: ServerThread) -> dict:
     """``GET /__sandbox/stats`` of a running sandbox."""
     return httpx.get(f"{sandbox.url}/__sandbox/stats").json()

@@ -26,8 +26,7 @@ import pytest
 
 from exgate.sandbox.app import create_sandbox_app
 from exgate.venues.profiles import PROFILES
-from exgate.venues.upstream import rewrite_urls
-from tests.conftest import ServerThread, require_fixtures
+from tests.conftest import ServerThread, ccxt_client, require_fixtures
 
 DATA = require_fixtures()
 
@@ -82,9 +81,8 @@ def ccxt_test(method: str):
 def client_of(venue: str, url: str):
     """A real ccxt client of ``venue`` with exgate's options, every API URL at the sandbox."""
     profile = PROFILES[venue]
-    exchange = getattr(ccxt_async, venue)({"enableRateLimit": False})
+    exchange = ccxt_client(venue, url, {"enableRateLimit": False})
     exchange.options = exchange.deep_extend(exchange.options, dict(profile.ccxt_options))
-    exchange.urls["api"] = rewrite_urls(exchange.urls["api"], f"{url}/{venue}", exchange.hostname)
     for kind in ("spot", "swap", "future", "option", "index"):
         if exchange.has.get(kind) and kind not in SERVED_TYPES[venue]:
             exchange.has[kind] = False

@@ -15,21 +15,13 @@ import pytest
 
 from exgate.sandbox.app import create_sandbox_app
 from exgate.sandbox.sim import InstrumentSim
-from exgate.venues.upstream import rewrite_urls
-from tests.conftest import ManualClock, ServerThread, require_fixtures
+from tests.conftest import ManualClock, ServerThread, ccxt_client, require_fixtures
 
 require_fixtures()
 
 FIXED_MS = 1_717_000_000_000  # 2024-05-29T16:26:40Z
 HOUR = 3_600_000
 SWAP = "BTC/USDT:USDT"
-
-
-def client_of(url: str) -> ccxt_async.binanceusdm:
-    """A real ccxt binanceusdm client whose every API URL points at the sandbox's ``/binanceusdm``."""
-    exchange = ccxt_async.binanceusdm()
-    exchange.urls["api"] = rewrite_urls(exchange.urls["api"], url + "/binanceusdm", exchange.hostname)
-    return exchange
 
 
 @pytest.fixture
@@ -56,7 +48,7 @@ def server(app) -> Iterator[ServerThread]:
 
 @pytest.fixture
 async def binance(server: ServerThread) -> AsyncIterator[ccxt_async.binanceusdm]:
-    exchange = client_of(server.url)
+    exchange = ccxt_client("binanceusdm", server.url)
     try:
         await exchange.load_markets()
         yield exchange

@@ -12,8 +12,7 @@ import ccxt.async_support as ccxt_async
 import pytest
 
 from exgate.sandbox.app import create_sandbox_app
-from exgate.venues.upstream import rewrite_urls
-from tests.conftest import ManualClock, ServerThread, require_fixtures
+from tests.conftest import ManualClock, ServerThread, ccxt_client, require_fixtures
 
 require_fixtures()
 
@@ -25,9 +24,7 @@ FUTURE = "BTC/USDT:USDT-240628"
 
 def client_of(url: str) -> ccxt_async.bybit:
     """A real ccxt bybit client whose every API URL points at the sandbox's ``/bybit``."""
-    exchange = ccxt_async.bybit({"options": {"fetchMarkets": {"types": ["spot", "linear", "inverse"]}}})
-    exchange.urls["api"] = rewrite_urls(exchange.urls["api"], url + "/bybit", exchange.hostname)
-    return exchange
+    return ccxt_client("bybit", url, {"options": {"fetchMarkets": {"types": ["spot", "linear", "inverse"]}}})
 
 
 @pytest.fixture

@@ -7,15 +7,13 @@ import json
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import ccxt
-import ccxt.async_support as ccxt_async
 import pytest
 from ccxt.base.errors import ExchangeError
 from starlette.testclient import TestClient
 
 from exgate.sandbox.app import create_sandbox_app
 from exgate.sandbox.venues.hyperliquid import hl_price
-from exgate.venues.upstream import rewrite_urls
-from tests.conftest import ManualClock, ServerThread, require_fixtures
+from tests.conftest import ManualClock, ServerThread, ccxt_client, require_fixtures
 
 DATA = require_fixtures()
 
@@ -242,8 +240,7 @@ def served(clock: ManualClock):
 
 @pytest.fixture
 async def exchange(served: ServerThread):
-    client = ccxt_async.hyperliquid({"enableRateLimit": False})
-    client.urls["api"] = rewrite_urls(client.urls["api"], f"{served.url}/hyperliquid", client.hostname)
+    client = ccxt_client("hyperliquid", served.url, {"enableRateLimit": False})
     try:
         yield client
     finally:
@@ -290,8 +287,7 @@ def test_funding_history_settles_each_hour_at_its_own_rate(client: TestClient, c
 async def test_past_the_budget_hyperliquid_answers_429_and_ccxt_raises_rate_limit_exceeded(clock: ManualClock) -> None:
     app = create_sandbox_app(venues=["hyperliquid"], clock=clock, limits={"hyperliquid": (2, 60_000)}, ban_after=1)
     with ServerThread(app) as server:
-        client = ccxt_async.hyperliquid({"enableRateLimit": False})
-        client.urls["api"] = rewrite_urls(client.urls["api"], f"{server.url}/hyperliquid", client.hostname)
+        client = ccxt_client("hyperliquid", server.url, {"enableRateLimit": False})
         try:
             await client.publicPostInfo({"type": "allMids"})  # weight 2: the whole budget
             for _ in range(3):  # over it, then past the point a Binance-like venue would ban: still 429

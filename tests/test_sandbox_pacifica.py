@@ -5,14 +5,12 @@ from __future__ import annotations
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 import ccxt
-import ccxt.async_support as ccxt_async
 import pytest
 from starlette.testclient import TestClient
 
 from exgate.sandbox.app import create_sandbox_app
 from exgate.sandbox.data import Recordings
-from exgate.venues.upstream import rewrite_urls
-from tests.conftest import ManualClock, ServerThread, require_fixtures
+from tests.conftest import ManualClock, ServerThread, ccxt_client, require_fixtures
 
 _DATA = require_fixtures()
 _RECORDINGS = Recordings(_DATA)
@@ -171,8 +169,7 @@ async def test_out_of_credits_pacifica_answers_429_in_its_envelope_and_ccxt_rais
         clock: ManualClock) -> None:
     app = create_sandbox_app(venues=["pacifica"], clock=clock, limits={"pacifica": (1, 60_000)}, ban_after=1)
     with ServerThread(app) as server:
-        exchange = ccxt_async.pacifica({"enableRateLimit": False})
-        exchange.urls["api"] = rewrite_urls(exchange.urls["api"], f"{server.url}/pacifica", exchange.hostname)
+        exchange = ccxt_client("pacifica", server.url, {"enableRateLimit": False})
         try:
             await exchange.publicGetInfoPrices()  # the one credit
             for _ in range(3):  # no ban on Pacifica: 429 every time
@@ -246,8 +243,7 @@ def test_mark_candles_and_calendar_months(client: TestClient, clock: ManualClock
 @pytest.fixture
 async def exchange(clock: ManualClock):
     with ServerThread(create_sandbox_app(venues=["pacifica"], clock=clock)) as server:
-        client = ccxt_async.pacifica({"enableRateLimit": False})
-        client.urls["api"] = rewrite_urls(client.urls["api"], f"{server.url}/pacifica", client.hostname)
+        client = ccxt_client("pacifica", server.url, {"enableRateLimit": False})
         try:
             yield client
         finally:

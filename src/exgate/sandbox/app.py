@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route
 
+from exgate.sandbox.accounts import DEFAULT_HISTORY_LAG_MS
+from exgate.sandbox.accounts.routes import account_routes
 from exgate.sandbox.data import Recordings, default_data_dir
 from exgate.sandbox.market.model import MarketModel
 from exgate.sandbox.limits import LimitMiddleware, RateLimiter, rules_for
@@ -29,6 +31,7 @@ def create_sandbox_app(
     limits: dict[str, tuple[int, int]] | None = None,
     ban_after: int | None = None,
     ban_ms: int | None = None,
+    history_lag_ms: int = DEFAULT_HISTORY_LAG_MS,
 ) -> Starlette:
     """Build the sandbox app.
 
@@ -40,6 +43,7 @@ def create_sandbox_app(
         limits: venue → (capacity, window ms) replacing the published IP budgets of
             :data:`~exgate.sandbox.limits.DEFAULT_RULES` (tests lower or raise them).
         ban_after: rejected requests in one window before a 418 ban; ban_ms: its length.
+        history_lag_ms: how long a fill takes to show in a venue's trade history.
 
     The app's ``state.venues`` maps names to :class:`SandboxVenue`, ``state.stats`` is the
     :class:`SandboxStats`.
@@ -49,7 +53,7 @@ def create_sandbox_app(
     t0 = clock()
     model = MarketModel(seed, recordings)  # one fair price per asset, shared by every venue
     sims: dict[str, SandboxVenue] = {
-        name: cls(recordings, seed=seed, clock=clock, t0_ms=t0, model=model)
+        name: cls(recordings, seed=seed, clock=clock, t0_ms=t0, model=model, history_lag_ms=history_lag_ms)
         for name, cls in VENUES.items()
         if venues is None or name in venues
     }
@@ -94,6 +98,7 @@ def create_sandbox_app(
         Route("/__sandbox/stats", get_stats, methods=["GET"]),
         Route("/__sandbox/reset", reset_stats, methods=["POST"]),
         Route("/__sandbox/throttle", throttle, methods=["POST"]),
+        *account_routes(sims),
         *(Mount(f"/{name}", routes=venue.routes()) for name, venue in sims.items()),
     ]
     app = Starlette(routes=routes)

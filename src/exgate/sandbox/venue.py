@@ -10,6 +10,7 @@ from starlette.routing import BaseRoute
 
 import orjson
 
+from exgate.sandbox.accounts import AccountDesk, DEFAULT_HISTORY_LAG_MS, hmac_credentials
 from exgate.sandbox.data import Recordings
 from exgate.sandbox.market.model import MarketModel
 from exgate.sandbox.sim import Clock, Instrument, InstrumentSim
@@ -28,9 +29,11 @@ class SandboxVenue(abc.ABC):
     """
 
     name: ClassVar[str]
+    settle_currency: ClassVar[str] = "USDT"
+    """The currency sandbox accounts of this venue are funded and margined in."""
 
     def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int,
-                 model: MarketModel | None = None):
+                 model: MarketModel | None = None, history_lag_ms: int = DEFAULT_HISTORY_LAG_MS):
         self.clock = clock
         self.recordings = recordings
         instruments = self.load(recordings)
@@ -41,6 +44,20 @@ class SandboxVenue(abc.ABC):
         self.model = model if model is not None else MarketModel(seed, recordings)
         self.sims: dict[str, InstrumentSim] = {
             i.venue_id: InstrumentSim(i, seed, t0_ms, model=self.model, venue=self.name) for i in instruments}
+        self.desk = AccountDesk(self.name, self.sims, clock, currency=self.settle_currency,
+                                new_credentials=self.new_account_credentials, max_leverage=self.max_leverage,
+                                history_lag_ms=history_lag_ms)
+        """Accounts and client orders (:class:`~exgate.sandbox.accounts.AccountDesk`)."""
+
+    def new_account_credentials(self) -> tuple[str, dict[str, str]]:
+        """``(account_id, ccxt credential fields)`` for a new sandbox account: by default an
+        API key and secret (``apiKey``/``secret``, the key being the account id); wallet venues
+        override this with a key pair (``walletAddress``/``privateKey``)."""
+        return hmac_credentials()
+
+    def max_leverage(self, venue_id: str) -> int:
+        """The highest leverage ``venue_id`` allows (venues read it from their instrument records)."""
+        return 100
 
     def now(self) -> int:
         """The sandbox clock in ms."""

@@ -42,16 +42,20 @@ class MatchingEngine:
         refill_ms: how long synthetic liquidity a client took stays gone.
         min_notional: smallest ``price * qty`` an order may have (quote; 0: none).
         max_open: open orders per account (:data:`MAX_OPEN_PER_ACCOUNT`).
+        on_fill: called with ``(order, fill)`` after every client fill, taker or maker (the
+            sandbox's account ledger books positions, fees and PnL from it).
     """
 
     def __init__(self, clock: Callable[[], int], *, maker_fee: Decimal = Decimal("0.0002"),
                  taker_fee: Decimal = Decimal("0.0005"), refill_ms: int = 5_000,
-                 min_notional: Decimal = Decimal(0), max_open: int = MAX_OPEN_PER_ACCOUNT):
+                 min_notional: Decimal = Decimal(0), max_open: int = MAX_OPEN_PER_ACCOUNT,
+                 on_fill: Callable[[Order, Fill], None] | None = None):
         self.clock = clock
         self.maker_fee, self.taker_fee = Decimal(maker_fee), Decimal(taker_fee)
         self.refill_ms = int(refill_ms)
         self.min_notional = Decimal(min_notional)
         self.max_open = max_open
+        self.on_fill = on_fill
         self.markets: dict[int, MarketBook] = {}
         self.orders: dict[int, Order] = {}
         self.closed: deque[int] = deque()
@@ -288,6 +292,8 @@ class MatchingEngine:
         order.updated = now
         key = (order.account, order.symbol)
         self.positions[key] = self.positions.get(key, Decimal(0)) + qty * order.side.sign
+        if self.on_fill is not None:
+            self.on_fill(order, fill)
         if order.remaining <= 0:
             book.resting.pop(order.id, None)
             self._close(order, OrderStatus.FILLED, now)

@@ -51,6 +51,8 @@ class RejectReason(enum.Enum):
     TOO_MANY_OPEN_ORDERS = "too_many_open_orders"
     BAD_PRICE = "bad_price"
     NO_LIQUIDITY = "no_liquidity"
+    INSUFFICIENT_MARGIN = "insufficient_margin"
+    BAD_LEVERAGE = "bad_leverage"
 
 
 class OrderRejected(Exception):

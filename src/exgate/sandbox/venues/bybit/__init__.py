@@ -37,9 +37,9 @@ class Bybit(ContractRoutes, MarketRoutes, SandboxVenue):
     name = "bybit"
 
     def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int,
-                 model: MarketModel | None = None):
+                 model: MarketModel | None = None, **kwargs):
         self._t0_ms = t0_ms  # the derived futures' deliveries are placed around the start
-        super().__init__(recordings, seed=seed, clock=clock, t0_ms=t0_ms, model=model)
+        super().__init__(recordings, seed=seed, clock=clock, t0_ms=t0_ms, model=model, **kwargs)
 
     def load(self, recordings: Recordings) -> list[Instrument]:
         perpetuals = instruments.recorded_perpetuals(recordings)

@@ -92,11 +92,11 @@ class Hyperliquid(SandboxVenue):
 
     name = "hyperliquid"
 
-    def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int, model=None):
+    def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int, model=None, **kwargs):
         self._ctxs: dict[str, dict] = {}
         self._spot_meta: dict = spot_meta()
         self.seed = seed
-        super().__init__(recordings, seed=seed, clock=clock, t0_ms=t0_ms, model=model)
+        super().__init__(recordings, seed=seed, clock=clock, t0_ms=t0_ms, model=model, **kwargs)
         self._t0_mid = {coin: self._mid(sim, t0_ms) for coin, sim in self.sims.items()}
 
     # -- instruments ------------------------------------------------------------------------

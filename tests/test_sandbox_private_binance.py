@@ -62,6 +62,8 @@ async def test_balance_orders_cancel_one_request_each(box):
         assert path_count(stats, VENUE, "/fapi/v1/order") == before + 1
         assert stats["venues"][VENUE]["requests"] == total_before + 1  # no side call per order
         assert order["status"] == "open" and order["price"] == price and order["amount"] == 0.01
+        headers = {k.lower(): v for k, v in ex.last_response_headers.items()}
+        assert headers["x-mbx-order-count-10s"] == "1" and headers["x-mbx-order-count-1m"] == "1"
         assert [o["id"] for o in await ex.fetch_open_orders(SYMBOL)] == [order["id"]]
         assert [o["id"] for o in await ex.fetch_open_orders()] == [order["id"]]
         balance = await ex.fetch_balance()
@@ -91,6 +93,9 @@ async def test_market_buy_position_fill_and_lagged_trades(box):
         position = positions[0]
         assert position["side"] == "long" and position["contracts"] == 0.02
         assert position["entryPrice"] == pytest.approx(order["average"])
+        # one v2 account call holds balances and positions with entry price and leverage
+        (from_account,) = await ex.fetch_positions([SYMBOL], params={"method": "account", "useV2": True})
+        assert from_account["entryPrice"] == pytest.approx(order["average"]) and from_account["leverage"] == 20
         balance = await ex.fetch_balance()
         fee = order["average"] * 0.02 * 0.0005
         state = httpx.get(f"{box.url}/__sandbox/accounts/{VENUE}/{account['account_id']}").json()

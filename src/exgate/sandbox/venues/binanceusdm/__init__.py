@@ -2,7 +2,8 @@
 
 ``venue`` holds the venue (instruments, books, trades, tickers, funding), ``general`` the
 connectivity and status endpoints and the price/open-interest/derived-kline market data,
-``errors`` Binance's error answers and parameter checks.
+``errors`` Binance's error answers and parameter checks, ``private`` the signed account and
+order endpoints (``auth`` their HMAC check, ``formats`` their payloads).
 """
 
 from exgate.sandbox.venues.binanceusdm.venue import BinanceUsdm

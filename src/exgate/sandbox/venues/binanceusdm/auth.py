@@ -43,7 +43,8 @@ def _strip_signature(raw: str) -> tuple[str, str | None]:
     return "&".join(kept), signature
 
 
-async def authenticate(request: Request, desk: AccountDesk, now_ms: int) -> tuple[SandboxAccount, dict[str, str]] | Response:
+async def authenticate(request: Request, desk: AccountDesk,
+                       now_ms: int) -> tuple[SandboxAccount, dict[str, str]] | Response:
     """Verify a SIGNED request: ``(account, params)`` (query and body parameters merged, body
     last, ``signature`` left out) or Binance's error answer (see the module's description)."""
     account = desk.by_id(request.headers.get("x-mbx-apikey", ""))
@@ -71,3 +72,17 @@ async def authenticate(request: Request, desk: AccountDesk, now_ms: int) -> tupl
     if not (timestamp < now_ms + 1000 and now_ms - timestamp <= window):
         return error(-1021, "Timestamp for this request is outside of the recvWindow.")
     return account, params
+
+
+def signed(handler):
+    """Decorator of a venue handler: run ``handler(self, request, account, params)`` on a verified request."""
+
+    async def run(self, request: Request) -> Response:
+        verified = await authenticate(request, self.desk, self.now())
+        if isinstance(verified, Response):
+            return verified
+        account, params = verified
+        return await handler(self, request, account, params)
+
+    run.__doc__ = handler.__doc__
+    return run

@@ -4,7 +4,8 @@ fetchOrder, fetchMyTrades, createOrder, cancelOrder, cancelAllOrders, setLeverag
 setMarginMode, plus the side endpoints it touches with keys set (leverageBracket, which
 fetchPositions loads once; positionSide/dual, multiAssetsMargin, commissionRate, listenKey).
 
-Every request is verified by :func:`~.auth.authenticate`. Order faults injected with
+Every request is verified by :func:`~.auth.authenticate`. New orders count against the
+account's order-rate limits (:data:`ORDER_LIMITS`: 300 per 10 s, 1,200 per minute). Order faults injected with
 ``/__sandbox/faults`` are taken once per ``POST /fapi/v1/order``: ``429`` answers Binance's
 rate-limit answer and places nothing; ``5xx`` places the order then answers HTTP 503
 ``-1001``; ``timeout`` places it then holds the answer.
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections import deque
 from decimal import Decimal, InvalidOperation
 
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
@@ -26,29 +27,21 @@ from exgate.sandbox.limits import DEFAULT_RULES, binance_reject
 from exgate.sandbox.matching.types import OrderNotFound, OrderRejected, OrderType, RejectReason, Side, TimeInForce
 from exgate.sandbox.venue import json_response
 from exgate.sandbox.venues.binanceusdm import formats
-from exgate.sandbox.venues.binanceusdm.auth import authenticate
+from exgate.sandbox.venues.binanceusdm.auth import signed as _signed
 from exgate.sandbox.venues.binanceusdm.errors import error
 
 _ID_CHARS = string.ascii_letters + string.digits
 _CLIENT_ID_CHARS = set(_ID_CHARS + ".:/_-")
 
 
+ORDER_LIMITS = ((10_000, 300, "TEN_SECONDS", "10S"), (60_000, 1_200, "MINUTE", "1M"))
+"""Binance's per-account order-rate limits on ``POST /fapi/v1/order``: ``(window ms, orders,
+interval name, header suffix)``; past one: HTTP 429 ``-1015``, the ``X-MBX-ORDER-COUNT-*``
+headers on every accepted order."""
+
+
 def _mandatory(name: str) -> Response:
     return error(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
-
-
-def _signed(handler):
-    """Decorator: run ``handler(self, request, account, params)`` on a verified request."""
-
-    async def run(self, request: Request) -> Response:
-        verified = await authenticate(request, self.desk, self.now())
-        if isinstance(verified, Response):
-            return verified
-        account, params = verified
-        return await handler(self, request, account, params)
-
-    run.__doc__ = handler.__doc__
-    return run
 
 
 class PrivateEndpoints:
@@ -66,10 +59,25 @@ class PrivateEndpoints:
             return _mandatory("symbol") if required else None
         return symbol if symbol in self.sims else error(-1121, "Invalid symbol.")
 
+    def _count_order(self, account) -> dict[str, str] | Response:
+        """Charge one new order to ``account``'s order-rate limits (:data:`ORDER_LIMITS`): the
+        ``X-MBX-ORDER-COUNT-*`` headers, or the ``-1015`` answer (nothing charged)."""
+        times = self.__dict__.setdefault("_order_times", {}).setdefault(account.account_id, deque())
+        now = self.now()
+        while times and times[0] <= now - ORDER_LIMITS[-1][0]:
+            times.popleft()
+        counts = [sum(1 for t in times if t > now - window) for window, *_ in ORDER_LIMITS]
+        for (window, cap, name, _), used in zip(ORDER_LIMITS, counts):
+            if used >= cap:
+                return error(-1015, f"Too many new orders; current limit is {cap} orders per {name}.", status=429)
+        times.append(now)
+        return {f"X-MBX-ORDER-COUNT-{suffix}": str(used + 1) for (*_, suffix), used in zip(ORDER_LIMITS, counts)}
+
     def _reject(self, exc: OrderRejected, symbol: str) -> Response:
         code, msg = formats.REJECTS.get(exc.reason, (-1000, "An unknown error occured while processing the request."))
         if exc.reason is RejectReason.MIN_NOTIONAL:
-            msg = f"Order's notional must be no smaller than {self._min_notional(symbol).normalize():f} (unless you choose reduce only)."
+            minimum = f"{self._min_notional(symbol).normalize():f}"
+            msg = f"Order's notional must be no smaller than {minimum} (unless you choose reduce only)."
         return error(code, msg)
 
     def _order_json(self, order, **kw) -> dict:
@@ -205,6 +213,9 @@ class PrivateEndpoints:
                                 "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
         reduce_only = params.get("reduceOnly", "false").lower() == "true"
         ack = params.get("newOrderRespType", "ACK").upper() != "RESULT"
+        counted = self._count_order(account)
+        if isinstance(counted, Response):
+            return counted
         fault = self.desk.take_fault()
         if fault is not None and fault[0] is OrderFault.RATE_LIMIT:
             rules = DEFAULT_RULES["binanceusdm"]
@@ -224,7 +235,7 @@ class PrivateEndpoints:
             return error(-1001, "Internal error; unable to process your request. Please try again.", status=503)
         if fault is not None and fault[0] is OrderFault.TIMEOUT:
             await self.desk.hold(fault[1])
-        return json_response(self._order_json(order, ack=ack, with_time=False))
+        return json_response(self._order_json(order, ack=ack, with_time=False), headers=counted)
 
     @_signed
     async def cancel_order(self, request, account, params) -> Response:
@@ -287,80 +298,6 @@ class PrivateEndpoints:
             return error(-4048, "Margin type cannot be changed if there exists position.")
         self.desk.set_leverage(account, symbol, account.leverage_of(symbol), mode)
         return json_response({"code": 200, "msg": "success"})
-
-    # -- side endpoints ---------------------------------------------------------------------
-    @_signed
-    async def leverage_bracket(self, request, account, params) -> Response:
-        """``GET /fapi/v1/leverageBracket[?symbol=]``: one bracket per market (the ledger's single
-        maintenance rate); a list, or the one market's object when ``symbol`` is given."""
-        symbol = self._symbol(params, required=False)
-        if isinstance(symbol, Response):
-            return symbol
-
-        def row(s: str) -> dict:
-            return {"symbol": s, "notionalCoef": 1.0, "brackets": [
-                {"bracket": 1, "initialLeverage": self.desk.max_leverage(s), "notionalCap": 1_000_000_000,
-                 "notionalFloor": 0, "maintMarginRatio": float(formats.MAINTENANCE_RATE), "cum": 0.0}]}
-
-        return json_response(row(symbol) if symbol else [row(s) for s in self.sims])
-
-    @_signed
-    async def position_side(self, request, account, params) -> Response:
-        """``GET /fapi/v1/positionSide/dual``: ``{"dualSidePosition": false}`` (one-way mode,
-        the only mode the sandbox keeps); ``POST`` with ``false`` is ``-4059`` (no change),
-        with ``true`` refused (``-4068``, as with a position open)."""
-        if request.method == "GET":
-            return json_response({"dualSidePosition": False})
-        if params.get("dualSidePosition", "").lower() == "false":
-            return error(-4059, "No need to change position side.")
-        return error(-4068, "The position side cannot be changed if there exists position.")
-
-    @_signed
-    async def multi_assets(self, request, account, params) -> Response:
-        """``GET /fapi/v1/multiAssetsMargin``: ``{"multiAssetsMargin": false}``."""
-        return json_response({"multiAssetsMargin": False})
-
-    @_signed
-    async def commission_rate(self, request, account, params) -> Response:
-        """``GET /fapi/v1/commissionRate?symbol=``: the desk's maker/taker rates."""
-        symbol = self._symbol(params)
-        if isinstance(symbol, Response):
-            return symbol
-        engine = self.desk.engine
-        return json_response({"symbol": symbol, "makerCommissionRate": f"{engine.maker_fee:f}",
-                              "takerCommissionRate": f"{engine.taker_fee:f}"})
-
-    @_signed
-    async def capital_config(self, request, account, params) -> Response:
-        """``GET /sapi/v1/capital/config/getall`` (the wallet's coins; ccxt's fetchCurrencies
-        calls it inside ``load_markets`` whenever keys are set): every asset the markets use, one
-        network each, nothing held in the spot wallet (the sandbox funds futures only)."""
-        coins = sorted({i.instrument.base for i in self.sims.values()} | {i.instrument.quote for i in self.sims.values()})
-        return json_response([{
-            "coin": c, "name": c, "depositAllEnable": True, "withdrawAllEnable": True, "free": "0", "locked": "0",
-            "freeze": "0", "withdrawing": "0", "ipoing": "0", "ipoable": "0", "storage": "0", "isLegalMoney": False,
-            "trading": True, "networkList": [{
-                "network": c, "coin": c, "withdrawIntegerMultiple": "0.00000001", "isDefault": True,
-                "depositEnable": True, "withdrawEnable": True, "depositDesc": "", "withdrawDesc": "", "specialTips": "",
-                "name": c, "resetAddressStatus": False, "addressRegex": "", "memoRegex": "", "withdrawFee": "0",
-                "withdrawMin": "0", "withdrawMax": "9999999999", "minConfirm": 1, "unLockConfirm": 0,
-                "sameAddress": False, "estimatedArrivalTime": 5, "busy": False}]} for c in coins])
-
-    @_signed
-    async def margin_pairs(self, request, account, params) -> Response:
-        """``GET /sapi/v1/margin/allPairs`` (ccxt's fetchCurrencies with ``fetchMargins``, on by
-        default for binanceusdm): ``[]``, the sandbox has no spot margin market."""
-        return json_response([])
-
-    async def listen_key(self, request: Request) -> Response:
-        """``POST|PUT|DELETE /fapi/v1/listenKey`` (API key only, no signature): ``{"listenKey"}``
-        / ``{}`` (the sandbox has no user data stream behind it)."""
-        account = self.desk.by_id(request.headers.get("x-mbx-apikey", ""))
-        if account is None:
-            return error(-2015, "Invalid API-key, IP, or permissions for action.", status=401)
-        if request.method == "POST":
-            return json_response({"listenKey": "".join(secrets.choice(_ID_CHARS) for _ in range(64))})
-        return json_response({})
 
     def private_routes(self) -> list[BaseRoute]:
         return [

@@ -7,7 +7,9 @@ Recorded sources: the futures exchangeInfo of nautilus_trader's test data (instr
 real BTCUSDT swap order book and spot 24 h tickers of ccxt's static tests (book, prices,
 24 h statistics), nautilus_trader's premiumIndex (funding). Errors use Binance's
 ``{"code": -1121, "msg": "Invalid symbol."}`` shape with HTTP 400 (``errors``); ping, time,
-system status, ticker/price, openInterest and the klines live in ``general``.
+system status, ticker/price, openInterest and the klines live in ``general``; the signed
+account and order endpoints in ``private`` (``auth`` verifies their signatures, ``formats``
+builds their payloads).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from exgate.sandbox.venue import SandboxVenue, json_response
 from exgate.sandbox.venues.binanceusdm.errors import error as _error, missing
 from exgate.sandbox.venues.binanceusdm.general import GeneralEndpoints
 from exgate.sandbox.venues.binanceusdm.private import PrivateEndpoints
+from exgate.sandbox.venues.binanceusdm.side import SideEndpoints
 
 _NAUTILUS = "nautilus_trader/tests/integration_tests/adapters/binance/resources/http_responses/"
 _DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
@@ -34,7 +37,7 @@ def _filter(raw: dict, kind: str) -> dict:
     return next((f for f in raw.get("filters", []) if f.get("filterType") == kind), {})
 
 
-class BinanceUsdm(PrivateEndpoints, GeneralEndpoints, SandboxVenue):
+class BinanceUsdm(PrivateEndpoints, SideEndpoints, GeneralEndpoints, SandboxVenue):
     """Binance USD-M perpetuals (``fapi``); the connectivity, price, open-interest and kline
     endpoints come from :class:`~exgate.sandbox.venues.binanceusdm.general.GeneralEndpoints`."""
 

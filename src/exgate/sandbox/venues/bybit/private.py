@@ -25,7 +25,7 @@ from exgate.sandbox.accounts import MarginMode, OrderFault
 from exgate.sandbox.data import D
 from exgate.sandbox.limits import DEFAULT_RULES, bybit_reject
 from exgate.sandbox.matching.types import (Order, OrderNotFound, OrderRejected, OrderStatus, OrderType, RejectReason,
-                                           Side, TimeInForce)
+                                           Side)
 from exgate.sandbox.venue import json_response
 from exgate.sandbox.venues.bybit import formats
 from exgate.sandbox.venues.bybit.auth import authenticate

@@ -71,6 +71,8 @@ async def test_balance_orders_cancel_one_request_each(box):
         canceled = await ex.cancel_order(order["id"], SYMBOL)
         assert canceled["status"] == "canceled"
         assert await ex.fetch_open_orders(SYMBOL) == []
+        assert [(o["id"], o["status"]) for o in await ex.fetch_orders(SYMBOL)] == [(order["id"], "canceled")]
+        assert (await ex.fetch_leverage(SYMBOL))["longLeverage"] == 20  # symbolConfig
         with pytest.raises(ccxt.OrderNotFound):  # -2011 Unknown order sent.
             await ex.cancel_order(order["id"], SYMBOL)
     finally:
@@ -100,7 +102,8 @@ async def test_market_buy_position_fill_and_lagged_trades(box):
         fee = order["average"] * 0.02 * 0.0005
         state = httpx.get(f"{box.url}/__sandbox/accounts/{VENUE}/{account['account_id']}").json()
         assert float(state["wallet"]) == pytest.approx(10000 - fee)
-        assert balance["USDT"]["total"] == pytest.approx(float(state["equity"]))
+        assert float(balance["info"]["totalWalletBalance"]) == pytest.approx(10000 - fee)
+        assert balance["USDT"]["used"] == pytest.approx(float(balance["info"]["totalInitialMargin"]))
         await asyncio.sleep(LAG_MS / 1000 + 0.2)
         trades = await ex.fetch_my_trades(SYMBOL)
         assert {t["order"] for t in trades} == {order["id"]}  # one fill per book level it took

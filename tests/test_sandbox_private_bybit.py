@@ -71,6 +71,8 @@ async def test_unified_balance_orders_cancel_one_request_each(box):
         assert balance["USDT"]["used"] == pytest.approx(price * 0.01 / 20)  # default leverage 20
         await ex.cancel_order(order["id"], SYMBOL)
         assert await ex.fetch_open_orders(SYMBOL) == []
+        assert [(o["id"], o["status"]) for o in await ex.fetch_canceled_orders(SYMBOL)] == [(order["id"], "canceled")]
+        assert (await ex.fetch_trading_fee(SYMBOL))["taker"] == 0.0005
         with pytest.raises(ccxt.OrderNotFound):  # 110001
             await ex.cancel_order(order["id"], SYMBOL)
     finally:

@@ -59,7 +59,7 @@ def binance_weight(path: str, params: Mapping[str, str], body: dict) -> int:
     if path.endswith("/aggTrades"):
         return 20
     # private (USER_DATA / TRADE) endpoints, developers.binance.com usds-margined-futures trade/account
-    if path.endswith(("/v2/account", "/v3/account", "/positionRisk", "/userTrades", "/allOrders")):
+    if path.endswith(("/v2/account", "/v3/account", "/positionRisk", "/userTrades", "/allOrders", "/symbolConfig")):
         return 5
     if path.endswith("/openOrders"):
         return 1 if params.get("symbol") else 40

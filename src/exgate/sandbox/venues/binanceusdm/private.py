@@ -170,6 +170,28 @@ class PrivateEndpoints:
         rows = rows[:limit] if from_id or "startTime" in params else rows[-limit:]
         return json_response([formats.trade_payload(f, inst.lot, inst.tick) for f in rows])
 
+    @_signed
+    async def all_orders(self, request, account, params) -> Response:
+        """``GET /fapi/v1/allOrders?symbol=``: the account's orders in ``symbol`` the venue still
+        remembers (open and recently closed), oldest first; ``orderId`` (from), ``startTime``,
+        ``endTime``, ``limit`` 1..1000 (default 500)."""
+        symbol = self._symbol(params)
+        if isinstance(symbol, Response):
+            return symbol
+        try:
+            limit = int(params.get("limit", 500))
+            start, end = int(params.get("startTime", 0)), int(params.get("endTime", 2 ** 62))
+            from_id = int(params.get("orderId", 0))
+        except ValueError:
+            return error(-1100, "Illegal characters found in a parameter.")
+        if not 1 <= limit <= 1000:
+            return error(-1130, "Data sent for parameter 'limit' is not valid.")
+        self.desk.sync()
+        orders = sorted((o for o in self.desk.engine.orders.values() if o.account == account.account_id
+                         and o.symbol == symbol and o.id >= from_id and start <= o.created <= end), key=lambda o: o.id)
+        rows = orders[:limit] if from_id or "startTime" in params else orders[-limit:]
+        return json_response([self._order_json(o) for o in rows])
+
     # -- writes -----------------------------------------------------------------------------
     @_signed
     async def new_order(self, request, account, params) -> Response:
@@ -309,10 +331,12 @@ class PrivateEndpoints:
             Route("/fapi/v1/order", self.query_order, methods=["GET"]),
             Route("/fapi/v1/order", self.new_order, methods=["POST"]),
             Route("/fapi/v1/order", self.cancel_order, methods=["DELETE"]),
+            Route("/fapi/v1/allOrders", self.all_orders, methods=["GET"]),
             Route("/fapi/v1/allOpenOrders", self.cancel_all, methods=["DELETE"]),
             Route("/fapi/v1/userTrades", self.user_trades, methods=["GET"]),
             Route("/fapi/v1/leverage", self.leverage, methods=["POST"]),
             Route("/fapi/v1/marginType", self.margin_type, methods=["POST"]),
+            Route("/fapi/v1/symbolConfig", self.symbol_config, methods=["GET"]),
             Route("/fapi/v1/leverageBracket", self.leverage_bracket, methods=["GET"]),
             Route("/fapi/v1/positionSide/dual", self.position_side, methods=["GET", "POST"]),
             Route("/fapi/v1/multiAssetsMargin", self.multi_assets, methods=["GET"]),

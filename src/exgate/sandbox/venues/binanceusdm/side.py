@@ -40,6 +40,18 @@ class SideEndpoints:
         return json_response(row(symbol) if symbol else [row(s) for s in self.sims])
 
     @_signed
+    async def symbol_config(self, request, account, params) -> Response:
+        """``GET /fapi/v1/symbolConfig[?symbol=]`` (ccxt's fetchLeverage(s), fetchMarginMode(s)):
+        ``[{"symbol", "marginType" CROSSED|ISOLATED, "isAutoAddMargin", "leverage", "maxNotionalValue"}]``."""
+        symbol = self._symbol(params, required=False)
+        if isinstance(symbol, Response):
+            return symbol
+        return json_response([{
+            "symbol": s, "marginType": "ISOLATED" if account.margin_mode_of(s).value == "isolated" else "CROSSED",
+            "isAutoAddMargin": "false", "leverage": account.leverage_of(s), "maxNotionalValue": "1000000000"}
+            for s in ([symbol] if symbol else self.sims)])
+
+    @_signed
     async def position_side(self, request, account, params) -> Response:
         """``GET /fapi/v1/positionSide/dual``: ``{"dualSidePosition": false}`` (one-way mode,
         the only mode the sandbox keeps); ``POST`` with ``false`` is ``-4059`` (no change),

@@ -121,6 +121,16 @@ class PrivateRoutes:
             self.now())
 
     @_signed
+    async def fee_rate(self, request, account, params) -> Response:
+        """``GET /v5/account/fee-rate?category=linear[&symbol=]`` (ccxt's fetchTradingFee(s)):
+        the desk's taker/maker rates per market."""
+        symbol = self._linear(params, symbol_required=False)
+        engine = self.desk.engine
+        return envelope({"list": [{"symbol": s, "takerFeeRate": f"{engine.taker_fee:f}",
+                                   "makerFeeRate": f"{engine.maker_fee:f}"} for s in ([symbol] if symbol else self.sims)],
+                         "category": "linear"}, self.now())
+
+    @_signed
     async def wallet_balance(self, request, account, params) -> Response:
         """``GET /v5/account/wallet-balance?accountType=UNIFIED``; another type is 10001
         "accountType only support UNIFIED."."""
@@ -157,6 +167,30 @@ class PrivateRoutes:
                 raise BybitError("Missing some parameters that must be filled in, symbol or settleCoin or baseCoin")
             rows = [formats.order_payload(o) for o in reversed(self.desk.open_orders(account, symbol))]
         return envelope({"list": rows, "nextPageCursor": "", "category": "linear"}, self.now())
+
+    @_signed
+    async def order_history(self, request, account, params) -> Response:
+        """``GET /v5/order/history?category=linear[&symbol=][&orderId=|orderLinkId=]
+        [&limit=1..50, default 20]``: the account's closed orders the venue remembers (filled,
+        cancelled, and those cancelled at once), newest first."""
+        symbol = self._linear(params, symbol_required=False)
+        try:
+            limit = int(params.get("limit", 20))
+        except ValueError:
+            raise BybitError("params error: limit invalid") from None
+        if not 1 <= limit <= 50:
+            raise BybitError("params error: limit invalid")
+        if params.get("orderId") or params.get("orderLinkId"):
+            found = self._find(account, params)
+            found_list = [found] if found and not found[0].is_open else []
+        else:
+            self.desk.sync()
+            found_list = [(o, "EC_NoError") for o in self.desk.engine.orders.values()
+                          if o.account == account.account_id and not o.is_open]
+            found_list += [entry for entry in self._cancelled_at_once.values() if entry[0].account == account.account_id]
+        rows = sorted((f for f in found_list if symbol is None or f[0].symbol == symbol), key=lambda f: -f[0].id)
+        return envelope({"list": [formats.order_payload(*f) for f in rows[:limit]], "nextPageCursor": "",
+                         "category": "linear"}, self.now())
 
     @_signed
     async def execution_list(self, request, account, params) -> Response:
@@ -334,9 +368,11 @@ class PrivateRoutes:
             Route("/v5/user/query-api", guard(self.query_api), methods=["GET"]),
             Route("/v5/account/info", guard(self.account_info), methods=["GET"]),
             Route("/v5/asset/coin/query-info", guard(self.coin_info), methods=["GET"]),
+            Route("/v5/account/fee-rate", guard(self.fee_rate), methods=["GET"]),
             Route("/v5/account/wallet-balance", guard(self.wallet_balance), methods=["GET"]),
             Route("/v5/position/list", guard(self.position_list), methods=["GET"]),
             Route("/v5/order/realtime", guard(self.order_realtime), methods=["GET"]),
+            Route("/v5/order/history", guard(self.order_history), methods=["GET"]),
             Route("/v5/execution/list", guard(self.execution_list), methods=["GET"]),
             Route("/v5/order/create", guard(self.order_create), methods=["POST"]),
             Route("/v5/order/cancel", guard(self.order_cancel), methods=["POST"]),

@@ -63,6 +63,8 @@ async def test_unified_balance_orders_cancel_one_request_each(box):
         stats = sandbox_stats(box)
         assert path_count(stats, VENUE, "/v5/order/create") == before + 1
         assert stats["venues"][VENUE]["requests"] == total_before + 1  # no side call per order
+        headers = {k.lower(): v for k, v in ex.last_response_headers.items()}
+        assert headers["x-bapi-limit"] == "10" and headers["x-bapi-limit-status"] == "9"  # per-account order rate
         opened = await ex.fetch_open_orders(SYMBOL)
         assert [o["id"] for o in opened] == [order["id"]]
         assert opened[0]["price"] == price and opened[0]["amount"] == 0.01 and opened[0]["status"] == "open"

@@ -337,8 +337,11 @@ class LimitMiddleware:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start" and headers:
-                message = {**message, "headers": [*message.get("headers", []),
-                                                  *((k.lower().encode(), v.encode()) for k, v in headers.items())]}
+                # a header the venue's handler set itself (a per-account limit: Bybit's order
+                # endpoints' X-Bapi-Limit*) is more specific than the IP budget's: it stays
+                own = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k.lower().encode(), v.encode()) for k, v in headers.items() if k.lower().encode() not in own]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         await self.app(scope, replay, with_headers)

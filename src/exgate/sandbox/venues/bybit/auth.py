@@ -20,8 +20,10 @@ from urllib.parse import parse_qsl
 
 import orjson
 from starlette.requests import Request
+from starlette.responses import Response
 
 from exgate.sandbox.accounts import AccountDesk, SandboxAccount
+from exgate.sandbox.venue import json_response
 from exgate.sandbox.venues.bybit.errors import BybitError
 
 DEFAULT_RECV_WINDOW = 5_000
@@ -62,3 +64,27 @@ async def authenticate(request: Request, desk: AccountDesk, now_ms: int) -> tupl
     if not isinstance(params, dict):
         raise BybitError("Request parameter error.")
     return account, {k: v for k, v in params.items() if v is not None}
+
+
+class Limited(Exception):
+    """An account past :data:`~.private.ORDER_RATE`; ``headers`` its ``X-Bapi-Limit*`` headers."""
+
+    def __init__(self, headers: dict[str, str]):
+        super().__init__("Too many visits!")
+        self.headers = headers
+
+
+def signed(handler):
+    """Decorator: run ``handler(self, request, account, params)`` on a verified request; an
+    account over :data:`~.private.ORDER_RATE` gets retCode 10006."""
+
+    async def run(self, request: Request) -> Response:
+        account, params = await authenticate(request, self.desk, self.now())
+        try:
+            return await handler(self, request, account, params)
+        except Limited as limited:
+            return json_response({"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "retExtInfo": {},
+                                  "time": self.now()}, headers=limited.headers)
+
+    run.__doc__ = handler.__doc__
+    return run

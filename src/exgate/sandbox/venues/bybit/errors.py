@@ -44,9 +44,11 @@ class BybitError(Exception):
         self.code = code
 
 
-def envelope(result: dict, now_ms: int, code: int = 0, message: str = "OK") -> Response:
+def envelope(result: dict, now_ms: int, code: int = 0, message: str = "OK",
+             headers: dict[str, str] | None = None) -> Response:
     """Bybit's v5 envelope around ``result`` (HTTP 200 for errors too)."""
-    return json_response({"retCode": code, "retMsg": message, "result": result, "retExtInfo": {}, "time": now_ms})
+    return json_response({"retCode": code, "retMsg": message, "result": result, "retExtInfo": {}, "time": now_ms},
+                         headers=headers)
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -6,8 +6,9 @@ setLeverage, setMarginMode (``/v5/account/set-margin-mode``, a unified account's
 unified-account detection ccxt runs once with keys set (``/v5/user/query-api``,
 ``/v5/account/info``: the sandbox's accounts are UTA 2.0, ``unifiedMarginStatus`` 6).
 
-Every request is verified by :func:`~.auth.authenticate`; only ``category=linear`` has
-markets. Order faults injected with ``/__sandbox/faults`` are taken once per
+The reads live in :mod:`.reads`. Every request is verified by :func:`~.auth.authenticate`; only
+``category=linear`` has markets. Creates and cancels count against the account's order rate
+(:data:`ORDER_RATE`, 10 per second each, retCode 10006 past it). Order faults injected with ``/__sandbox/faults`` are taken once per
 ``/v5/order/create``: ``429`` answers Bybit's rate-limit answer (retCode 10006) and places
 nothing; ``5xx`` places the order then answers HTTP 503 with retCode 10016; ``timeout``
 places it then holds the answer.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
@@ -28,193 +28,41 @@ from exgate.sandbox.matching.types import (Order, OrderNotFound, OrderRejected, 
                                            Side)
 from exgate.sandbox.venue import json_response
 from exgate.sandbox.venues.bybit import formats
-from exgate.sandbox.venues.bybit.auth import authenticate
-from exgate.sandbox.venues.bybit.errors import SYMBOL_INVALID, BybitError, answers_errors, envelope
+from exgate.sandbox.venues.bybit.auth import Limited, signed as _signed
+from exgate.sandbox.venues.bybit.errors import BybitError, answers_errors, envelope
+from exgate.sandbox.venues.bybit.reads import AccountReads
+
+ORDER_RATE = (10, 1_000)
+"""Bybit's per-account limit on ``/v5/order/create`` and ``/v5/order/cancel`` (linear: 10
+requests per second per UID, https://bybit-exchange.github.io/docs/v5/rate-limit): past it
+retCode 10006 "Too many visits!"; the ``X-Bapi-Limit*`` headers go with every answer."""
 
 _LINK_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
-def _signed(handler):
-    """Decorator: run ``handler(self, request, account, params)`` on a verified request."""
-
-    async def run(self, request: Request) -> Response:
-        account, params = await authenticate(request, self.desk, self.now())
-        return await handler(self, request, account, params)
-
-    run.__doc__ = handler.__doc__
-    return run
-
-
-class PrivateRoutes:
-    """Mixed into :class:`~exgate.sandbox.venues.bybit.Bybit` (``desk``, ``sims``, ``now``)."""
+class PrivateRoutes(AccountReads):
+    """Mixed into :class:`~exgate.sandbox.venues.bybit.Bybit` (``desk``, ``sims``, ``now``); the
+    reads come from :class:`~.reads.AccountReads`."""
 
     def _private_init(self) -> None:
         # orders Bybit accepts and cancels at once (post-only that would take, FOK not fillable)
         self._cancelled_at_once: dict[int, tuple[Order, str]] = {}
         self._cancelled_links: dict[tuple[str, str], int] = {}
+        self._order_times: dict[tuple[str, str], list[int]] = {}
 
-    def _linear(self, params: dict, *, symbol_required: bool = True) -> str | None:
-        if params.get("category") not in ("linear", "spot", "inverse", "option"):
-            raise BybitError("Illegal category")
-        symbol = str(params.get("symbol", "")).upper()
-        if not symbol:
-            if symbol_required:
-                raise BybitError("params error: symbol invalid")
-            return None
-        if params["category"] != "linear" or symbol not in self.sims:
-            raise BybitError(SYMBOL_INVALID)
-        return symbol
-
-    def _find(self, account, params: dict) -> tuple[Order, str] | None:
-        """The order named by ``orderId`` (precedence) or ``orderLinkId``, open or closed."""
-        order_id, link = params.get("orderId"), params.get("orderLinkId")
-        if order_id:
-            number = formats.order_int(str(order_id))
-            if number is None:
-                return None
-            if number in self._cancelled_at_once:
-                found = self._cancelled_at_once[number]
-                return found if found[0].account == account.account_id else None
-            order = self.desk.order(account, number)
-        else:
-            number = self._cancelled_links.get((account.account_id, str(link)))
-            if number is not None:
-                return self._cancelled_at_once[number]
-            order = self.desk.order(account, client_order_id=str(link))
-        return (order, "EC_NoError") if order is not None else None
-
-    # -- account detection and reads ---------------------------------------------------------
-    @_signed
-    async def query_api(self, request, account, params) -> Response:
-        """``GET /v5/user/query-api``: the key's information (a read-write key of a UTA:
-        ``uta`` 1); the secret is never shown (``"secret": ""``, as Bybit answers)."""
+    def _rate(self, account, path: str) -> dict[str, str]:
+        """Charge one request of ``path`` to ``account``'s :data:`ORDER_RATE`: its
+        ``X-Bapi-Limit*`` headers. Raises :class:`~.auth.Limited` (with them) past the limit."""
+        cap, window = ORDER_RATE
         now = self.now()
-        return envelope({
-            "id": str(abs(hash(account.account_id)) % 10 ** 8), "note": "sandbox", "apiKey": account.account_id,
-            "readOnly": 0, "secret": "", "permissions": {"ContractTrade": ["Order", "Position"], "Spot": ["SpotTrade"],
-                                                         "Wallet": ["AccountTransfer"], "Options": [], "Derivatives": [],
-                                                         "CopyTrading": [], "BlockTrade": [], "Exchange": [], "NFT": []},
-            "ips": ["*"], "type": 1, "deadlineDay": -1, "expiredAt": "", "createdAt": "2026-01-01T00:00:00Z",
-            "unified": 0, "uta": 1, "userID": int(str(abs(hash(account.account_id)))[:8]), "inviterID": 0,
-            "vipLevel": "No VIP", "mktMakerLevel": "0", "affiliateID": 0, "rsaPublicKey": "", "isMaster": True,
-            "parentUid": "0", "kycLevel": "LEVEL_DEFAULT", "kycRegion": ""}, now)
-
-    @_signed
-    async def account_info(self, request, account, params) -> Response:
-        """``GET /v5/account/info``: ``unifiedMarginStatus`` 6 (UTA 2.0 pro), the margin mode."""
-        modes = {account.margin_mode_of(s) for s in self.sims}
-        mode = "ISOLATED_MARGIN" if modes == {MarginMode.ISOLATED} else "REGULAR_MARGIN"
-        return envelope({"marginMode": mode, "updatedTime": str(account.created), "unifiedMarginStatus": 6,
-                         "dcpStatus": "OFF", "timeWindow": 10, "smpGroup": 0, "isMasterTrader": False,
-                         "spotHedgingStatus": "OFF"}, self.now())
-
-    @_signed
-    async def coin_info(self, request, account, params) -> Response:
-        """``GET /v5/asset/coin/query-info`` (ccxt's fetchCurrencies, inside ``load_markets``
-        whenever keys are set): every coin the markets use, one chain each."""
-        coins = sorted({i.base for i in self.instruments.values()} | {i.quote for i in self.instruments.values()})
-        return envelope({"rows": [{
-            "name": c, "coin": c, "remainAmount": "1000000", "chains": [{
-                "chainType": c, "confirmation": "1", "withdrawFee": "0", "depositMin": "0", "withdrawMin": "0",
-                "chain": c, "chainDeposit": "1", "chainWithdraw": "1", "minAccuracy": "8",
-                "withdrawPercentageFee": "0", "contractAddress": "", "safeConfirmNumber": "1"}]} for c in coins]},
-            self.now())
-
-    @_signed
-    async def fee_rate(self, request, account, params) -> Response:
-        """``GET /v5/account/fee-rate?category=linear[&symbol=]`` (ccxt's fetchTradingFee(s)):
-        the desk's taker/maker rates per market."""
-        symbol = self._linear(params, symbol_required=False)
-        engine = self.desk.engine
-        return envelope({"list": [{"symbol": s, "takerFeeRate": f"{engine.taker_fee:f}",
-                                   "makerFeeRate": f"{engine.maker_fee:f}"} for s in ([symbol] if symbol else self.sims)],
-                         "category": "linear"}, self.now())
-
-    @_signed
-    async def wallet_balance(self, request, account, params) -> Response:
-        """``GET /v5/account/wallet-balance?accountType=UNIFIED``; another type is 10001
-        "accountType only support UNIFIED."."""
-        if params.get("accountType", "").upper() != "UNIFIED":
-            raise BybitError("accountType only support UNIFIED.")
-        return envelope(formats.wallet_payload(self.desk, account), self.now())
-
-    @_signed
-    async def position_list(self, request, account, params) -> Response:
-        """``GET /v5/position/list?category=linear&symbol=|settleCoin=``: with ``symbol`` its row
-        (flat too), with ``settleCoin`` the open positions; one of them is required."""
-        symbol = self._linear(params, symbol_required=False)
-        if symbol is None and not params.get("settleCoin") and not params.get("baseCoin"):
-            raise BybitError("Missing some parameters that must be filled in, symbol or settleCoin")
-        summary = self.desk.summary(account)
-        views = {p.symbol: p for p in summary.positions}
-        now = self.now()
-        symbols = [symbol] if symbol else [s for s in views if params.get("settleCoin", "USDT").upper() == "USDT"]
-        rows = [formats.position_payload(account, s, views.get(s), views[s].mark_price if s in views
-                                         else self.sims[s].mark_price(now), account.created) for s in symbols]
-        return envelope({"list": rows, "nextPageCursor": "", "category": "linear"}, now)
-
-    @_signed
-    async def order_realtime(self, request, account, params) -> Response:
-        """``GET /v5/order/realtime?category=linear``: open orders (of ``symbol``, or all with
-        ``settleCoin``), newest first; with ``orderId`` or ``orderLinkId`` that order whatever
-        its status, its fills up to now included (cumExecQty, avgPrice, cumExecFee: not lagged)."""
-        symbol = self._linear(params, symbol_required=False)
-        if params.get("orderId") or params.get("orderLinkId"):
-            found = self._find(account, params)
-            rows = [formats.order_payload(*found)] if found and (symbol is None or found[0].symbol == symbol) else []
-        else:
-            if symbol is None and not params.get("settleCoin") and not params.get("baseCoin"):
-                raise BybitError("Missing some parameters that must be filled in, symbol or settleCoin or baseCoin")
-            rows = [formats.order_payload(o) for o in reversed(self.desk.open_orders(account, symbol))]
-        return envelope({"list": rows, "nextPageCursor": "", "category": "linear"}, self.now())
-
-    @_signed
-    async def order_history(self, request, account, params) -> Response:
-        """``GET /v5/order/history?category=linear[&symbol=][&orderId=|orderLinkId=]
-        [&limit=1..50, default 20]``: the account's closed orders the venue remembers (filled,
-        cancelled, and those cancelled at once), newest first."""
-        symbol = self._linear(params, symbol_required=False)
-        try:
-            limit = int(params.get("limit", 20))
-        except ValueError:
-            raise BybitError("params error: limit invalid") from None
-        if not 1 <= limit <= 50:
-            raise BybitError("params error: limit invalid")
-        if params.get("orderId") or params.get("orderLinkId"):
-            found = self._find(account, params)
-            found_list = [found] if found and not found[0].is_open else []
-        else:
-            self.desk.sync()
-            found_list = [(o, "EC_NoError") for o in self.desk.engine.orders.values()
-                          if o.account == account.account_id and not o.is_open]
-            found_list += [entry for entry in self._cancelled_at_once.values() if entry[0].account == account.account_id]
-        rows = sorted((f for f in found_list if symbol is None or f[0].symbol == symbol), key=lambda f: -f[0].id)
-        return envelope({"list": [formats.order_payload(*f) for f in rows[:limit]], "nextPageCursor": "",
-                         "category": "linear"}, self.now())
-
-    @_signed
-    async def execution_list(self, request, account, params) -> Response:
-        """``GET /v5/execution/list?category=linear[&symbol=][&orderId=][&startTime=&endTime=]
-        [&limit=1..100, default 50]``: the fills the history shows (``history_lag_ms`` after
-        they happen), newest first."""
-        symbol = self._linear(params, symbol_required=False)
-        try:
-            limit = int(params.get("limit", 50))
-            start, end = int(params.get("startTime", 0)), int(params.get("endTime", 2 ** 62))
-        except ValueError:
-            raise BybitError("params error: limit invalid") from None
-        if not 1 <= limit <= 100:
-            raise BybitError("params error: limit invalid")
-        order_id = formats.order_int(params["orderId"]) if params.get("orderId") else None
-        now = self.now()
-        rows = [f for f in self.desk.fills(account, symbol) if start <= f.fill.time <= end
-                and (order_id is None or f.fill.order_id == order_id)
-                and (not params.get("orderLinkId") or f.client_order_id == params["orderLinkId"])]
-        engine = self.desk.engine
-        out = [formats.execution_payload(f, engine.order(f.fill.order_id),
-                                         engine.maker_fee if f.fill.maker else engine.taker_fee,
-                                         self.sims[f.symbol].mark_price(now)) for f in reversed(rows[-limit:])]
-        return envelope({"list": out, "nextPageCursor": "", "category": "linear"}, now)
+        times = self._order_times.setdefault((account.account_id, path), [])
+        times[:] = [t for t in times if t > now - window]
+        reset = str((times[0] if times else now) + window)
+        if len(times) >= cap:
+            raise Limited({"X-Bapi-Limit": str(cap), "X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": reset})
+        times.append(now)
+        return {"X-Bapi-Limit": str(cap), "X-Bapi-Limit-Status": str(cap - len(times)),
+                "X-Bapi-Limit-Reset-Timestamp": reset}
 
     # -- writes -----------------------------------------------------------------------------
     def _min_notional(self, symbol: str) -> Decimal:
@@ -228,6 +76,7 @@ class PrivateRoutes:
         ``{"orderId", "orderLinkId"}``. Refusals: :data:`formats.REJECTS`; a post-only order that
         would take and a FOK that cannot fill are accepted then cancelled, as on Bybit."""
         symbol = self._linear(params)
+        limit_headers = self._rate(account, "create")
         side = {"Buy": Side.BUY, "Sell": Side.SELL}.get(str(params.get("side", "")))
         if side is None:
             raise BybitError("params error: side invalid")
@@ -276,7 +125,7 @@ class PrivateRoutes:
         if fault is not None and fault[0] is OrderFault.TIMEOUT:
             await self.desk.hold(fault[1])
         return envelope({"orderId": formats.order_uuid(order.id), "orderLinkId": order.client_order_id or ""},
-                        self.now())
+                        self.now(), headers=limit_headers)
 
     def _cancel_at_once(self, account, symbol, side, kind, qty, price, tif, reduce_only, link, reason) -> Order:
         """Record an order Bybit accepts and cancels at once (its id from the engine's counter,
@@ -297,6 +146,7 @@ class PrivateRoutes:
         """``POST /v5/order/cancel``: ``{"orderId", "orderLinkId"}``; an order that is not open:
         110001 "Order does not exist."."""
         symbol = self._linear(params)
+        limit_headers = self._rate(account, "cancel")
         order_id, link = params.get("orderId"), params.get("orderLinkId")
         if not order_id and not link:
             raise BybitError("params error: orderId or orderLinkId is required")
@@ -308,7 +158,7 @@ class PrivateRoutes:
         except OrderNotFound:
             raise BybitError("Order does not exist.", 110001) from None
         return envelope({"orderId": formats.order_uuid(order.id), "orderLinkId": order.client_order_id or ""},
-                        self.now())
+                        self.now(), headers=limit_headers)
 
     @_signed
     async def order_cancel_all(self, request, account, params) -> Response:

@@ -128,7 +128,7 @@ async def test_cancel_all_leverage_margin_mode(box):
         await ex.set_leverage(10, SYMBOL)
         with pytest.raises(ccxt.BadRequest):  # 110043 Set leverage not modified
             await ex.set_leverage(10, SYMBOL)
-        with pytest.raises(ccxt.BadRequest):  # 10001 out of range
+        with pytest.raises(ccxt.BadRequest):  # 110013 over the market's maximum
             await ex.set_leverage(500, SYMBOL)
         await ex.set_margin_mode("isolated")
         state = httpx.get(f"{box.url}/__sandbox/accounts/{VENUE}/{account['account_id']}").json()

@@ -41,9 +41,10 @@ REJECTS: dict[RejectReason, tuple[int, str]] = {
     RejectReason.NO_LIQUIDITY: (-2020, "Unable to fill."),
 }
 """Binance's code and text for each engine :class:`RejectReason` (HTTP 400). ccxt (its
-``linear`` table): -2019 InsufficientFunds, -4164/-4116/-2022 InvalidOrder, -5021/-5022
-OrderNotFillable, -1111/-4014/-4001 BadRequest (its broad ``PRICE_FILTER``/``LOT_SIZE`` texts are
-not used by fapi for these)."""
+``linear`` table, which it picks by the ``https://fapi.binance.com`` URL prefix): -2019
+InsufficientFunds, -4164/-4116/-2022 InvalidOrder, -5021/-5022 OrderNotFillable, -4140
+BadRequest, -2025 OperationRejected, -2020 OperationFailed; (its global table) -1111/-4014/-4001
+BadRequest."""
 
 
 def _q(value: Decimal, step: Decimal) -> str:

@@ -32,7 +32,7 @@ REJECTS: dict[RejectReason, tuple[int, str]] = {
     RejectReason.BAD_TICK: (10001, "The order price has too many decimals."),
     RejectReason.BAD_PRICE: (10001, "params error: price invalid"),
     RejectReason.MIN_NOTIONAL: (110094, "Order does not meet minimum order value"),
-    RejectReason.MARKET_INACTIVE: (110074, "This contract is not live"),
+    RejectReason.MARKET_INACTIVE: (10001, "params error: symbol invalid"),  # as the market routes answer a delivered one
     RejectReason.DUPLICATE_CLIENT_ORDER_ID: (110072, "OrderLinkedID is duplicate"),
     RejectReason.REDUCE_ONLY_WOULD_INCREASE: (110017, "Reduce-only rule not satisfied"),
     RejectReason.TOO_MANY_OPEN_ORDERS: (110020, "Not allowed to have more than 500 active orders."),

@@ -190,7 +190,9 @@ class PrivateRoutes(AccountReads):
         try:
             self.desk.set_leverage(account, symbol, int(value))
         except OrderRejected:
-            raise BybitError(f"leverage invalid: 1 to {self.desk.max_leverage(symbol)}", 10001) from None
+            top = self.desk.max_leverage(symbol)
+            raise BybitError(f"cannot set leverage [{int(value)}] gt maxLeverage [{top}] by risk limit"
+                             if value > top else "params error: buyLeverage invalid", 110013 if value > top else 10001) from None
         return envelope({}, self.now())
 
     @_signed

@@ -221,3 +221,35 @@ async def test_injected_faults(box):
         assert found["status"] == "closed" and found["filled"] == 0.001
     finally:
         await ex.close()
+
+
+async def test_account_order_rate_limits_on_a_frozen_clock():
+    """300 new orders per 10 s per account (Binance's ORDERS limit): the 301st is HTTP 429
+    -1015 whatever its fate would be; 10 s later orders go again. Signed by hand with the
+    sandbox's frozen clock (ccxt would sign with the wall clock)."""
+    import hashlib
+    import hmac
+    from urllib.parse import urlencode
+
+    from exgate.sandbox.app import create_sandbox_app
+    from tests.conftest import ManualClock
+
+    clock = ManualClock(int(time.time() * 1000))
+    with ServerThread(create_sandbox_app(sandbox_data(), venues=[VENUE], clock=clock)) as server:
+        account = new_account(server)
+        key, secret = account["credentials"]["apiKey"], account["credentials"]["secret"]
+
+        async def order(http: httpx.AsyncClient) -> httpx.Response:
+            query = urlencode({"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+                               "quantity": "0.001", "price": "100", "timestamp": clock.now})  # notional 0.1: -4164
+            signature = hmac.new(secret.encode(), query.encode(), hashlib.sha256).hexdigest()
+            return await http.post(f"{server.url}/{VENUE}/fapi/v1/order", content=f"{query}&signature={signature}",
+                             headers={"X-MBX-APIKEY": key, "Content-Type": "application/x-www-form-urlencoded"})
+
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=30)) as http:
+            answers = await asyncio.gather(*(order(http) for _ in range(301)))  # concurrent: one frozen instant
+            codes = sorted(a.json()["code"] for a in answers)
+            assert codes == [-4164] * 300 + [-1015]
+            assert [a.status_code for a in answers if a.json()["code"] == -1015] == [429]
+            clock.advance(10_001)
+            assert (await order(http)).json()["code"] == -4164

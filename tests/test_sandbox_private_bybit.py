@@ -225,3 +225,38 @@ async def test_injected_faults(box):
         assert found["status"] == "closed" and found["filled"] == 0.001
     finally:
         await ex.close()
+
+
+def test_account_order_rate_on_a_frozen_clock():
+    """10 creates per second per account (Bybit's linear order rate): the 11th is retCode
+    10006 with ``X-Bapi-Limit-Status`` 0 and nothing placed; a second later creates go again.
+    Signed by hand with the sandbox's frozen clock (ccxt would sign with the wall clock)."""
+    import hashlib
+    import hmac
+    import json
+
+    from exgate.sandbox.app import create_sandbox_app
+    from tests.conftest import ManualClock
+
+    clock = ManualClock(int(time.time() * 1000))
+    with ServerThread(create_sandbox_app(sandbox_data(), venues=[VENUE], clock=clock)) as server:
+        account = new_account(server)
+        key, secret = account["credentials"]["apiKey"], account["credentials"]["secret"]
+
+        def create(http: httpx.Client, link: str) -> httpx.Response:
+            body = json.dumps({"category": "linear", "symbol": "BTCUSDT", "side": "Buy", "orderType": "Limit",
+                               "qty": "0.001", "price": "10000", "orderLinkId": link})
+            ts = str(clock.now)
+            sign = hmac.new(secret.encode(), (ts + key + "5000" + body).encode(), hashlib.sha256).hexdigest()
+            return http.post(f"{server.url}/{VENUE}/v5/order/create", content=body,
+                             headers={"X-BAPI-API-KEY": key, "X-BAPI-TIMESTAMP": ts, "X-BAPI-RECV-WINDOW": "5000",
+                                      "X-BAPI-SIGN": sign, "Content-Type": "application/json"})
+
+        with httpx.Client() as http:
+            answers = [create(http, f"rate-{k}") for k in range(11)]
+            assert [a.json()["retCode"] for a in answers] == [0] * 10 + [10006]
+            assert answers[9].headers["x-bapi-limit-status"] == "0" and answers[10].headers["x-bapi-limit"] == "10"
+            state = httpx.get(f"{server.url}/__sandbox/accounts/{VENUE}/{account['account_id']}").json()
+            assert len(state["open_orders"]) == 10
+            clock.advance(1_000)
+            assert create(http, "rate-after").json()["retCode"] == 0

@@ -44,6 +44,15 @@ class VenueProfile:
             takes a mandatory ``start_time``); exgate then asks for the last ``limit`` intervals.
         unsupported_intervals: ccxt ``timeframes`` the venue's endpoint refuses (ccxt's
             binanceusdm inherits binance's spot-only ``1s``; fapi answers ``-1120``).
+        private_options: merged into the ``options`` of each connection's ccxt instance:
+            account-side settings (order answer types, position sources) and the side calls
+            ccxt would make that are not the user's (builder-fee and referrer actions) off.
+        collateral: the currency accounts are margined in (the summary's ``currency``).
+        positions_in_balance: ccxt's ``fetch_balance`` answer also holds every position
+            (Binance ``/fapi/v3/account``, Hyperliquid ``clearinghouseState``): one upstream call
+            fills the account and its positions.
+        fill_in_order_answer: the venue's answer to a new order carries its immediate fill
+            (Binance ``newOrderRespType=RESULT``, Hyperliquid ``filled``): no follow-up read.
         docs: the venue's API documentation, for the rate limits and formats.
     """
 
@@ -51,6 +60,10 @@ class VenueProfile:
     name: str
     ccxt_id: str = ""
     ccxt_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    private_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    collateral: str = "USDT"
+    positions_in_balance: bool = False
+    fill_in_order_answer: bool = False
     settle_preference: tuple[str, ...] = ("USDT", "USDC", "USD")
     depth_levels: tuple[int, ...] = ()
     max_depth: int = 1000
@@ -89,6 +102,10 @@ PROFILES: dict[str, VenueProfile] = {
             id="binanceusdm",
             name="Binance USD-M Futures",
             ccxt_options=_options(fetchMarkets={"types": ["linear"]}),
+            private_options=_options(newOrderRespType={"market": "RESULT", "limit": "RESULT"},
+                                     warnOnFetchOpenOrdersWithoutSymbol=False, fetchPositions={"method": "account"}),
+            positions_in_balance=True,
+            fill_in_order_answer=True,
             settle_preference=("USDT", "USDC"),
             depth_levels=(5, 10, 20, 50, 100, 500, 1000),
             max_candles=1500,
@@ -114,6 +131,10 @@ PROFILES: dict[str, VenueProfile] = {
             id="hyperliquid",
             name="Hyperliquid (perpetuals)",
             ccxt_options=_options(fetchMarkets={"types": ["swap"]}, defaultType="swap"),
+            private_options=_options(builderFee=False, approvedBuilderFee=False, refSet=True),
+            collateral="USDC",
+            positions_in_balance=True,
+            fill_in_order_answer=True,
             settle_preference=("USDC",),
             max_depth=20,  # l2Book returns at most 20 levels per side
             max_candles=5000,
@@ -123,6 +144,8 @@ PROFILES: dict[str, VenueProfile] = {
         VenueProfile(
             id="pacifica",
             name="Pacifica",
+            private_options=_options(builderFee=False),
+            collateral="USDC",
             settle_preference=("USDC",),
             max_depth=100,
             max_trades=100,

@@ -222,7 +222,7 @@ class NewConnection(_Body):
     exchange: str = Field(min_length=1, max_length=64)
     account_id: str | None = Field(None, max_length=200,
                                    description="API key id (Binance, Bybit) or wallet address (Hyperliquid, Pacifica); "
-                                               "default: the credentials' apiKey or walletAddress")
+                                               "default: walletAddress, else apikey: + a hash of apiKey")
     credentials: dict[str, str] = Field(description="ccxt credential fields; never returned")
     is_primary: bool = False
     settings: dict[str, str | bool | int] = Field(default_factory=dict)

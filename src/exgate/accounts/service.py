@@ -19,6 +19,7 @@ never served stale):
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -151,6 +152,9 @@ class AccountService:
     async def create_connection(self, caller: Caller, body: NewConnection) -> Connection:
         """Check the credentials against the venue (one balance read), then store them.
 
+        ``account_id`` defaults to the wallet address, else ``apikey:`` + the first 16 hex digits
+        of the API key's SHA-256 (the key itself is a credential: never shown).
+
         Raises:
             BadRequest: the exchange is not served here, or no account id can be derived.
             VenueRejected: the venue refused the credentials (nothing stored).
@@ -160,7 +164,9 @@ class AccountService:
         if adapter is None:
             raise BadRequest(f"exchange {echo(body.exchange)} is not served by this gateway", field="exchange",
                              allowed=sorted(self.market_data.adapters))
-        account_id = body.account_id or body.credentials.get("walletAddress") or body.credentials.get("apiKey")
+        account_id = body.account_id or body.credentials.get("walletAddress")
+        if not account_id and body.credentials.get("apiKey"):
+            account_id = "apikey:" + hashlib.sha256(body.credentials["apiKey"].encode()).hexdigest()[:16]
         if not account_id:
             raise BadRequest("account_id: give the API key id or wallet address", field="account_id")
         if adapter.market_count is None:

@@ -22,11 +22,11 @@ def _parse(url: str) -> URL:
     except ArgumentError:
         raise ConfigError(f"{ENV}: not a database URL (got {masked(url)!r}; allowed: {', '.join(_ALLOWED)})",
                           fields=[ENV], allowed=list(_ALLOWED)) from None
-    backend = parsed.get_backend_name()
+    backend, _, driver = parsed.drivername.partition("+")  # no dialect loaded: an unknown one raises nothing
     if backend == "postgres":
         backend = "postgresql"
-    if backend not in ("sqlite", "postgresql") or parsed.get_driver_name() not in (
-            "aiosqlite", "pysqlite", "asyncpg", "psycopg2", "psycopg"):
+    if backend not in ("sqlite", "postgresql") or driver not in ("", "aiosqlite", "pysqlite", "asyncpg",
+                                                                  "psycopg2", "psycopg"):
         raise ConfigError(f"{ENV}: unsupported database {parsed.drivername!r} (got {masked(url)!r};"
                           f" allowed: {', '.join(_ALLOWED)})", fields=[ENV], allowed=list(_ALLOWED))
     return parsed.set(drivername=_ASYNC_DRIVERS[backend])

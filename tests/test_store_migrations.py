@@ -172,3 +172,9 @@ async def test_adoption_refuses_a_user_with_two_addresses_and_changes_nothing(db
     assert await current_async(db_url) == "0001"
     assert await _legacy_rows(db_url) == rows
     assert await _execute(db_url, "SELECT count(*) FROM tenants") == [(0,)]
+
+
+async def test_an_unreachable_database_is_a_config_error_without_the_password() -> None:
+    with pytest.raises(ConfigError, match=r"unreachable \(ConnectionRefusedError.*then run `exgate db upgrade`") as info:
+        await require_migrated("postgresql://postgres:hunter2@127.0.0.1:1/exgate")
+    assert "hunter2" not in info.value.detail and "***" in info.value.detail

@@ -58,8 +58,10 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
     except CommandError as exc:
         raise _fail(str(exc)) from None
     except (DBAPIError, OSError) as exc:
-        raise _fail(f"database error: {type(getattr(exc, 'orig', exc)).__name__}:"
-                    f" {str(getattr(exc, 'orig', exc)).splitlines()[0] if str(exc) else ''}") from None
+        from exgate.store.migrate import db_error
+        from exgate.store.urls import masked
+
+        raise _fail(f"database {masked(_url())}: {db_error(exc)}") from None
 
 
 def _store(*, secrets: bool = False):

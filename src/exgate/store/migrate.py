@@ -106,6 +106,13 @@ async def is_migrated_url(url: str) -> bool:
     return await current_async(url) == head()
 
 
+def db_error(exc: BaseException) -> str:
+    """``Type: first line`` of a driver error (the DBAPI's own, not SQLAlchemy's wrapper with its SQL)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0]}" if text else type(orig).__name__
+
+
 def not_migrated_message(url: str) -> str:
     """``database <url> is not migrated: run `exgate db upgrade``` (password masked)."""
     return f"database {masked(url)} is not migrated: run `exgate db upgrade`"
@@ -122,7 +129,7 @@ async def require_migrated(url: str) -> None:
     try:
         current = await current_async(url)
     except (OSError, DBAPIError) as exc:  # connection refused, no such host or database
-        raise ConfigError(f"database {masked(url)} is unreachable ({type(exc).__name__}): check"
+        raise ConfigError(f"database {masked(url)} is unreachable ({db_error(exc)}): check"
                           " EXGATE_DATABASE_URL, then run `exgate db upgrade`", fields=["EXGATE_DATABASE_URL"]) from None
     if current != head():
         raise ConfigError(not_migrated_message(url) + (f" (at revision {current}, head is {head()})" if current else ""),

@@ -74,9 +74,17 @@ async def test_tenant_key_verifies_until_revoked_and_is_stored_as_a_hash_only(st
     with pytest.raises(BadRequest, match="name"):
         await store.create_tenant("  ")
 
+    new_key = await store.rekey_tenant("acme")
+    assert new_key != key and await store.tenant_by_key(new_key) == tenant
+    assert await store.tenant_by_key(key) is None  # the old key stops at once
+    assert await store.rekey_tenant("nobody") is None
+    key = new_key
+
     clock.advance(5_000)
     assert await store.revoke_tenant("acme") is True
     assert await store.tenant_by_key(key) is None
+    with pytest.raises(Conflict, match="revoked"):
+        await store.rekey_tenant("acme")
     assert await store.tenant_by_key(other_key) == other
     clock.advance(5_000)
     assert await store.revoke_tenant("acme") is True  # again: keeps the first time

@@ -78,6 +78,12 @@ def test_tenants_create_list_revoke(url) -> None:
     assert run.returncode == 0 and "acme" in run.stdout and key not in run.stdout
     assert "exg_" not in run.stdout and "revoked" in run.stdout.splitlines()[0]
 
+    run = exgate(url, "tenants", "rekey", "acme")
+    assert run.returncode == 0 and "shown once" in run.stdout
+    old, key = key, run.stdout.splitlines()[-1]
+    assert key.startswith("exg_") and key != old
+    asyncio.run(check(True))
+
     run = exgate(url, "tenants", "revoke", "acme")
     assert run.returncode == 0 and "tenant acme revoked" in run.stdout
     asyncio.run(check(False))

@@ -129,6 +129,8 @@ async def test_pacifica_connections_adoption_keeps_every_row(db_url) -> None:
         u1 = await store.resolve_connection(legacy.id, "u1", None)
         assert u1 is not None and u1.account_id == "0xAAA1"
         assert await store.tenant_by_key("legacy-pacifica:unusable") is None  # the hash is no key's hash
+        key = await store.rekey_tenant("legacy-pacifica")  # how an operator takes the rows over
+        assert await store.tenant_by_key(key) == legacy
     finally:
         await store.close()
     assert "pacifica_connections" not in await _tables(db_url)
@@ -137,7 +139,8 @@ async def test_pacifica_connections_adoption_keeps_every_row(db_url) -> None:
     assert await downgrade_async(db_url, "0001") == ("0002", "0001")
     assert await _legacy_rows(db_url) == LEGACY_ROWS
     assert await _execute(db_url, "SELECT count(*) FROM exchange_connections") == [(0,)]
-    assert await _execute(db_url, "SELECT count(*) FROM tenants") == [(0,)]
+    assert await _execute(db_url, "SELECT count(*) FROM tenants") == [(1,)]  # re-keyed: an operator's now, kept
+    await _execute(db_url, "DELETE FROM tenants")
 
     await upgrade_async(db_url)  # and adopted again
     assert await _execute(db_url, "SELECT count(*) FROM exchange_connections") == [(len(LEGACY_ROWS),)]

@@ -1,4 +1,4 @@
-"""The store's commands of ``exgate``: ``db upgrade|downgrade|current``, ``tenants create|list|revoke``,
+"""The store's commands of ``exgate``: ``db upgrade|downgrade|current``, ``tenants create|rekey|list|revoke``,
 ``secrets rotate``. Each reads ``EXGATE_DATABASE_URL`` (unset: ``./exgate.db``); every command
 but ``db upgrade``/``db current`` refuses a database that is not at the head revision."""
 
@@ -155,6 +155,26 @@ def tenants_create(name: Annotated[str, typer.Argument(help="unique tenant name"
     tenant, key = _run(work)
     typer.echo(f"tenant {tenant.name} created (id {tenant.id}). Its API key is shown once, on the next line;"
                " store it now (exgate keeps only its hash):")
+    typer.echo(key)
+
+
+@tenants_app.command("rekey")
+def tenants_rekey(name: Annotated[str, typer.Argument(help="tenant name")]) -> None:
+    """Give a tenant a new API key (printed once, alone on the last line); the old key stops working."""
+    open_store = _store()
+
+    async def work():
+        store = await open_store()
+        try:
+            return await store.rekey_tenant(name)
+        finally:
+            await store.close()
+
+    key = _run(work)
+    if key is None:
+        raise _fail(f"no tenant named {name!r} (see exgate tenants list)")
+    typer.echo(f"tenant {name} has a new API key; the old one no longer works. It is shown once, on the next"
+               " line; store it now (exgate keeps only its hash):")
     typer.echo(key)
 
 

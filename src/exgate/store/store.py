@@ -108,6 +108,25 @@ class Store(ConnectionsMixin):
             raise Conflict(f"name: a tenant named {echo(name)} already exists (names are unique; revoked"
                            " tenants keep theirs)", field="name") from None
 
+    async def rekey_tenant(self, name: str) -> str | None:
+        """A new API key for the tenant named ``name`` (printed once by ``exgate tenants rekey``);
+        the old key stops working at once. ``None`` if there is no such tenant. This is how the
+        ``legacy-pacifica`` tenant of migration 0002 gets its first usable key.
+
+        Raises:
+            Conflict: the tenant is revoked (revocation is final; create a new tenant).
+        """
+        key = KEY_PREFIX + _random.token_urlsafe(32)
+        async with self._session() as session, session.begin():
+            row = await session.scalar(select(TenantTable).where(TenantTable.name == name))
+            if row is None:
+                return None
+            if row.revoked_at is not None:
+                raise Conflict(f"name: tenant {echo(name)} is revoked; revocation is final (create a new tenant)",
+                               field="name")
+            await session.execute(update(TenantTable).where(TenantTable.id == row.id).values(key_hash=key_hash(key)))
+            return key
+
     async def tenant_by_key(self, key: str) -> Tenant | None:
         """The tenant whose API key is ``key``; ``None`` if no tenant has it or it is revoked."""
         if not key:

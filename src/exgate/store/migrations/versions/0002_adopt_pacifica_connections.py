@@ -10,9 +10,10 @@ nothing. With it, every row becomes a connection:
 
 - tenant: a tenant named ``legacy-pacifica`` made by this migration (reused if one exists). Its
   key hash is ``legacy-pacifica:unusable``, which no sha256 hex digest equals, so no key opens
-  it until an operator re-keys it: ``UPDATE tenants SET key_hash = '<sha256 hex of a new key>'
-  WHERE name = 'legacy-pacifica'`` (or creates a new tenant with ``exgate tenants create`` and
-  moves the rows with an UPDATE of ``tenant_id``).
+  it until an operator re-keys it: ``exgate tenants rekey legacy-pacifica`` prints a new key, or
+  by hand ``UPDATE tenants SET key_hash = '<sha256 hex of a new key>' WHERE name =
+  'legacy-pacifica'`` (or ``exgate tenants create`` a new tenant and move the rows with an
+  UPDATE of ``tenant_id``).
 - exchange ``pacifica``, ``account_id`` = ``account_address``, ``user_id`` as text,
   ``is_active`` as it was, ``connected_at``/``updated_at`` = ``created_at`` in ms
   (a TIMESTAMP/DATETIME, ISO text or epoch seconds/ms; naive times are UTC; a NULL or

@@ -1,4 +1,5 @@
-"""The ``exgate`` command line (typer): ``serve`` and ``sandbox``."""
+"""The ``exgate`` command line (typer): ``serve``, ``sandbox``, and the store's ``db``, ``tenants``,
+``secrets`` (:mod:`exgate.cli_store`)."""
 
 from __future__ import annotations
 
@@ -187,6 +188,11 @@ def sandbox_cmd(
     uvicorn.run(sandbox_app, host=host, port=port, log_level=log_level, access_log=False)
 
 
+from exgate.cli_store import register as _register_store_commands  # noqa: E402  (after _fail, which it uses)
+
+_register_store_commands(app)
+
+
 def main() -> None:
     """Entry point of ``exgate`` and ``python -m exgate``: a bad flag prints one plain line
     ``error: ...`` naming it, exit code 2 (typer's usage errors, without the box)."""
@@ -200,6 +206,7 @@ def main() -> None:
     except typer.TyperException as exc:
         if not hasattr(exc, "format_message"):
             raise
-        typer.echo(f"error: {exc.format_message()}", err=True)
+        if exc.format_message():  # empty: a group run without a command, its help printed already
+            typer.echo(f"error: {exc.format_message()}", err=True)
         code = getattr(exc, "exit_code", 2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -96,12 +96,36 @@ def _uvicorn_config(asgi_app, host: str, port: int, log_level: str) -> uvicorn.C
                           loop="auto", http="auto", lifespan="on")
 
 
+async def _open_store(settings, sandbox: bool):
+    """The SQL store ``serve`` uses, and why private routes are off (``None``: they are on).
+
+    Raises:
+        ConfigError: the database is not migrated (the detail names ``exgate db upgrade``) or
+            ``EXGATE_SECRET_KEYS`` is malformed.
+    """
+    from exgate.store import SecretBox, Store, database_url, require_migrated
+
+    url = database_url(settings.database_url)
+    await require_migrated(url)
+    box = SecretBox.from_env(settings.secret_keys.get_secret_value() if settings.secret_keys else None)
+    unavailable = None
+    if box is None and sandbox:
+        box = SecretBox.generate()
+        typer.echo("EXGATE_SECRET_KEYS is not set: generated an encryption key for this run only "
+                   "(credentials stored now cannot be read by another run)")
+    elif box is None:
+        unavailable = "EXGATE_SECRET_KEYS is not set: private routes are off until the gateway has encryption keys"
+        typer.echo("EXGATE_SECRET_KEYS is not set: private routes answer 503", err=True)
+    return Store(url, box), unavailable
+
+
 async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandbox_data: Path | None,
                  log_level: str) -> None:
     from exgate.http.app import create_app
     from exgate.venues.registry import build_adapters
 
     settings = load_settings()
+    store, private_unavailable = await _open_store(settings, sandbox)
     upstreams = parse_upstreams(settings.upstreams)
     upstreams.update(parse_upstreams(upstream))
     venues = settings.exchange_list()
@@ -121,7 +145,7 @@ async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandb
         typer.echo(f"sandbox serving {', '.join(sandbox_app.state.venues)} on http://127.0.0.1:{sandbox_port}"
                    f" (data: {sandbox_app.state.data_dir or 'synthetic'})")
     adapters = build_adapters(venues, upstreams, timeout_ms=settings.upstream_timeout_ms)
-    gateway = create_app(adapters, settings=settings)
+    gateway = create_app(adapters, settings=settings, store=store, private_unavailable=private_unavailable)
     try:
         if sandbox_thread is not None:
             sandbox_thread.start()
@@ -130,6 +154,7 @@ async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandb
     finally:
         if sandbox_thread is not None:
             sandbox_thread.stop()
+        await store.close()
 
 
 @app.command()

@@ -58,6 +58,17 @@ def binance_weight(path: str, params: Mapping[str, str], body: dict) -> int:
         return 1
     if path.endswith("/aggTrades"):
         return 20
+    # private (USER_DATA / TRADE) endpoints, developers.binance.com usds-margined-futures trade/account
+    if path.endswith(("/v2/account", "/v3/account", "/positionRisk", "/userTrades", "/allOrders")):
+        return 5
+    if path.endswith("/openOrders"):
+        return 1 if params.get("symbol") else 40
+    if path.endswith("/positionSide/dual"):
+        return 30
+    if path.endswith("/commissionRate"):
+        return 20
+    if path.endswith("/capital/config/getall"):
+        return 10
     if path.endswith("/trades"):
         return 5
     return 1

@@ -23,6 +23,7 @@ from exgate.sandbox.sim import Instrument, InstrumentSim, listing_ms
 from exgate.sandbox.venue import SandboxVenue, json_response
 from exgate.sandbox.venues.binanceusdm.errors import error as _error, missing
 from exgate.sandbox.venues.binanceusdm.general import GeneralEndpoints
+from exgate.sandbox.venues.binanceusdm.private import PrivateEndpoints
 
 _NAUTILUS = "nautilus_trader/tests/integration_tests/adapters/binance/resources/http_responses/"
 _DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
@@ -33,7 +34,7 @@ def _filter(raw: dict, kind: str) -> dict:
     return next((f for f in raw.get("filters", []) if f.get("filterType") == kind), {})
 
 
-class BinanceUsdm(GeneralEndpoints, SandboxVenue):
+class BinanceUsdm(PrivateEndpoints, GeneralEndpoints, SandboxVenue):
     """Binance USD-M perpetuals (``fapi``); the connectivity, price, open-interest and kline
     endpoints come from :class:`~exgate.sandbox.venues.binanceusdm.general.GeneralEndpoints`."""
 
@@ -76,6 +77,11 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
             if inst.price:
                 out.append(inst)
         return out
+
+    def max_leverage(self, venue_id: str) -> int:
+        """Binance's top initial leverage: 125 for BTCUSDT and ETHUSDT, 75 for the others (their
+        first leverage brackets; the sandbox keeps one bracket per market)."""
+        return 125 if venue_id in ("BTCUSDT", "ETHUSDT") else 75
 
     def synthetic_instruments(self) -> list[Instrument]:
         out = []
@@ -278,4 +284,5 @@ class BinanceUsdm(GeneralEndpoints, SandboxVenue):
             Route("/fapi/v1/markPriceKlines", self.mark_price_klines),
             Route("/fapi/v1/indexPriceKlines", self.index_price_klines),
             Route("/fapi/v1/premiumIndexKlines", self.premium_index_klines),
+            *self.private_routes(),
         ]

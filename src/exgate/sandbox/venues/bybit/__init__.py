@@ -11,11 +11,14 @@ market model (:class:`~exgate.sandbox.sim.InstrumentSim`).
 
 Modules: :mod:`.instruments` (what is listed), :mod:`.market` (the market routes),
 :mod:`.contracts` (risk limits, delivery prices, long/short ratio), :mod:`.candles` (klines),
-:mod:`.errors` (envelope, parameter errors). Rate-limit answers are
+:mod:`.errors` (envelope, parameter errors), :mod:`.private` (the signed account and order
+routes, :mod:`.auth` their signature check, :mod:`.formats` their payloads). Rate-limit answers are
 :func:`exgate.sandbox.limits.bybit_reject`.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 from starlette.routing import BaseRoute, Route
 
@@ -27,11 +30,12 @@ from exgate.sandbox.venues.bybit import instruments
 from exgate.sandbox.venues.bybit.contracts import ContractRoutes
 from exgate.sandbox.venues.bybit.errors import answers_errors
 from exgate.sandbox.venues.bybit.market import KLINE_KINDS, MarketRoutes
+from exgate.sandbox.venues.bybit.private import PrivateRoutes
 
 __all__ = ["Bybit"]
 
 
-class Bybit(ContractRoutes, MarketRoutes, SandboxVenue):
+class Bybit(PrivateRoutes, ContractRoutes, MarketRoutes, SandboxVenue):
     """Bybit v5 linear (USDT-settled) perpetuals and quarterly futures."""
 
     name = "bybit"
@@ -40,6 +44,12 @@ class Bybit(ContractRoutes, MarketRoutes, SandboxVenue):
                  model: MarketModel | None = None, **kwargs):
         self._t0_ms = t0_ms  # the derived futures' deliveries are placed around the start
         super().__init__(recordings, seed=seed, clock=clock, t0_ms=t0_ms, model=model, **kwargs)
+        self._private_init()
+
+    def max_leverage(self, venue_id: str) -> int:
+        """The instrument's ``leverageFilter.maxLeverage`` (whole part; 100 when absent)."""
+        raw = self.instruments[venue_id].raw.get("leverageFilter", {})
+        return int(Decimal(raw.get("maxLeverage") or "100"))
 
     def load(self, recordings: Recordings) -> list[Instrument]:
         perpetuals = instruments.recorded_perpetuals(recordings)
@@ -63,4 +73,5 @@ class Bybit(ContractRoutes, MarketRoutes, SandboxVenue):
             Route("/v5/market/risk-limit", guard(self.risk_limit)),
             Route("/v5/market/delivery-price", guard(self.delivery_price)),
             Route("/v5/market/account-ratio", guard(self.account_ratio)),
+            *self.private_routes(),
         ]

@@ -31,6 +31,9 @@ class SandboxVenue(abc.ABC):
     name: ClassVar[str]
     settle_currency: ClassVar[str] = "USDT"
     """The currency sandbox accounts of this venue are funded and margined in."""
+    stats = None
+    """The sandbox's :class:`~exgate.sandbox.stats.SandboxStats` (set by the app), where
+    private handlers count the signed actions they accept (``record_action``)."""
 
     def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int,
                  model: MarketModel | None = None, history_lag_ms: int = DEFAULT_HISTORY_LAG_MS):

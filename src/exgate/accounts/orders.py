@@ -126,7 +126,7 @@ class OrderDesk:
     async def _reference_price(self, connection, symbol: str) -> Decimal | None:
         """The cached ticker's price (mark, else last) of ``symbol``: a market-data read."""
         result = await self.market_data.prices(connection.exchange, symbol)
-        tickers = orjson.loads(result.body).get("tickers") or []
+        tickers = orjson.loads(result.body).get("prices") or []
         for t in tickers:
             if t.get("symbol") == symbol:
                 value = t.get("mark") or t.get("last")
@@ -139,7 +139,7 @@ class OrderDesk:
         if body.time_in_force is TimeInForce.PO:
             return False
         result = await self.market_data.prices(connection.exchange, symbol)
-        for t in orjson.loads(result.body).get("tickers") or []:
+        for t in orjson.loads(result.body).get("prices") or []:
             if t.get("symbol") == symbol:
                 touch = t.get("ask") if body.side is Side.BUY else t.get("bid")
                 if touch is None:

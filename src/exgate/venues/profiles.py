@@ -102,7 +102,8 @@ PROFILES: dict[str, VenueProfile] = {
             id="binanceusdm",
             name="Binance USD-M Futures",
             ccxt_options=_options(fetchMarkets={"types": ["linear"]}),
-            private_options=_options(newOrderRespType={"market": "RESULT", "limit": "RESULT"},
+            # /fapi/v2/account: v3 dropped the positions' entry price and leverage, which the snapshot needs
+            private_options=_options(newOrderRespType={"market": "RESULT", "limit": "RESULT"}, fetchBalance={"useV2": True},
                                      warnOnFetchOpenOrdersWithoutSymbol=False, fetchPositions={"method": "account"}),
             positions_in_balance=True,
             fill_in_order_answer=True,

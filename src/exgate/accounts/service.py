@@ -85,6 +85,11 @@ class ClientPool:
             await old.close()
         return client
 
+    async def adopt(self, connection_id: str, client: PrivateClient) -> None:
+        """Keep ``client`` (built for the connection's check) as the connection's instance."""
+        await self.drop(connection_id)
+        self._clients[connection_id] = client
+
     async def drop(self, connection_id: str) -> None:
         client = self._clients.pop(connection_id, None)
         if client is not None:
@@ -178,10 +183,12 @@ class AccountService:
                 await client.check()
             finally:
                 _PRIORITY.reset(token)
-        finally:
+            stored = await self.store.create_connection(caller.tenant_id, caller.user_id, adapter.id, account_id,
+                                                        dict(body.credentials), dict(body.settings), body.is_primary)
+        except BaseException:
             await client.close()
-        stored = await self.store.create_connection(caller.tenant_id, caller.user_id, adapter.id, account_id,
-                                                    dict(body.credentials), dict(body.settings), body.is_primary)
+            raise
+        await self.pool.adopt(stored.id, client)  # what ccxt learnt (e.g. Bybit's account type) is kept
         log.info("connection_created", exchange=adapter.id, tenant=caller.tenant_name, connection=stored.id)
         return connection_view(stored)
 

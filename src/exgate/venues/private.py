@@ -94,6 +94,10 @@ def _counting(fetch: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[A
     return sending
 
 
+async def _skipped(*args: Any, **kwargs: Any) -> bool:
+    return True
+
+
 class PrivateClient:
     """The private calls of one connection (see the module's description).
 
@@ -109,6 +113,8 @@ class PrivateClient:
         self.profile = adapter.profile
         self.exchange = adapter.private_exchange(credentials)
         self.exchange.fetch = _counting(self.exchange.fetch)
+        for name in self.profile.private_noops:  # side calls that are not the user's
+            setattr(self.exchange, name, _skipped)
         self.timeout_ms = adapter.timeout_ms
 
     def __repr__(self) -> str:
@@ -206,7 +212,11 @@ class PrivateClient:
         amount = size / (self._contract_size(symbol) or Decimal(1))
         raw = await self._call("create_order", lambda: self.exchange.create_order(
             symbol, type.value, side.value, str(amount), str(price) if price is not None else None, params))
-        order = pp.parse_order(self.venue, raw, self._contract_size(symbol))
+        order = pp.parse_order(self.venue, raw, self._contract_size(symbol), defaults={
+            "symbol": symbol, "side": side.value, "type": type.value, "amount": str(amount),
+            "price": str(price) if price is not None and type is OrderType.LIMIT else None,
+            "clientOrderId": client_order_id, "reduceOnly": reduce_only,
+            "timeInForce": _TIF_TO_CCXT[time_in_force] if time_in_force else None})
         if order.client_order_id is None:
             order = order.model_copy(update={"client_order_id": client_order_id})
         return order

@@ -112,8 +112,13 @@ def parse_account(exchange: str, balance: dict, currency: str, positions: list[P
     return _guard("balance", build)
 
 
-def parse_order(exchange: str, o: dict, contract_size: Decimal | None = None) -> Order:
-    """A ccxt order as an :class:`Order` (sizes times ``contract_size`` where the venue trades contracts)."""
+def parse_order(exchange: str, o: dict, contract_size: Decimal | None = None, defaults: dict | None = None) -> Order:
+    """A ccxt order as an :class:`Order` (sizes times ``contract_size`` where the venue trades
+    contracts). ``defaults`` fill what a sparse answer leaves out (Bybit's create answer is the
+    order id and client order id only): the request's symbol, side, type, amount, price."""
+    if isinstance(o, dict) and defaults:
+        o = {**defaults, **{k: v for k, v in o.items() if v is not None}}
+
     def build() -> Order:
         k = contract_size or Decimal(1)
         amount = dec(o.get("amount"))

@@ -47,6 +47,9 @@ class VenueProfile:
         private_options: merged into the ``options`` of each connection's ccxt instance:
             account-side settings (order answer types, position sources) and the side calls
             ccxt would make that are not the user's (builder-fee and referrer actions) off.
+        private_noops: ccxt methods of a connection's instance replaced by a no-op: the side
+            calls ccxt makes on its own that no option switches off completely (Hyperliquid's
+            builder-fee approval: declined, ccxt attaches its builder to every order).
         collateral: the currency accounts are margined in (the summary's ``currency``).
         positions_in_balance: ccxt's ``fetch_balance`` answer also holds every position
             (Binance ``/fapi/v3/account``, Hyperliquid ``clearinghouseState``): one upstream call
@@ -61,6 +64,7 @@ class VenueProfile:
     ccxt_id: str = ""
     ccxt_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     private_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    private_noops: tuple[str, ...] = ()
     collateral: str = "USDT"
     positions_in_balance: bool = False
     fill_in_order_answer: bool = False
@@ -123,6 +127,9 @@ PROFILES: dict[str, VenueProfile] = {
             ccxt_options=_options(
                 fetchMarkets={"types": ["linear"]}, defaultType="swap", defaultSubType="linear",
             ),
+            # fetchOrder reads /v5/order/realtime (the last 500 orders): exgate looks up only the
+            # order it has just placed, so ccxt's warning about older ones does not apply
+            private_options=_options(fetchOrder={"acknowledged": True}),
             settle_preference=("USDT", "USDC"),
             depth_levels=(1, 25, 50, 100, 200, 500),
             max_depth=500,
@@ -132,7 +139,9 @@ PROFILES: dict[str, VenueProfile] = {
             id="hyperliquid",
             name="Hyperliquid (perpetuals)",
             ccxt_options=_options(fetchMarkets={"types": ["swap"]}, defaultType="swap"),
-            private_options=_options(builderFee=False, approvedBuilderFee=False, refSet=True),
+            private_options=_options(builderFee=False, approvedBuilderFee=False, refSet=True,
+                                     fetchBalance={"enableUnifiedMargin": False}),
+            private_noops=("handle_builder_fee_approval", "set_ref"),
             collateral="USDC",
             positions_in_balance=True,
             fill_in_order_answer=True,

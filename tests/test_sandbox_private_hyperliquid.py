@@ -92,9 +92,10 @@ def test_balance_orders_positions_and_lagged_fills(sandbox):
             assert await ex.fetch_my_trades(SYMBOL) == []
             await asyncio.sleep(LAG_MS / 1000 + 0.2)
             trades = await ex.fetch_my_trades(SYMBOL)
-            assert [t["order"] for t in trades] == [filled["id"]]
-            assert trades[0]["price"] == pytest.approx(filled["average"]) and trades[0]["takerOrMaker"] == "taker"
-            assert trades[0]["fee"]["cost"] > 0
+            assert {t["order"] for t in trades} == {filled["id"]} and sum(t["amount"] for t in trades) == pytest.approx(0.01)
+            assert all(t["side"] == "buy" and t["takerOrMaker"] == "taker" and t["fee"]["cost"] > 0 for t in trades)
+            vwap = sum(t["price"] * t["amount"] for t in trades) / sum(t["amount"] for t in trades)
+            assert vwap == pytest.approx(filled["average"], rel=1e-6)
             balance = await ex.fetch_balance()
             assert balance["USDC"]["used"] > 0
         finally:

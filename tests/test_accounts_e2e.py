@@ -41,6 +41,12 @@ def instances(sandbox, db_url) -> Iterator[list[ServerThread]]:
         yield servers
 
 
+def paths_since(sandbox_url: str, venue: str, before: dict[str, int]) -> dict[str, int]:
+    """The requests per path since ``before`` (a by_path snapshot)."""
+    now = venue_paths(sandbox_url, venue)
+    return {p: n - before.get(p, 0) for p, n in now.items() if n != before.get(p, 0)}
+
+
 def connect(gateway: ServerThread, sandbox: ServerThread, tenant, user: str, venue: str) -> tuple[dict, dict]:
     """A funded sandbox account on ``venue`` connected for ``user``: (account, connection)."""
     account = new_account(sandbox.url, venue)
@@ -64,12 +70,12 @@ def test_trading_flow_on_each_venue(venue, sandbox, instances, tenant) -> None:
     assert connection["account_id"] and "secret" not in str(connection).lower()
 
     # a resting limit order: one upstream request (market data warmed above)
-    before = venue_requests(sandbox.url, venue)
+    before, paths = venue_requests(sandbox.url, venue), venue_paths(sandbox.url, venue)
     r = httpx.post(f"{one.url}/v1/orders", params=params, headers=headers, timeout=30,
                    json={"symbol": symbol, "side": "buy", "type": "limit", "size": size, "price": low})
     assert r.status_code == 201, r.text
     placed = r.json()
-    assert venue_requests(sandbox.url, venue) - before == 1, venue_paths(sandbox.url, venue)
+    assert venue_requests(sandbox.url, venue) - before == 1, paths_since(sandbox.url, venue, paths)
     assert placed["order"]["status"] == "open" and placed["fill"] is None
     order_id = placed["order"]["id"]
     assert placed["order"]["client_order_id"]

@@ -134,6 +134,9 @@ class OrderDesk:
         return None
 
     async def _may_fill_now(self, connection, body: NewOrder, symbol: str) -> bool:
+        """Whether the order may execute on arrival: a market order, or a limit at or through
+        the cached best ask (buy) / bid (sell); where the ticker has no bid/ask (Pacifica), its
+        mark (else last) stands in for both."""
         if body.type is OrderType.MARKET:
             return True
         if body.time_in_force is TimeInForce.PO:
@@ -141,7 +144,7 @@ class OrderDesk:
         result = await self.market_data.prices(connection.exchange, symbol)
         for t in orjson.loads(result.body).get("prices") or []:
             if t.get("symbol") == symbol:
-                touch = t.get("ask") if body.side is Side.BUY else t.get("bid")
+                touch = (t.get("ask") if body.side is Side.BUY else t.get("bid")) or t.get("mark") or t.get("last")
                 if touch is None:
                     return True
                 return body.price >= Decimal(touch) if body.side is Side.BUY else body.price <= Decimal(touch)

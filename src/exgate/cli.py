@@ -120,7 +120,7 @@ async def _open_store(settings, sandbox: bool):
 
 
 async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandbox_data: Path | None,
-                 log_level: str) -> None:
+                 log_level: str, history_lag_ms: int = 1500, sandbox_port: int = 0) -> None:
     from exgate.http.app import create_app
     from exgate.venues.registry import build_adapters
 
@@ -134,8 +134,8 @@ async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandb
         from exgate.sandbox.app import create_sandbox_app
         from exgate.sandbox.runner import ServerThread
 
-        sandbox_app = create_sandbox_app(sandbox_data)
-        sock = _bind("127.0.0.1", 0)
+        sandbox_app = create_sandbox_app(sandbox_data, history_lag_ms=history_lag_ms)
+        sock = _bind("127.0.0.1", sandbox_port)
         sandbox_port = sock.getsockname()[1]
         for venue in sandbox_app.state.venues:
             upstreams.setdefault(venue, f"http://127.0.0.1:{sandbox_port}/{venue}")
@@ -164,6 +164,10 @@ def serve(
     sandbox: Annotated[bool, typer.Option("--sandbox", help="start the sandbox in-process and point every venue it serves at it")] = False,
     upstream: Annotated[list[str] | None, typer.Option(help="VENUE=URL origin override; repeatable")] = None,
     sandbox_data: Annotated[Path | None, typer.Option(help="recorded payloads for --sandbox")] = None,
+    history_lag_ms: Annotated[int, typer.Option(help="--sandbox: delay before a fill shows in trade history, ms",
+                                                min=0)] = 1500,
+    sandbox_port: Annotated[int, typer.Option(help="--sandbox: its port on 127.0.0.1 (0: a free one)",
+                                              min=0, max=65535)] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Run the gateway (HTTP API on HOST:PORT)."""
@@ -177,7 +181,8 @@ def serve(
     try:
         # the loop uvicorn.run would pick (uvloop when installed); asyncio.run would give the stdlib loop
         with asyncio.Runner(loop_factory=uvicorn.Config(app=None, loop="auto").get_loop_factory()) as runner:
-            runner.run(_serve(host, port, sandbox, upstream or [], sandbox_data, log_level))
+            runner.run(_serve(host, port, sandbox, upstream or [], sandbox_data, log_level, history_lag_ms,
+                              sandbox_port))
     except ExgateError as exc:
         raise _fail(exc.detail) from None
     except KeyboardInterrupt:
@@ -194,10 +199,12 @@ def sandbox_cmd(
         help="VENUE=CAPACITY/WINDOW_MS replacing a venue's published IP budget; repeatable")] = None,
     ban_after: Annotated[int | None, typer.Option(help="429s in one window before a 418 ban", min=1)] = None,
     ban_ms: Annotated[int | None, typer.Option(help="length of a 418 ban, ms", min=1)] = None,
+    history_lag_ms: Annotated[int, typer.Option(help="delay before a fill shows in trade history, ms", min=0)] = 1500,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
-    """Run the exchange sandbox: each venue's real REST paths under /{venue}/, with its
-    published rate limits (429 with Retry-After past the budget, 418 after continued abuse)."""
+    """Run the exchange sandbox: each venue's real REST paths under /{venue}/ (public and, for
+    accounts made with POST /__sandbox/accounts, private), with its published rate limits (429
+    with Retry-After past the budget, 418 after continued abuse)."""
     from exgate.sandbox.app import create_sandbox_app
     from exgate.budget.model import parse_limit_overrides
 
@@ -207,7 +214,8 @@ def sandbox_cmd(
         limits = parse_limit_overrides(",".join(rate_limit or []), "--rate-limit")
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    sandbox_app = create_sandbox_app(data, seed=seed, limits=limits, ban_after=ban_after, ban_ms=ban_ms)
+    sandbox_app = create_sandbox_app(data, seed=seed, limits=limits, ban_after=ban_after, ban_ms=ban_ms,
+                                     history_lag_ms=history_lag_ms)
     typer.echo(f"sandbox serving {', '.join(sandbox_app.state.venues)} on http://{host}:{port}"
                f" (data: {sandbox_app.state.data_dir or 'synthetic'})")
     uvicorn.run(sandbox_app, host=host, port=port, log_level=log_level, access_log=False)

@@ -69,14 +69,18 @@ def parse_position(exchange: str, p: dict) -> Position | None:
         size = abs(contracts) * (dec(p.get("contractSize")) or Decimal(1))
         raw_side = p.get("side") or ("long" if contracts > 0 else "short")
         mode = p.get("marginMode")
+        entry, mark, upnl = dec(p.get("entryPrice")), dec(p.get("markPrice")), dec(p.get("unrealizedPnl"))
+        if mark is None and entry is not None and upnl is not None:  # Binance /fapi/v2/account sends no mark:
+            mark = entry + upnl / (size if raw_side == "long" else -size)  # uPnL = (mark - entry) x signed size
+        notional = abs(dec(p.get("notional")) or Decimal(0)) or (size * mark if mark is not None else None)
         return Position(
             exchange=exchange, symbol=str(p["symbol"]), id=str(p.get("id") or p["symbol"]),
-            side=PositionSide(raw_side), size=size, entry_price=dec(p.get("entryPrice")),
-            mark_price=dec(p.get("markPrice")), unrealized_pnl=dec(p.get("unrealizedPnl")),
+            side=PositionSide(raw_side), size=size, entry_price=entry,
+            mark_price=mark.normalize() if mark is not None else None, unrealized_pnl=upnl,
             leverage=dec(p.get("leverage")), liquidation_price=dec(p.get("liquidationPrice")) or None,
             margin_mode=MarginMode(mode) if mode in ("cross", "isolated") else None,
             margin=dec(p.get("initialMargin")) if p.get("initialMargin") is not None else dec(p.get("collateral")),
-            notional=abs(dec(p.get("notional")) or Decimal(0)) or None, timestamp=ms(p.get("timestamp")))
+            notional=notional.normalize() if notional is not None else None, timestamp=ms(p.get("timestamp")))
     return _guard("position", build)
 
 

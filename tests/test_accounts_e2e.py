@@ -13,6 +13,7 @@ import pytest
 from tests.accounts_harness import (VENUES, btc_market, create_tenant, gateways, make_store, min_size, new_account,
                                     price_below, run, sandbox_app, sandbox_state, venue_paths, venue_requests)
 from tests.conftest import TEST_REDIS_URL, ServerThread, require_fixtures
+from tests.store_db import pg_database  # noqa: F401  (fixture)
 
 require_fixtures()
 
@@ -23,9 +24,13 @@ def sandbox() -> Iterator[ServerThread]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def db_url(tmp_path_factory) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('store')}/exgate.db"
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def db_url(request, tmp_path_factory) -> str:
+    """The store on a fresh SQLite file, then on a fresh database of the machine's PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('store')}/exgate.db"
+    else:
+        url = request.getfixturevalue("pg_database")
     run(make_store(url).close())
     return url
 

@@ -70,8 +70,9 @@ async def caller(request: Request,
     return await _accounts(request).caller(authorization, x_user_id)
 
 
-_EXCHANGE = Query(None, min_length=1, max_length=64, description="the connection's exchange; default: the primary")
-_SYMBOL = Query(None, min_length=1, max_length=100, description="any symbol form the market routes take")
+Exchange = Annotated[str | None, Query(min_length=1, max_length=64,
+                                       description="the connection's exchange; default: the primary")]
+Symbol = Annotated[str | None, Query(min_length=1, max_length=100, description="any symbol form the market routes take")]
 
 
 def _json(payload: bytes, status: int = 200) -> Response:
@@ -126,7 +127,7 @@ _READ_ERRORS = (*_AUTH_ERRORS, 404, 422, 502)
 
 
 @router.get("/v1/account/summary", tags=["account"], responses={200: {"model": Account}, **problem_responses(*_READ_ERRORS)})
-async def summary(request: Request, exchange: str | None = _EXCHANGE, who: Caller = Depends(caller)) -> Response:
+async def summary(request: Request, exchange: Exchange = None, who: Caller = Depends(caller)) -> Response:
     """Equity, available, margin used, unrealized PnL and balances (cached 5 s, one upstream
     answer shared with positions)."""
     service = _accounts(request)
@@ -136,7 +137,7 @@ async def summary(request: Request, exchange: str | None = _EXCHANGE, who: Calle
 
 @router.get("/v1/account/positions", tags=["account"],
             responses={200: {"model": Positions}, **problem_responses(*_READ_ERRORS)})
-async def positions(request: Request, exchange: str | None = _EXCHANGE, symbol: str | None = _SYMBOL,
+async def positions(request: Request, exchange: Exchange = None, symbol: Symbol = None,
                     who: Caller = Depends(caller)) -> Response:
     """Open positions (cached 5 s)."""
     service = _accounts(request)
@@ -146,7 +147,7 @@ async def positions(request: Request, exchange: str | None = _EXCHANGE, symbol: 
 
 @router.get("/v1/account/orders/open", tags=["account"],
             responses={200: {"model": OpenOrders}, **problem_responses(*_READ_ERRORS)})
-async def open_orders(request: Request, exchange: str | None = _EXCHANGE, symbol: str | None = _SYMBOL,
+async def open_orders(request: Request, exchange: Exchange = None, symbol: Symbol = None,
                       who: Caller = Depends(caller)) -> Response:
     """Open orders, oldest first (cached 3 s)."""
     service = _accounts(request)
@@ -155,9 +156,9 @@ async def open_orders(request: Request, exchange: str | None = _EXCHANGE, symbol
 
 
 @router.get("/v1/account/trades", tags=["account"], responses={200: {"model": Fills}, **problem_responses(*_READ_ERRORS)})
-async def account_trades(request: Request, exchange: str | None = _EXCHANGE, symbol: str | None = _SYMBOL,
-                         since: int | None = Query(None, ge=0, description="earliest fill time, ms"),
-                         limit: int = Query(100, ge=1, le=1000, description="most fills"),
+async def account_trades(request: Request, exchange: Exchange = None, symbol: Symbol = None,
+                         since: Annotated[int | None, Query(ge=0, description="earliest fill time, ms")] = None,
+                         limit: Annotated[int, Query(ge=1, le=1000, description="most fills")] = 100,
                          who: Caller = Depends(caller)) -> Response:
     """Fills, newest first (cached 10 s; venues show fills with a delay)."""
     service = _accounts(request)
@@ -170,7 +171,7 @@ async def account_trades(request: Request, exchange: str | None = _EXCHANGE, sym
              responses={201: {"model": OrderResult, "description": "placed (with its fill and the position after)"},
                         202: {"model": OrderResult, "description": "outcome unknown: not re-sent"},
                         **problem_responses(*_AUTH_ERRORS, 404, 409, 422, 502)})
-async def place_order(request: Request, body: NewOrder, exchange: str | None = _EXCHANGE,
+async def place_order(request: Request, body: NewOrder, exchange: Exchange = None,
                       idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                                     max_length=200)] = None,
                       who: Caller = Depends(caller)) -> Response:
@@ -182,7 +183,7 @@ async def place_order(request: Request, body: NewOrder, exchange: str | None = _
 @router.delete("/v1/orders/{order_id}", tags=["orders"],
                responses={200: {"model": Canceled}, **problem_responses(*_AUTH_ERRORS, 404, 422, 502)})
 async def cancel_order(request: Request, order_id: str = Path(min_length=1, max_length=100),
-                       exchange: str | None = _EXCHANGE, symbol: str | None = _SYMBOL,
+                       exchange: Exchange = None, symbol: Symbol = None,
                        who: Caller = Depends(caller)) -> Response:
     """Cancel one open order (its symbol found among the open orders when not given)."""
     return _json(await _orders(request).cancel(who, exchange, order_id, symbol))
@@ -190,7 +191,7 @@ async def cancel_order(request: Request, order_id: str = Path(min_length=1, max_
 
 @router.delete("/v1/orders", tags=["orders"],
                responses={200: {"model": CanceledOrders}, **problem_responses(*_AUTH_ERRORS, 404, 422, 502)})
-async def cancel_all(request: Request, exchange: str | None = _EXCHANGE, symbol: str | None = _SYMBOL,
+async def cancel_all(request: Request, exchange: Exchange = None, symbol: Symbol = None,
                      who: Caller = Depends(caller)) -> Response:
     """Cancel every open order (in ``symbol``); emulated one by one where the venue lacks it."""
     result = await _orders(request).cancel_all(who, exchange, symbol)
@@ -199,7 +200,7 @@ async def cancel_all(request: Request, exchange: str | None = _EXCHANGE, symbol:
 
 @router.post("/v1/account/leverage", tags=["account"],
              responses={200: {"model": LeverageResult}, **problem_responses(*_AUTH_ERRORS, 404, 422, 502)})
-async def set_leverage(request: Request, body: LeverageChange, exchange: str | None = _EXCHANGE,
+async def set_leverage(request: Request, body: LeverageChange, exchange: Exchange = None,
                        who: Caller = Depends(caller)) -> Response:
     """Set a market's leverage (and margin mode)."""
     result = await _orders(request).set_leverage(who, exchange, body.symbol, body.leverage, body.margin_mode)

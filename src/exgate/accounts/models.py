@@ -14,11 +14,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from exgate.models import Side
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, ser_json_inf_nan="null")
+from exgate.models import Side, _Frozen
 
 
 class PositionSide(StrEnum):

@@ -119,11 +119,14 @@ def test_cancel_all_is_emulated_and_leverage_is_set(sandbox):
             assert [c["status"] for c in canceled] == ["success", "success"]
             assert await ex.fetch_open_orders() == []
             await ex.set_leverage(5, SYMBOL)
+            await ex.set_margin_mode("isolated", SYMBOL, {"leverage": 5})
             await ex.create_order(SYMBOL, "market", "buy", 0.001, float(mid))
             (position,) = await ex.fetch_positions([SYMBOL])
-            assert position["leverage"] == 5
+            assert position["leverage"] == 5 and position["marginMode"] == "isolated"
+            with pytest.raises(ccxt.ExchangeError, match="Cannot switch leverage type with open position"):
+                await ex.set_leverage(5, SYMBOL, {"marginMode": "cross"})
             with pytest.raises(ccxt.ExchangeError, match="Invalid leverage"):
-                await ex.set_leverage(1000, SYMBOL)
+                await ex.set_leverage(1000, SYMBOL, {"marginMode": "isolated"})
         finally:
             await ex.close()
 

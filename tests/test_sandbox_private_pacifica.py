@@ -99,7 +99,10 @@ def test_balance_orders_positions_and_lagged_fills(sandbox):
             assert all(t["side"] == "buy" and t["takerOrMaker"] == "taker" and t["fee"]["cost"] > 0 for t in trades)
             vwap = sum(t["price"] * t["amount"] for t in trades) / sum(t["amount"] for t in trades)
             assert vwap == pytest.approx(found["average"], rel=1e-9)
-            assert (await ex.fetch_balance())["USDC"]["used"] > 0
+            # margined at the market's maximum leverage, Pacifica's default for a new account
+            top = ex.market(SYMBOL)["limits"]["leverage"]["max"]
+            used = (await ex.fetch_balance())["USDC"]["used"]
+            assert used == pytest.approx(0.01 * found["average"] / top, rel=0.01)
         finally:
             await ex.close()
 

@@ -250,3 +250,34 @@ def test_injected_faults(sandbox):
             await ex.close()
 
     run(go())
+
+
+def test_an_approved_agent_trades_for_the_account(sandbox):
+    from exgate.sandbox.accounts.keys import evm_credentials
+
+    async def go():
+        acct = new_account(sandbox)
+        agent_address, agent = evm_credentials()
+        owner = await _client(sandbox, acct["credentials"])
+        try:
+            nonce = owner.incrementing_nonce()
+            message = {"hyperliquidChain": "Mainnet", "agentAddress": agent_address, "agentName": "gateway", "nonce": nonce}
+            types = {"HyperliquidTransaction:ApproveAgent": [
+                {"name": "hyperliquidChain", "type": "string"}, {"name": "agentAddress", "type": "address"},
+                {"name": "agentName", "type": "string"}, {"name": "nonce", "type": "uint64"}]}
+            action = {"type": "approveAgent", "signatureChainId": "0x66eee", **message}
+            request = {"action": action, "nonce": nonce, "signature": owner.sign_user_signed_action(types, message)}
+            assert httpx.post(f"{sandbox.url}/hyperliquid/exchange", json=request).json()["status"] == "ok"
+            role = httpx.post(f"{sandbox.url}/hyperliquid/info", json={"type": "userRole", "user": agent_address}).json()
+            assert role == {"role": "agent", "data": {"user": acct["account_id"]}}
+            mid = await _mid(owner)
+        finally:
+            await owner.close()
+        ex = await _client(sandbox, {"walletAddress": acct["account_id"], "privateKey": agent["privateKey"]})
+        try:
+            order = await ex.create_order(SYMBOL, "limit", "buy", 0.001, float(ex.price_to_precision(SYMBOL, mid * Decimal("0.8"))))
+            assert [o["id"] for o in await ex.fetch_open_orders()] == [order["id"]]
+        finally:
+            await ex.close()
+
+    run(go())

@@ -239,3 +239,32 @@ def test_injected_faults(sandbox):
             await ex.close()
 
     asyncio.run(go())
+
+
+def test_a_bound_agent_wallet_trades_for_the_account(sandbox):
+    from exgate.sandbox.accounts.keys import solana_credentials
+
+    async def go():
+        acct = new_account(sandbox)
+        agent_address, agent = solana_credentials()
+        owner = await _client(sandbox, acct["credentials"])
+        try:
+            await owner.bind_agent_wallet(agent_address)
+            price = _price(owner, await _mid(owner), "0.8")
+        finally:
+            await owner.close()
+        ex = await _client(sandbox, {"walletAddress": acct["account_id"], "privateKey": agent["privateKey"]},
+                           options={**QUIET, "agentAddress": agent_address})
+        stranger_address, stranger = solana_credentials()
+        rogue = await _client(sandbox, {"walletAddress": acct["account_id"], "privateKey": stranger["privateKey"]},
+                              options={**QUIET, "agentAddress": stranger_address})
+        try:
+            order = await ex.create_order(SYMBOL, "limit", "buy", 0.001, price)
+            assert [o["id"] for o in await ex.fetch_open_orders()] == [order["id"]]
+            with pytest.raises(ccxt.ExchangeError, match="Agent not authorized for account"):
+                await rogue.create_order(SYMBOL, "limit", "buy", 0.001, price)
+        finally:
+            await ex.close()
+            await rogue.close()
+
+    asyncio.run(go())

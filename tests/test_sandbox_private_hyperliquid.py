@@ -119,11 +119,14 @@ def test_cancel_all_is_emulated_and_leverage_is_set(sandbox):
             assert [c["status"] for c in canceled] == ["success", "success"]
             assert await ex.fetch_open_orders() == []
             await ex.set_leverage(5, SYMBOL)
+            await ex.set_margin_mode("isolated", SYMBOL, {"leverage": 5})
             await ex.create_order(SYMBOL, "market", "buy", 0.001, float(mid))
             (position,) = await ex.fetch_positions([SYMBOL])
-            assert position["leverage"] == 5
+            assert position["leverage"] == 5 and position["marginMode"] == "isolated"
+            with pytest.raises(ccxt.ExchangeError, match="Cannot switch leverage type with open position"):
+                await ex.set_leverage(5, SYMBOL, {"marginMode": "cross"})
             with pytest.raises(ccxt.ExchangeError, match="Invalid leverage"):
-                await ex.set_leverage(1000, SYMBOL)
+                await ex.set_leverage(1000, SYMBOL, {"marginMode": "isolated"})
         finally:
             await ex.close()
 
@@ -243,6 +246,37 @@ def test_injected_faults(sandbox):
                 await ex.create_order(SYMBOL, "limit", "buy", 0.001, price, {"clientOrderId": "0x" + "03" * 16})
             placed = {o["clientOrderId"] for o in await ex.fetch_open_orders()}
             assert placed == {"0x" + "02" * 16, "0x" + "03" * 16}
+        finally:
+            await ex.close()
+
+    run(go())
+
+
+def test_an_approved_agent_trades_for_the_account(sandbox):
+    from exgate.sandbox.accounts.keys import evm_credentials
+
+    async def go():
+        acct = new_account(sandbox)
+        agent_address, agent = evm_credentials()
+        owner = await _client(sandbox, acct["credentials"])
+        try:
+            nonce = owner.incrementing_nonce()
+            message = {"hyperliquidChain": "Mainnet", "agentAddress": agent_address, "agentName": "gateway", "nonce": nonce}
+            types = {"HyperliquidTransaction:ApproveAgent": [
+                {"name": "hyperliquidChain", "type": "string"}, {"name": "agentAddress", "type": "address"},
+                {"name": "agentName", "type": "string"}, {"name": "nonce", "type": "uint64"}]}
+            action = {"type": "approveAgent", "signatureChainId": "0x66eee", **message}
+            request = {"action": action, "nonce": nonce, "signature": owner.sign_user_signed_action(types, message)}
+            assert httpx.post(f"{sandbox.url}/hyperliquid/exchange", json=request).json()["status"] == "ok"
+            role = httpx.post(f"{sandbox.url}/hyperliquid/info", json={"type": "userRole", "user": agent_address}).json()
+            assert role == {"role": "agent", "data": {"user": acct["account_id"]}}
+            mid = await _mid(owner)
+        finally:
+            await owner.close()
+        ex = await _client(sandbox, {"walletAddress": acct["account_id"], "privateKey": agent["privateKey"]})
+        try:
+            order = await ex.create_order(SYMBOL, "limit", "buy", 0.001, float(ex.price_to_precision(SYMBOL, mid * Decimal("0.8"))))
+            assert [o["id"] for o in await ex.fetch_open_orders()] == [order["id"]]
         finally:
             await ex.close()
 

@@ -99,7 +99,10 @@ def test_balance_orders_positions_and_lagged_fills(sandbox):
             assert all(t["side"] == "buy" and t["takerOrMaker"] == "taker" and t["fee"]["cost"] > 0 for t in trades)
             vwap = sum(t["price"] * t["amount"] for t in trades) / sum(t["amount"] for t in trades)
             assert vwap == pytest.approx(found["average"], rel=1e-9)
-            assert (await ex.fetch_balance())["USDC"]["used"] > 0
+            # margined at the market's maximum leverage, Pacifica's default for a new account
+            top = ex.market(SYMBOL)["limits"]["leverage"]["max"]
+            used = (await ex.fetch_balance())["USDC"]["used"]
+            assert used == pytest.approx(0.01 * found["average"] / top, rel=0.01)
         finally:
             await ex.close()
 
@@ -234,5 +237,34 @@ def test_injected_faults(sandbox):
             assert {o["clientOrderId"] for o in await ex.fetch_open_orders()} == set(ids[1:])
         finally:
             await ex.close()
+
+    asyncio.run(go())
+
+
+def test_a_bound_agent_wallet_trades_for_the_account(sandbox):
+    from exgate.sandbox.accounts.keys import solana_credentials
+
+    async def go():
+        acct = new_account(sandbox)
+        agent_address, agent = solana_credentials()
+        owner = await _client(sandbox, acct["credentials"])
+        try:
+            await owner.bind_agent_wallet(agent_address)
+            price = _price(owner, await _mid(owner), "0.8")
+        finally:
+            await owner.close()
+        ex = await _client(sandbox, {"walletAddress": acct["account_id"], "privateKey": agent["privateKey"]},
+                           options={**QUIET, "agentAddress": agent_address})
+        stranger_address, stranger = solana_credentials()
+        rogue = await _client(sandbox, {"walletAddress": acct["account_id"], "privateKey": stranger["privateKey"]},
+                              options={**QUIET, "agentAddress": stranger_address})
+        try:
+            order = await ex.create_order(SYMBOL, "limit", "buy", 0.001, price)
+            assert [o["id"] for o in await ex.fetch_open_orders()] == [order["id"]]
+            with pytest.raises(ccxt.ExchangeError, match="Agent not authorized for account"):
+                await rogue.create_order(SYMBOL, "limit", "buy", 0.001, price)
+        finally:
+            await ex.close()
+            await rogue.close()
 
     asyncio.run(go())

@@ -96,8 +96,9 @@ class SignedOperations:
         if not isinstance(address, str) or not isinstance(signature, str) or not isinstance(timestamp, int) \
                 or not isinstance(window, int):
             return error("Missing required fields: account, signature, timestamp")
-        signer = body.get("agent_wallet") or address
-        message = canonical_message(operation, timestamp, window, payload_of(body))
+        payload = payload_of(body, operation)
+        signer = address if "agent_wallet" in payload else body.get("agent_wallet") or address
+        message = canonical_message(operation, timestamp, window, payload)
         if not isinstance(signer, str) or not verify(signer, signature, message):
             return error("Verification failed: signature does not match signer and canonical payload.",
                          error_id="signature_verification_failed")
@@ -111,7 +112,7 @@ class SignedOperations:
             return error("Agent not authorized for account")
         if self.stats is not None:
             self.stats.record_action(self.name, operation)
-        return await getattr(self, "_op_" + operation)(account, payload_of(body))
+        return await getattr(self, "_op_" + operation)(account, payload)
 
     # -- orders ----------------------------------------------------------------------------
     async def _op_create_order(self, account, data: dict) -> Response:

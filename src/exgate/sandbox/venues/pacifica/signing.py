@@ -35,9 +35,11 @@ def canonical_message(operation: str, timestamp: int, expiry_window: int, payloa
                                  "data": payload}))
 
 
-def payload_of(body: dict) -> dict:
-    """The signed payload of a flat request body: every field but the envelope's."""
-    return {key: value for key, value in body.items() if key not in ENVELOPE_FIELDS}
+def payload_of(body: dict, operation: str = "") -> dict:
+    """The signed payload of a flat request body: every field but the envelope's
+    (``bind_agent_wallet``'s ``agent_wallet`` is its payload: the wallet being bound)."""
+    envelope = [f for f in ENVELOPE_FIELDS if f != "agent_wallet" or operation != "bind_agent_wallet"]
+    return {key: value for key, value in body.items() if key not in envelope}
 
 
 def verify(public_key_b58: str, signature_b58: str, message: bytes) -> bool:

@@ -140,6 +140,11 @@ class Pacifica(AccountReads, SignedOperations, SandboxVenue):
         """The market record's ``max_leverage``."""
         return int(self.instruments[venue_id].raw.get("max_leverage", 20))
 
+    def default_leverage(self, venue_id: str) -> int:
+        """The market's maximum: Pacifica's default for new accounts (ccxt's pacifica
+        ``fetch_leverage``: unset markets report ``max_leverage``)."""
+        return self.max_leverage(venue_id)
+
     def load(self, recordings: Recordings) -> list[Instrument]:
         markets = (recordings.ccxt_response("pacifica", "fetchMarkets") or {}).get("data") or []
         book = (recordings.ccxt_response("pacifica", "fetchOrderBook") or {}).get("data") or {}

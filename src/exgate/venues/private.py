@@ -29,6 +29,7 @@ from contextvars import ContextVar
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import structlog
 from ccxt.base import errors as ccxt_errors
 
 from exgate import errors
@@ -38,6 +39,7 @@ from exgate.venues import private_parse as pp
 from exgate.venues.ccxt_adapter import translate
 
 T = TypeVar("T")
+log = structlog.get_logger("exgate.private")
 
 _REQUESTS: ContextVar[list[int] | None] = ContextVar("exgate_private_requests", default=None)
 
@@ -181,17 +183,58 @@ class PrivateClient:
         return fills[:limit] if limit else fills
 
     async def order(self, order_id: str | None, symbol: str, client_order_id: str | None = None) -> Order | None:
-        """One order by venue id or client order id (``None``: the venue does not know it)."""
-        params: dict[str, Any] = {}
+        """One order by venue id, or by client order id (``order_id`` None), open or recently
+        closed; ``None``: the venue does not know it. By client order id, the profile's
+        ``client_id_lookup`` says how: ``fetch_order`` (ccxt's ``clientOrderId`` parameter:
+        Binance ``origClientOrderId``, Hyperliquid ``orderStatus`` by cloid), ``open_orders``
+        (Bybit ``/v5/order/realtime?orderLinkId=``, which finds closed orders too) or ``scan``
+        (the recent orders, where the venue has no lookup by it: Pacifica); ``fetch_order``
+        falls back to the scan when the venue refuses it."""
         if order_id is None:
-            params = {"clientOrderId": client_order_id}
+            return await self._by_client_id(symbol, client_order_id)
         try:
-            raw = await self._call("fetch_order", lambda: self.exchange.fetch_order(order_id, symbol, params))
+            raw = await self._call("fetch_order", lambda: self.exchange.fetch_order(order_id, symbol))
         except errors.NotFound:
             return None
         if not raw or raw.get("id") in (None, ""):
             return None
         return pp.parse_order(self.venue, raw, self._contract_size(symbol))
+
+    async def _by_client_id(self, symbol: str, client_order_id: str) -> Order | None:
+        how = self.profile.client_id_lookup
+        if how == "open_orders":
+            raw = await self._call("fetch_open_orders", lambda: self.exchange.fetch_open_orders(
+                symbol, None, None, {self.profile.client_id_param: client_order_id}))
+            return self._matching(raw, client_order_id)
+        if how == "fetch_order":
+            try:
+                raw = await self._call("fetch_order", lambda: self.exchange.fetch_order(
+                    None, symbol, {"clientOrderId": client_order_id}))
+            except errors.NotFound:
+                return None
+            except errors.ExgateError as exc:
+                log.info("order_lookup_by_client_id_refused", exchange=self.venue, error=exc.detail)
+            else:
+                return self._matching([raw] if raw else [], client_order_id) if raw and raw.get("id") else None
+        return await self._scan(symbol, client_order_id)
+
+    async def _scan(self, symbol: str, client_order_id: str) -> Order | None:
+        """The order among the venue's recent orders (ccxt ``fetch_orders``, else open and closed)."""
+        ex = self.exchange
+        if ex.has.get("fetchOrders"):
+            raw = await self._call("fetch_orders", lambda: ex.fetch_orders(symbol, None, 100))
+        else:
+            opened, closed = await asyncio.gather(
+                self._call("fetch_open_orders", lambda: ex.fetch_open_orders(symbol)),
+                self._call("fetch_closed_orders", lambda: ex.fetch_closed_orders(symbol, None, 100)))
+            raw = [*(opened or []), *(closed or [])]
+        return self._matching(raw, client_order_id)
+
+    def _matching(self, raw: list | None, client_order_id: str) -> Order | None:
+        for item in raw or []:
+            if item and item.get("clientOrderId") == client_order_id and item.get("id"):
+                return pp.parse_order(self.venue, item, self._contract_size(item.get("symbol")))
+        return None
 
     # -- writes --------------------------------------------------------------------------------
     async def place(self, symbol: str, side: Side, type: OrderType, size: Decimal, price: Decimal | None, *,

@@ -50,6 +50,10 @@ class VenueProfile:
         private_noops: ccxt methods of a connection's instance replaced by a no-op: the side
             calls ccxt makes on its own that no option switches off completely (Hyperliquid's
             builder-fee approval: declined, ccxt attaches its builder to every order).
+        client_id_lookup: how an order is found by its client order id after an unknown
+            outcome: ``fetch_order`` (ccxt's ``clientOrderId`` parameter), ``open_orders``
+            (``fetch_open_orders`` with ``client_id_param``, where that finds closed orders
+            too) or ``scan`` (the recent orders).
         collateral: the currency accounts are margined in (the summary's ``currency``).
         positions_in_balance: ccxt's ``fetch_balance`` answer also holds every position
             (Binance ``/fapi/v3/account``, Hyperliquid ``clearinghouseState``): one upstream call
@@ -65,6 +69,8 @@ class VenueProfile:
     ccxt_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     private_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     private_noops: tuple[str, ...] = ()
+    client_id_lookup: str = "fetch_order"
+    client_id_param: str = ""
     collateral: str = "USDT"
     positions_in_balance: bool = False
     fill_in_order_answer: bool = False
@@ -130,6 +136,7 @@ PROFILES: dict[str, VenueProfile] = {
             # fetchOrder reads /v5/order/realtime (the last 500 orders): exgate looks up only the
             # order it has just placed, so ccxt's warning about older ones does not apply
             private_options=_options(fetchOrder={"acknowledged": True}),
+            client_id_lookup="open_orders", client_id_param="orderLinkId",
             settle_preference=("USDT", "USDC"),
             depth_levels=(1, 25, 50, 100, 200, 500),
             max_depth=500,
@@ -155,6 +162,7 @@ PROFILES: dict[str, VenueProfile] = {
             id="pacifica",
             name="Pacifica",
             private_options=_options(builderFee=False),
+            client_id_lookup="scan",  # no lookup by client order id: orders/history shows just-filled orders
             collateral="USDC",
             settle_preference=("USDC",),
             max_depth=100,

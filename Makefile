@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
+	$(BIN)/exgate db upgrade
 	$(BIN)/exgate serve --sandbox --host 127.0.0.1 --port 8000
 
 test: install

@@ -286,11 +286,32 @@ def free_port() -> int:
 
 
 # -- exgate processes ---------------------------------------------------------------------------
+_MIGRATED_DB: dict[str, str] = {}
+
+
+def migrated_database_url() -> str:
+    """An SQLite database at the head revision, made once per test session (``serve`` refuses
+    an unmigrated one): for the ``exgate serve`` processes tests start."""
+    if "url" not in _MIGRATED_DB:
+        import tempfile
+
+        from exgate.store import upgrade
+
+        folder = tempfile.mkdtemp(prefix="exgate-db-")
+        url = f"sqlite+aiosqlite:///{folder}/exgate.db"
+        upgrade(url)
+        _MIGRATED_DB["url"] = url
+    return _MIGRATED_DB["url"]
+
+
 def spawn_exgate(args: list[str], env: dict[str, str]):
-    """Start ``python -m exgate ARGS`` with ``env`` added to this process's environment."""
+    """Start ``python -m exgate ARGS`` with ``env`` added to this process's environment (and,
+    for ``serve``, a migrated database unless ``env`` names one)."""
     import subprocess
     import sys
 
+    if args[:1] == ["serve"] and "EXGATE_DATABASE_URL" not in env:
+        env = {**env, "EXGATE_DATABASE_URL": migrated_database_url()}
     return subprocess.Popen([sys.executable, "-m", "exgate", *args], env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

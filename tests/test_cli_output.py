@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from tests.conftest import free_port, sandbox_data_args, stop_all, wait_ready
+from tests.conftest import free_port, migrated_database_url, sandbox_data_args, stop_all, wait_ready
 
 
 def test_serve_with_sandbox_prints_each_uvicorn_line_once(tmp_path) -> None:
@@ -19,7 +19,8 @@ def test_serve_with_sandbox_prints_each_uvicorn_line_once(tmp_path) -> None:
     with log.open("w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "exgate", "serve", "--sandbox", "--port", str(port),
                                  "--log-level", "info", *sandbox_data_args("--sandbox-data")],
-                                env={k: v for k, v in os.environ.items() if not k.startswith("EXGATE_")},
+                                env={**{k: v for k, v in os.environ.items() if not k.startswith("EXGATE_")},
+                                     "EXGATE_DATABASE_URL": migrated_database_url()},
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
         try:
             wait_ready(f"http://127.0.0.1:{port}", "gateway", proc)

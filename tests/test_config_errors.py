@@ -23,7 +23,11 @@ def _clean_env(env: dict[str, str]) -> dict[str, str]:
 
 # Each case runs ``python -m exgate ...`` as a user would. They all start at once (each pays
 # for importing ccxt), and none gets far enough to bind a port.
+_UNMIGRATED = Path(__import__("tempfile").mkdtemp(prefix="exgate-unmigrated-")) / "empty.db"
+
 CLI_CASES: dict[str, tuple[list[str], dict[str, str], list[str]]] = {
+    # serve on a database without the tables (issue 10): one line naming the command that makes them
+    "unmigrated-db": (["serve"], {"EXGATE_DATABASE_URL": f"sqlite:///{_UNMIGRATED}"}, ["exgate db upgrade"]),
     # a URL redis-py cannot parse failed inside the app's start-up with a traceback, exit 3
     "redis-url": (["serve"], {"EXGATE_REDIS_URL": "notaurl"},
                   ["EXGATE_REDIS_URL:", "redis://", "rediss://", "unix://", "redis+cluster://", "'notaurl'"]),

@@ -33,6 +33,11 @@ include-path-regex = "/(orderbook|trades|klines)$"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx", "422"]
 
 [[operations]]
+include-path = "/v1/connections"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx", "422"]
+
+[[operations]]
 include-path = "/v1/cache"
 include-method = "DELETE"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx", "422"]
@@ -46,15 +51,29 @@ ADMIN_TOKEN = "fuzz-operator-token"
 
 
 @pytest.fixture(scope="module")
-def operated_gateway(sandbox: ServerThread) -> Iterator[ServerThread]:
+def fuzz_store(tmp_path_factory) -> tuple[str, str]:
+    """A migrated store with one tenant: (database URL, tenant key)."""
+    from tests.accounts_harness import create_tenant, make_store, run
+
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('fuzz-store')}/exgate.db"
+    run(make_store(url).close())
+    return url, create_tenant(url, "fuzz").key
+
+
+@pytest.fixture(scope="module")
+def operated_gateway(sandbox: ServerThread, fuzz_store: tuple[str, str]) -> Iterator[ServerThread]:
     """The session gateway's setup plus an operator token, so ``DELETE /v1/cache`` is fuzzed
-    past its 401/403 (schemathesis sends the token, and checks what happens without it)."""
+    past its 401/403 (schemathesis sends the token, and checks what happens without it), and
+    a store with a tenant, so the private routes are fuzzed past their 401 (see the hooks)."""
     from exgate.config import Settings
     from exgate.http.app import create_app
+    from exgate.store import SecretBox, Store
     from exgate.venues.registry import DEFAULT_VENUES, build_adapters
+    from tests.accounts_harness import SECRET_KEY
 
     upstreams = {venue: f"{sandbox.url}/{venue}" for venue in DEFAULT_VENUES}
-    app = create_app(build_adapters(DEFAULT_VENUES, upstreams), settings=Settings(admin_token=ADMIN_TOKEN))
+    app = create_app(build_adapters(DEFAULT_VENUES, upstreams), settings=Settings(admin_token=ADMIN_TOKEN),
+                     store=Store(fuzz_store[0], SecretBox([SECRET_KEY])))
     with ServerThread(app) as server:
         for _ in range(300):  # fuzz a started gateway: a venue still loading answers 503 by design
             if httpx.get(f"{server.url}/healthz").status_code == 200:
@@ -63,7 +82,7 @@ def operated_gateway(sandbox: ServerThread) -> Iterator[ServerThread]:
         yield server
 
 
-def test_every_operation_answers_as_documented(operated_gateway: ServerThread, tmp_path: Path):
+def test_every_operation_answers_as_documented(operated_gateway: ServerThread, fuzz_store, tmp_path: Path):
     gateway = operated_gateway
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
@@ -72,7 +91,8 @@ def test_every_operation_answers_as_documented(operated_gateway: ServerThread, t
                "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", str(SEED), "--workers", "1",
                "--header", f"Authorization: Bearer {ADMIN_TOKEN}"]
     root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks", "EXGATE_FUZZ_TENANT_KEY": fuzz_store[1],
+           "EXGATE_FUZZ_ADMIN_TOKEN": ADMIN_TOKEN,
            "PYTHONPATH": os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH", "")) if p)}
     run = subprocess.run(command, capture_output=True, text=True, timeout=170, cwd=tmp_path, env=env)
     assert run.returncode == 0, run.stdout[-20_000:] + run.stderr[-5_000:]

@@ -1,4 +1,5 @@
-"""The ``exgate`` command line (typer): ``serve`` and ``sandbox``."""
+"""The ``exgate`` command line (typer): ``serve``, ``sandbox``, and the store's ``db``, ``tenants``,
+``secrets`` (:mod:`exgate.cli_store`)."""
 
 from __future__ import annotations
 
@@ -95,12 +96,36 @@ def _uvicorn_config(asgi_app, host: str, port: int, log_level: str) -> uvicorn.C
                           loop="auto", http="auto", lifespan="on")
 
 
+async def _open_store(settings, sandbox: bool):
+    """The SQL store ``serve`` uses, and why private routes are off (``None``: they are on).
+
+    Raises:
+        ConfigError: the database is not migrated (the detail names ``exgate db upgrade``) or
+            ``EXGATE_SECRET_KEYS`` is malformed.
+    """
+    from exgate.store import SecretBox, Store, database_url, require_migrated
+
+    url = database_url(settings.database_url)
+    await require_migrated(url)
+    box = SecretBox.from_env(settings.secret_keys.get_secret_value() if settings.secret_keys else None)
+    unavailable = None
+    if box is None and sandbox:
+        box = SecretBox.generate()
+        typer.echo("EXGATE_SECRET_KEYS is not set: generated an encryption key for this run only "
+                   "(credentials stored now cannot be read by another run)")
+    elif box is None:
+        unavailable = "EXGATE_SECRET_KEYS is not set: private routes are off until the gateway has encryption keys"
+        typer.echo("EXGATE_SECRET_KEYS is not set: private routes answer 503", err=True)
+    return Store(url, box), unavailable
+
+
 async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandbox_data: Path | None,
-                 log_level: str) -> None:
+                 log_level: str, history_lag_ms: int = 1500, sandbox_port: int = 0) -> None:
     from exgate.http.app import create_app
     from exgate.venues.registry import build_adapters
 
     settings = load_settings()
+    store, private_unavailable = await _open_store(settings, sandbox)
     upstreams = parse_upstreams(settings.upstreams)
     upstreams.update(parse_upstreams(upstream))
     venues = settings.exchange_list()
@@ -109,8 +134,8 @@ async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandb
         from exgate.sandbox.app import create_sandbox_app
         from exgate.sandbox.runner import ServerThread
 
-        sandbox_app = create_sandbox_app(sandbox_data)
-        sock = _bind("127.0.0.1", 0)
+        sandbox_app = create_sandbox_app(sandbox_data, history_lag_ms=history_lag_ms)
+        sock = _bind("127.0.0.1", sandbox_port)
         sandbox_port = sock.getsockname()[1]
         for venue in sandbox_app.state.venues:
             upstreams.setdefault(venue, f"http://127.0.0.1:{sandbox_port}/{venue}")
@@ -120,7 +145,7 @@ async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandb
         typer.echo(f"sandbox serving {', '.join(sandbox_app.state.venues)} on http://127.0.0.1:{sandbox_port}"
                    f" (data: {sandbox_app.state.data_dir or 'synthetic'})")
     adapters = build_adapters(venues, upstreams, timeout_ms=settings.upstream_timeout_ms)
-    gateway = create_app(adapters, settings=settings)
+    gateway = create_app(adapters, settings=settings, store=store, private_unavailable=private_unavailable)
     try:
         if sandbox_thread is not None:
             sandbox_thread.start()
@@ -129,6 +154,7 @@ async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandb
     finally:
         if sandbox_thread is not None:
             sandbox_thread.stop()
+        await store.close()
 
 
 @app.command()
@@ -138,6 +164,10 @@ def serve(
     sandbox: Annotated[bool, typer.Option("--sandbox", help="start the sandbox in-process and point every venue it serves at it")] = False,
     upstream: Annotated[list[str] | None, typer.Option(help="VENUE=URL origin override; repeatable")] = None,
     sandbox_data: Annotated[Path | None, typer.Option(help="recorded payloads for --sandbox")] = None,
+    history_lag_ms: Annotated[int, typer.Option(help="--sandbox: delay before a fill shows in trade history, ms",
+                                                min=0)] = 1500,
+    sandbox_port: Annotated[int, typer.Option(help="--sandbox: its port on 127.0.0.1 (0: a free one)",
+                                              min=0, max=65535)] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Run the gateway (HTTP API on HOST:PORT)."""
@@ -151,7 +181,8 @@ def serve(
     try:
         # the loop uvicorn.run would pick (uvloop when installed); asyncio.run would give the stdlib loop
         with asyncio.Runner(loop_factory=uvicorn.Config(app=None, loop="auto").get_loop_factory()) as runner:
-            runner.run(_serve(host, port, sandbox, upstream or [], sandbox_data, log_level))
+            runner.run(_serve(host, port, sandbox, upstream or [], sandbox_data, log_level, history_lag_ms,
+                              sandbox_port))
     except ExgateError as exc:
         raise _fail(exc.detail) from None
     except KeyboardInterrupt:
@@ -168,10 +199,12 @@ def sandbox_cmd(
         help="VENUE=CAPACITY/WINDOW_MS replacing a venue's published IP budget; repeatable")] = None,
     ban_after: Annotated[int | None, typer.Option(help="429s in one window before a 418 ban", min=1)] = None,
     ban_ms: Annotated[int | None, typer.Option(help="length of a 418 ban, ms", min=1)] = None,
+    history_lag_ms: Annotated[int, typer.Option(help="delay before a fill shows in trade history, ms", min=0)] = 1500,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
-    """Run the exchange sandbox: each venue's real REST paths under /{venue}/, with its
-    published rate limits (429 with Retry-After past the budget, 418 after continued abuse)."""
+    """Run the exchange sandbox: each venue's real REST paths under /{venue}/ (public and, for
+    accounts made with POST /__sandbox/accounts, private), with its published rate limits (429
+    with Retry-After past the budget, 418 after continued abuse)."""
     from exgate.sandbox.app import create_sandbox_app
     from exgate.budget.model import parse_limit_overrides
 
@@ -181,10 +214,16 @@ def sandbox_cmd(
         limits = parse_limit_overrides(",".join(rate_limit or []), "--rate-limit")
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    sandbox_app = create_sandbox_app(data, seed=seed, limits=limits, ban_after=ban_after, ban_ms=ban_ms)
+    sandbox_app = create_sandbox_app(data, seed=seed, limits=limits, ban_after=ban_after, ban_ms=ban_ms,
+                                     history_lag_ms=history_lag_ms)
     typer.echo(f"sandbox serving {', '.join(sandbox_app.state.venues)} on http://{host}:{port}"
                f" (data: {sandbox_app.state.data_dir or 'synthetic'})")
     uvicorn.run(sandbox_app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+from exgate.cli_store import register as _register_store_commands  # noqa: E402  (after _fail, which it uses)
+
+_register_store_commands(app)
 
 
 def main() -> None:
@@ -200,6 +239,7 @@ def main() -> None:
     except typer.TyperException as exc:
         if not hasattr(exc, "format_message"):
             raise
-        typer.echo(f"error: {exc.format_message()}", err=True)
+        if exc.format_message():  # empty: a group run without a command, its help printed already
+            typer.echo(f"error: {exc.format_message()}", err=True)
         code = getattr(exc, "exit_code", 2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -23,7 +23,12 @@ class Settings(BaseSettings):
         upstreams: ``venue=url,venue=url`` origin overrides (see :mod:`exgate.venues.upstream`).
         redis_url: shared L2 cache, locks and events (``redis://host:port/db``); unset means
             in-process cache only.
-        database_url: SQL state (later issues).
+        database_url: SQL state (tenants, exchange connections), an SQLAlchemy URL
+            (``sqlite:///path``, ``postgresql://user@host/db``; unset: ``./exgate.db``, see
+            :func:`exgate.store.database_url`).
+        secret_keys: ``EXGATE_SECRET_KEYS``, comma-separated Fernet keys encrypting stored
+            credentials (the first encrypts, all decrypt; see :class:`exgate.store.SecretBox`).
+            Never logged or returned.
         upstream_timeout_ms: per upstream request timeout.
         cache_max_entries: bound of the in-process cache (L1) in entries.
         cache_max_bytes: bound of L1 in body bytes.
@@ -66,6 +71,7 @@ class Settings(BaseSettings):
     budgets: str = ""
     budget_max_waiters: int = Field(default=1_000, gt=0)
     admin_token: SecretStr | None = None
+    secret_keys: SecretStr | None = None
     cors_origins: str = ""
 
     def lease_ms(self) -> int:

@@ -98,3 +98,40 @@ class MalformedUpstream(UpstreamError):
     """The exchange answered with a payload exgate cannot parse into its models (502)."""
 
     title = "Malformed upstream payload"
+
+
+class Unauthorized(ExgateError):
+    """No, an unknown or a revoked tenant key (401)."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(ExgateError):
+    """The tenant or user may not use what it asked for (403)."""
+
+    status = 403
+    title = "Forbidden"
+
+
+class NotFound(ExgateError):
+    """A private resource (connection, order) that does not exist for this tenant and user (404)."""
+
+    status = 404
+    title = "Not found"
+
+
+class VenueRejected(ExgateError):
+    """The venue refused the request (an order with insufficient margin, a wrong API key on a
+    new connection): 422 with the venue's reason in ``detail`` and ``extra['venue_error']``."""
+
+    status = 422
+    title = "Rejected by the exchange"
+
+
+class OutcomeUnknown(UpstreamError):
+    """An order whose answer was lost (timeout, 5xx, 429) and which the lookup by client order
+    id could not find either: it may or may not exist."""
+
+    status = 202
+    title = "Order outcome unknown"

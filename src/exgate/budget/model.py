@@ -7,9 +7,10 @@ each request costs. Callers wait for budget in :class:`Priority` order.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
@@ -44,6 +45,16 @@ def current_priority() -> Priority:
 def set_priority(priority: Priority) -> contextvars.Token[Priority]:
     """Make upstream calls made from this context use ``priority`` (order routes use ORDER)."""
     return _PRIORITY.set(priority)
+
+
+@contextlib.contextmanager
+def priority(value: Priority) -> Iterator[None]:
+    """Upstream calls made inside the block (and the tasks it starts) use ``value``."""
+    token = _PRIORITY.set(value)
+    try:
+        yield
+    finally:
+        _PRIORITY.reset(token)
 
 
 @dataclass(frozen=True, slots=True)

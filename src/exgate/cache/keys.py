@@ -65,6 +65,17 @@ def account_key(venue: str, account_id: str, data_type: DataType, **params: obje
     return ":".join(parts)
 
 
+def idempotency_key(venue: str, account_id: str, scope: str, client_key: str) -> str:
+    """Redis key of one order's ``Idempotency-Key`` record, on the account's slot. ``scope``
+    (tenant and user) and the client's key are hashed together: neither appears in the name.
+
+    >>> idempotency_key("bybit", "user-42", "t1:u1", "k-1")
+    'exgate:v1:{bybit:acct:6d894aa3ee802549}:idempotency:b81bbe742eb59dba29033b7a71f13e1a'
+    """
+    digest = hashlib.sha256(f"{scope}\x00{client_key}".encode()).hexdigest()[:32]
+    return ":".join([PREFIX, _account_slot(venue, account_hash(account_id)), "idempotency", digest])
+
+
 def exchange_tag(venue: str) -> str:
     """Tag of everything cached for one venue."""
     return f"exchange:{venue}"

@@ -178,6 +178,20 @@ class Cache:
         self._count(Tier.L1, CacheStatus.HIT)
         return self._result(slot.entry, CacheStatus.HIT, Tier.L1, now)
 
+    async def lookup(self, key: str) -> CacheResult | None:
+        """The fresh value of ``key`` from L1, else from L2, without fetching or waiting for a
+        fetch; ``None`` when neither holds a fresh copy (or Redis is down and L1 has none)."""
+        hit = self.peek(key)
+        if hit is not None:
+            return hit
+        if self.l2 is None:
+            return None
+        remote = await self.l2.get(key)
+        now = self.clock()
+        if isinstance(remote, Entry) and remote.fresh(now):
+            return self._result(remote, CacheStatus.HIT, Tier.L2, now)
+        return None
+
     async def get_or_fetch(self, key: str, fetch: Fetch, *, tags: Iterable[str] = (),
                            shared: bool = True) -> CacheResult:
         """The value of ``key``: from L1, L2, a fetch already running here or elsewhere, or

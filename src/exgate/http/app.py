@@ -21,6 +21,7 @@ from exgate.config import Settings
 from exgate.errors import ConfigError, ExgateError
 from exgate.http import manners, openapi, problems
 from exgate.http.fastpath import FastPath, FastPathStats
+from exgate.http.private_routes import router as private_router
 from exgate.http.routes import router
 from exgate.metrics import Metrics, RequestMetrics
 from exgate.service import MarketData
@@ -92,9 +93,13 @@ async def open_budgets(stack: contextlib.AsyncExitStack, adapters: Mapping[str, 
 
 
 def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], int] = wall_clock_ms,
-               settings: Settings | None = None, preload: bool = True, fast_path: bool = True) -> FastAPI:
+               settings: Settings | None = None, preload: bool = True, fast_path: bool = True,
+               store: object | None = None, private_unavailable: str | None = None) -> FastAPI:
     """Build the gateway app over ``adapters`` (``settings``: cache, Redis and TTL options;
     default: read from the environment).
+
+    ``store``: the SQL :class:`~exgate.store.Store` of tenants and connections (``None``: the
+    private routes answer 503 with ``private_unavailable`` or a default reason).
 
     ``fast_path``: answer fresh L1 hits of the read routes in raw ASGI before FastAPI's
     routing and validation (:mod:`exgate.http.fastpath`; same bytes, headers and metrics).
@@ -120,6 +125,13 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
             await open_budgets(budgets, adapters, settings, clock, metrics,
                                breaker=cache.l2.breaker if cache.l2 is not None else None)
             app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock)
+            from exgate.accounts import AccountService, Idempotency, OrderDesk
+
+            accounts = AccountService(app.state.market_data, store, unavailable=private_unavailable)
+            app.state.accounts = accounts
+            app.state.orders = OrderDesk(accounts, Idempotency(
+                cache.l2.client if cache.l2 is not None else None, lease_ms=4 * settings.upstream_timeout_ms + 2_000))
+            budgets.push_async_callback(accounts.close)
             for adapter in adapters.values():
                 if adapter.calls is not None:  # count only the calls that reached the exchange
                     adapter.calls.observers["metrics"] = metrics.upstream_call
@@ -147,6 +159,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     app.state.admin_token = settings.admin_token.get_secret_value() if settings.admin_token else None
     problems.install(app)
     app.include_router(router)
+    app.include_router(private_router)
     app.state.fast_path = FastPathStats()
     if fast_path:  # inside RequestMetrics: its answers are timed and labelled like the routes'
         app.add_middleware(FastPath, stats=app.state.fast_path)

@@ -117,11 +117,35 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     headers = dict(exc.headers or {})
     if exc.status_code == 404:
         detail = f"no route for {request.method} {_cap(request.url.path, ECHO_LIMIT)}; see /docs"
+    if exc.status_code == 400 and request.method in ("POST", "PATCH", "PUT"):  # FastAPI: the body is not JSON
+        return problem(422, "Invalid parameter", "body: expected a JSON object (the body could not be parsed)",
+                       instance=request.url.path, field="body")
     if exc.status_code == 405 and "Allow" in headers:
-        allowed = [m.strip() for m in headers["Allow"].split(",")]
+        allowed = _methods_of_path(request) or [m.strip() for m in headers["Allow"].split(",")]
         if "GET" in allowed and "HEAD" not in allowed:  # HEAD is answered on every GET route (see http.manners)
-            headers["Allow"] = ", ".join([*allowed, "HEAD"])
+            allowed.append("HEAD")
+        headers["Allow"] = ", ".join(allowed)
     return problem(exc.status_code, title, detail, instance=request.url.path, headers=headers or None)
+
+
+def _methods_of_path(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (Starlette's 405 names only the
+    first route matching the path, e.g. ``POST`` for ``/v1/orders`` which ``DELETE`` serves too)."""
+    from starlette.routing import Match
+
+    methods: list[str] = []
+    scope = dict(request.scope)
+    stack = list(request.app.routes)
+    while stack:
+        route = stack.pop(0)
+        inner = getattr(route, "original_router", None)  # FastAPI's included router: its own routes
+        if inner is not None:
+            stack[:0] = list(inner.routes)
+            continue
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods += [m for m in sorted(getattr(route, "methods", None) or ()) if m not in methods]
+    return methods
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

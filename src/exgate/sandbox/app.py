@@ -58,6 +58,8 @@ def create_sandbox_app(
         if venues is None or name in venues
     }
     stats = SandboxStats()
+    for venue in sims.values():
+        venue.stats = stats
     limiter = RateLimiter({v: r for v, r in rules_for(limits, ban_after=ban_after, ban_ms=ban_ms).items()
                            if v in sims}, clock)
 

@@ -75,7 +75,12 @@ def binance_weight(path: str, params: Mapping[str, str], body: dict) -> int:
 
 
 def hyperliquid_weight(path: str, params: Mapping[str, str], body: dict) -> int:
-    """``/info`` weight by type (Hyperliquid docs, rate limits and user limits)."""
+    """``/info`` weight by type, ``/exchange`` ``1 + floor(batch length / 40)`` (Hyperliquid
+    docs, rate limits and user limits)."""
+    if path.endswith("/exchange"):
+        action = body.get("action") if isinstance(body.get("action"), dict) else {}
+        batch = action.get("orders") or action.get("cancels") or []
+        return 1 + (len(batch) // 40 if isinstance(batch, list) else 0)
     kind = body.get("type")
     if kind in {"l2Book", "allMids", "clearinghouseState", "orderStatus", "spotClearinghouseState", "exchangeStatus"}:
         return 2

@@ -11,13 +11,20 @@ class SandboxStats:
     """Counters of requests the sandbox answered.
 
     ``snapshot()`` shape: ``{"venues": {venue: {"requests": N, "by_path": {path: N},
-    "by_status": {"200": N}}}}``; the path excludes the ``/{venue}`` prefix.
+    "by_status": {"200": N}, "by_action": {action: N}}}}``; the path excludes the ``/{venue}``
+    prefix; ``by_action`` counts the signed actions venues accepted, by kind.
     """
 
     def __init__(self) -> None:
         self._requests: Counter[str] = Counter()
         self._by_path: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._by_status: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._by_action: defaultdict[str, Counter[str]] = defaultdict(Counter)
+
+    def record_action(self, venue: str, action: str) -> None:
+        """Count one signed action a venue accepted by its kind (Hyperliquid's ``/exchange``
+        action types, Pacifica's signed operation types), e.g. to check ccxt's side calls."""
+        self._by_action[venue][action] += 1
 
     def record(self, venue: str, path: str, status: int) -> None:
         """Count one answered request."""
@@ -30,6 +37,7 @@ class SandboxStats:
         self._requests.clear()
         self._by_path.clear()
         self._by_status.clear()
+        self._by_action.clear()
 
     def snapshot(self, venues: list[str]) -> dict:
         """The counters as a JSON-ready dict; every known venue appears, counted or not."""
@@ -39,6 +47,7 @@ class SandboxStats:
                     "requests": self._requests[venue],
                     "by_path": dict(self._by_path[venue]),
                     "by_status": dict(self._by_status[venue]),
+                    "by_action": dict(self._by_action[venue]),
                 }
                 for venue in sorted(set(venues) | set(self._requests))
             }

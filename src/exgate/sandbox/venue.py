@@ -31,6 +31,9 @@ class SandboxVenue(abc.ABC):
     name: ClassVar[str]
     settle_currency: ClassVar[str] = "USDT"
     """The currency sandbox accounts of this venue are funded and margined in."""
+    stats = None
+    """The sandbox's :class:`~exgate.sandbox.stats.SandboxStats` (set by the app), where
+    private handlers count the signed actions they accept (``record_action``)."""
 
     def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int,
                  model: MarketModel | None = None, history_lag_ms: int = DEFAULT_HISTORY_LAG_MS):
@@ -46,6 +49,7 @@ class SandboxVenue(abc.ABC):
             i.venue_id: InstrumentSim(i, seed, t0_ms, model=self.model, venue=self.name) for i in instruments}
         self.desk = AccountDesk(self.name, self.sims, clock, currency=self.settle_currency,
                                 new_credentials=self.new_account_credentials, max_leverage=self.max_leverage,
+                                default_leverage=self.default_leverage,
                                 history_lag_ms=history_lag_ms)
         """Accounts and client orders (:class:`~exgate.sandbox.accounts.AccountDesk`)."""
 
@@ -58,6 +62,11 @@ class SandboxVenue(abc.ABC):
     def max_leverage(self, venue_id: str) -> int:
         """The highest leverage ``venue_id`` allows (venues read it from their instrument records)."""
         return 100
+
+    def default_leverage(self, venue_id: str) -> int:
+        """The leverage a new account has in ``venue_id``: 20, or the market's maximum if lower
+        (Binance's, Bybit's and Hyperliquid's default)."""
+        return min(20, self.max_leverage(venue_id))
 
     def now(self) -> int:
         """The sandbox clock in ms."""

@@ -62,6 +62,34 @@ def translate(exc: BaseException, venue: str, operation: str) -> errors.ExgateEr
     raise exc
 
 
+def _route_budget(exchange: Any, gate: BudgetGate) -> None:
+    """Make ``exchange`` wait in ``gate`` for each request's weight (ccxt's cost, corrected by
+    the venue's metering; the caller's :class:`~exgate.budget.Priority` from the context) and
+    show every response to the gate."""
+    ccxt_cost = exchange.calculate_rate_limiter_cost
+    on_response = exchange.on_rest_response
+    weigh = gate.metering.weigh
+
+    def cost(api: Any, method: str, path: str, params: Any, config: Any = None) -> int:
+        return weigh(str(path), params if isinstance(params, dict) else {},
+                     ccxt_cost(api, method, path, params, config or {}))
+
+    async def throttle(weight: Any = None) -> None:
+        await gate.acquire(max(1, int(weight or 1)))
+
+    def observe(code: Any, reason: Any, url: Any, method: Any, headers: Any, body: Any, *rest: Any) -> Any:
+        try:
+            gate.observe(int(code), headers or {})
+        except (TypeError, ValueError):
+            pass
+        return on_response(code, reason, url, method, headers, body, *rest)
+
+    exchange.enableRateLimit = True
+    exchange.calculate_rate_limiter_cost = cost
+    exchange.throttle = throttle
+    exchange.on_rest_response = observe
+
+
 def _json_only(fetch: Callable[..., Awaitable[Any]], venue: str) -> Callable[..., Awaitable[Any]]:
     """Wrap ccxt's transport so a body that is not JSON fails as ``BadResponse``.
 
@@ -135,30 +163,33 @@ class CcxtAdapter(ExchangeAdapter):
         """Route ccxt's rate limiting into ``gate``: ccxt's per-endpoint cost (corrected by the
         venue's metering) becomes the weight each request waits for in exgate's shared budget,
         and every response is shown to the gate (usage headers, 429/418)."""
-        exchange = self.exchange
-        ccxt_cost = exchange.calculate_rate_limiter_cost
-        on_response = exchange.on_rest_response
-        weigh = gate.metering.weigh
-
-        def cost(api: Any, method: str, path: str, params: Any, config: Any = None) -> int:
-            return weigh(str(path), params if isinstance(params, dict) else {},
-                         ccxt_cost(api, method, path, params, config or {}))
-
-        async def throttle(weight: Any = None) -> None:
-            await gate.acquire(max(1, int(weight or 1)))
-
-        def observe(code: Any, reason: Any, url: Any, method: Any, headers: Any, body: Any, *rest: Any) -> Any:
-            try:
-                gate.observe(int(code), headers or {})
-            except (TypeError, ValueError):
-                pass
-            return on_response(code, reason, url, method, headers, body, *rest)
-
-        exchange.enableRateLimit = True
-        exchange.calculate_rate_limiter_cost = cost
-        exchange.throttle = throttle
-        exchange.on_rest_response = observe
+        _route_budget(self.exchange, gate)
         self.budget = gate
+
+    def private_exchange(self, credentials: dict[str, str]) -> Any:
+        """A new ccxt instance of this venue signing with ``credentials`` (one per connection):
+        the same URLs, timeout, JSON check and budget as the public instance, the profile's
+        ``private_options`` (side calls off), and the public instance's loaded markets shared
+        (the same dicts, no ``load_markets`` per user).
+
+        Raises:
+            errors.UpstreamUnavailable: the venue's markets are not loaded yet.
+        """
+        base = self.exchange
+        if not base.markets:
+            raise errors.UpstreamUnavailable(f"{self.id}: markets are not loaded yet", retry_after_s=2)
+        exchange = type(base)({"enableRateLimit": True, "timeout": self.timeout_ms, **credentials})
+        exchange.options = exchange.deep_extend(exchange.options, dict(self.profile.ccxt_options),
+                                                dict(self.profile.private_options))
+        exchange.fetch = CallMeter.wrap_transport(_json_only(exchange.fetch, self.id))
+        exchange.urls["api"] = base.urls["api"]
+        for name in ("markets", "markets_by_id", "symbols", "ids", "currencies", "currencies_by_id", "codes",
+                     "baseCurrencies", "quoteCurrencies"):
+            if hasattr(base, name):
+                setattr(exchange, name, getattr(base, name))
+        if self.budget is not None:
+            _route_budget(exchange, self.budget)
+        return exchange
 
     # -- lifecycle ------------------------------------------------------------------------
     @property

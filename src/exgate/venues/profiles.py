@@ -44,6 +44,22 @@ class VenueProfile:
             takes a mandatory ``start_time``); exgate then asks for the last ``limit`` intervals.
         unsupported_intervals: ccxt ``timeframes`` the venue's endpoint refuses (ccxt's
             binanceusdm inherits binance's spot-only ``1s``; fapi answers ``-1120``).
+        private_options: merged into the ``options`` of each connection's ccxt instance:
+            account-side settings (order answer types, position sources) and the side calls
+            ccxt would make that are not the user's (builder-fee and referrer actions) off.
+        private_noops: ccxt methods of a connection's instance replaced by a no-op: the side
+            calls ccxt makes on its own that no option switches off completely (Hyperliquid's
+            builder-fee approval: declined, ccxt attaches its builder to every order).
+        client_id_lookup: how an order is found by its client order id after an unknown
+            outcome: ``fetch_order`` (ccxt's ``clientOrderId`` parameter), ``open_orders``
+            (``fetch_open_orders`` with ``client_id_param``, where that finds closed orders
+            too) or ``scan`` (the recent orders).
+        collateral: the currency accounts are margined in (the summary's ``currency``).
+        positions_in_balance: ccxt's ``fetch_balance`` answer also holds every position
+            (Binance ``/fapi/v3/account``, Hyperliquid ``clearinghouseState``): one upstream call
+            fills the account and its positions.
+        fill_in_order_answer: the venue's answer to a new order carries its immediate fill
+            (Binance ``newOrderRespType=RESULT``, Hyperliquid ``filled``): no follow-up read.
         docs: the venue's API documentation, for the rate limits and formats.
     """
 
@@ -51,6 +67,13 @@ class VenueProfile:
     name: str
     ccxt_id: str = ""
     ccxt_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    private_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    private_noops: tuple[str, ...] = ()
+    client_id_lookup: str = "fetch_order"
+    client_id_param: str = ""
+    collateral: str = "USDT"
+    positions_in_balance: bool = False
+    fill_in_order_answer: bool = False
     settle_preference: tuple[str, ...] = ("USDT", "USDC", "USD")
     depth_levels: tuple[int, ...] = ()
     max_depth: int = 1000
@@ -89,6 +112,11 @@ PROFILES: dict[str, VenueProfile] = {
             id="binanceusdm",
             name="Binance USD-M Futures",
             ccxt_options=_options(fetchMarkets={"types": ["linear"]}),
+            # /fapi/v2/account: v3 dropped the positions' entry price and leverage, which the snapshot needs
+            private_options=_options(newOrderRespType={"market": "RESULT", "limit": "RESULT"}, fetchBalance={"useV2": True},
+                                     warnOnFetchOpenOrdersWithoutSymbol=False, fetchPositions={"method": "account"}),
+            positions_in_balance=True,
+            fill_in_order_answer=True,
             settle_preference=("USDT", "USDC"),
             depth_levels=(5, 10, 20, 50, 100, 500, 1000),
             max_candles=1500,
@@ -105,6 +133,10 @@ PROFILES: dict[str, VenueProfile] = {
             ccxt_options=_options(
                 fetchMarkets={"types": ["linear"]}, defaultType="swap", defaultSubType="linear",
             ),
+            # fetchOrder reads /v5/order/realtime (the last 500 orders): exgate looks up only the
+            # order it has just placed, so ccxt's warning about older ones does not apply
+            private_options=_options(fetchOrder={"acknowledged": True}),
+            client_id_lookup="open_orders", client_id_param="orderLinkId",
             settle_preference=("USDT", "USDC"),
             depth_levels=(1, 25, 50, 100, 200, 500),
             max_depth=500,
@@ -114,6 +146,12 @@ PROFILES: dict[str, VenueProfile] = {
             id="hyperliquid",
             name="Hyperliquid (perpetuals)",
             ccxt_options=_options(fetchMarkets={"types": ["swap"]}, defaultType="swap"),
+            private_options=_options(builderFee=False, approvedBuilderFee=False, refSet=True,
+                                     fetchBalance={"enableUnifiedMargin": False}),
+            private_noops=("handle_builder_fee_approval", "set_ref"),
+            collateral="USDC",
+            positions_in_balance=True,
+            fill_in_order_answer=True,
             settle_preference=("USDC",),
             max_depth=20,  # l2Book returns at most 20 levels per side
             max_candles=5000,
@@ -123,6 +161,9 @@ PROFILES: dict[str, VenueProfile] = {
         VenueProfile(
             id="pacifica",
             name="Pacifica",
+            private_options=_options(builderFee=False),
+            client_id_lookup="scan",  # no lookup by client order id: orders/history shows just-filled orders
+            collateral="USDC",
             settle_preference=("USDC",),
             max_depth=100,
             max_trades=100,

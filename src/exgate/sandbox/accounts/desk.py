@@ -57,6 +57,8 @@ class AccountDesk:
         currency: the settle currency accounts are funded in (``USDT``, ``USDC``).
         new_credentials: makes ``(account_id, ccxt credentials)`` for a new account.
         max_leverage: market → highest leverage it allows.
+        default_leverage: market → leverage of a new account there (default: the ledger's
+            ``DEFAULT_LEVERAGE``, 20).
         history_lag_ms: delay before a fill shows in :meth:`fills` (:data:`DEFAULT_HISTORY_LAG_MS`).
         taker_fee, maker_fee: the venue's base fee rates (fractions of the notional).
     """
@@ -64,6 +66,7 @@ class AccountDesk:
     def __init__(self, venue: str, sims: dict, clock: Callable[[], int], *, currency: str,
                  new_credentials: Callable[[], tuple[str, dict[str, str]]],
                  max_leverage: Callable[[str], int] = lambda symbol: 100,
+                 default_leverage: Callable[[str], int] | None = None,
                  history_lag_ms: int = DEFAULT_HISTORY_LAG_MS,
                  taker_fee: Decimal = Decimal("0.0005"), maker_fee: Decimal = Decimal("0.0002")):
         self.venue = venue
@@ -72,6 +75,7 @@ class AccountDesk:
         self.currency = currency
         self.new_credentials = new_credentials
         self.max_leverage = max_leverage
+        self.default_leverage = default_leverage
         self.history_lag_ms = int(history_lag_ms)
         self.accounts: dict[str, SandboxAccount] = {}
         self.engine = MatchingEngine(clock, taker_fee=taker_fee, maker_fee=maker_fee, on_fill=self._on_fill)
@@ -84,7 +88,8 @@ class AccountDesk:
         """A new account funded with ``balance`` (settle currency, > 0)."""
         account_id, credentials = self.new_credentials()
         account = SandboxAccount(venue=self.venue, account_id=account_id, credentials=credentials,
-                                 currency=self.currency, deposit=Decimal(balance), created=self.clock())
+                                 currency=self.currency, deposit=Decimal(balance), created=self.clock(),
+                                 default_leverage=self.default_leverage)
         self.accounts[account_id] = account
         return account
 

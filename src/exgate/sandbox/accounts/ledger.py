@@ -21,6 +21,7 @@ Funding payments are not booked (the account's PnL is price and fees only).
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -102,6 +103,8 @@ class SandboxAccount:
     leverage: dict[str, int] = field(default_factory=dict)
     margin_mode: dict[str, MarginMode] = field(default_factory=dict)
     fills: list[AccountFill] = field(default_factory=list)
+    default_leverage: Callable[[str], int] | None = field(default=None, repr=False)
+    """The venue's leverage for a market the account never set (``None``: :data:`DEFAULT_LEVERAGE`)."""
 
     def __repr__(self) -> str:  # credentials stay out of every repr
         return f"SandboxAccount(venue={self.venue!r}, account_id={self.account_id!r}, deposit={self.deposit})"
@@ -115,7 +118,9 @@ class SandboxAccount:
         return state
 
     def leverage_of(self, symbol: str) -> int:
-        return self.leverage.get(symbol, DEFAULT_LEVERAGE)
+        if symbol in self.leverage:
+            return self.leverage[symbol]
+        return self.default_leverage(symbol) if self.default_leverage is not None else DEFAULT_LEVERAGE
 
     def margin_mode_of(self, symbol: str) -> MarginMode:
         return self.margin_mode.get(symbol, MarginMode.CROSS)

@@ -48,6 +48,9 @@ from exgate.sandbox.venues.months import month_spans
 from exgate.sandbox.venues.hyperliquid.grid import (MANTISSA_CHOICES, SIG_FIG_CHOICES, aggregate, hl_price, num,
                                                      price_decimals, price_tick)
 from exgate.sandbox.venues.hyperliquid.spot import spot_contexts, spot_meta
+from exgate.sandbox.venues.hyperliquid.account_info import ACCOUNT_INFO_HANDLERS, AccountInfo
+from exgate.sandbox.venues.hyperliquid.exchange import ExchangeEndpoint
+from exgate.sandbox.accounts.keys import evm_credentials
 
 _NAUTILUS = "nautilus_trader/crates/adapters/hyperliquid/test_data/"
 _BOOK_LEVELS = 20
@@ -87,17 +90,31 @@ def _ms(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
-class Hyperliquid(SandboxVenue):
-    """Hyperliquid perpetuals (main dex, USDC collateral) behind one ``POST /info``."""
+class Hyperliquid(AccountInfo, ExchangeEndpoint, SandboxVenue):
+    """Hyperliquid perpetuals (main dex, USDC collateral): public and account ``POST /info``
+    types, signed actions on ``POST /exchange`` (:mod:`.account_info`, :mod:`.exchange`)."""
 
     name = "hyperliquid"
+    settle_currency = "USDC"
+    TAKER_FEE, MAKER_FEE = Decimal("0.00045"), Decimal("0.00015")
+    """Hyperliquid's base tier (perps): 0.045 % taker, 0.015 % maker."""
 
     def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int, model=None, **kwargs):
         self._ctxs: dict[str, dict] = {}
         self._spot_meta: dict = spot_meta()
         self.seed = seed
+        self._init_exchange()
         super().__init__(recordings, seed=seed, clock=clock, t0_ms=t0_ms, model=model, **kwargs)
+        self.desk.engine.taker_fee, self.desk.engine.maker_fee = self.TAKER_FEE, self.MAKER_FEE
         self._t0_mid = {coin: self._mid(sim, t0_ms) for coin, sim in self.sims.items()}
+
+    def new_account_credentials(self) -> tuple[str, dict[str, str]]:
+        """A secp256k1 key pair: ``walletAddress`` (the account id) and ``privateKey``."""
+        return evm_credentials()
+
+    def max_leverage(self, venue_id: str) -> int:
+        """The universe record's ``maxLeverage`` (20 when it has none)."""
+        return int(self.instruments[venue_id].raw.get("maxLeverage", 20))
 
     # -- instruments ------------------------------------------------------------------------
     def load(self, recordings: Recordings) -> list[Instrument]:
@@ -348,6 +365,7 @@ class Hyperliquid(SandboxVenue):
         "spotMeta": _info_spot_meta,
         "spotMetaAndAssetCtxs": _info_spot_meta_and_ctxs,
         "exchangeStatus": _info_exchange_status,
+        **ACCOUNT_INFO_HANDLERS,
     }
 
     async def info(self, request: Request) -> Response:
@@ -368,4 +386,4 @@ class Hyperliquid(SandboxVenue):
         return handler(self, body, self.now())
 
     def routes(self) -> list[BaseRoute]:
-        return [Route("/info", self.info, methods=["POST"])]
+        return [Route("/info", self.info, methods=["POST"]), Route("/exchange", self.exchange, methods=["POST"])]

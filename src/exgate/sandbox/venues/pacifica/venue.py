@@ -43,11 +43,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from exgate.sandbox.data import D, Recordings, fmt
+from exgate.sandbox.data import D, Recordings
 from exgate.sandbox.sim import MAX_LEVELS, STEP_MS, Instrument, InstrumentSim, listing_ms, quantize
 from exgate.intervals import interval_ms
-from exgate.sandbox.venue import SandboxVenue, json_response
+from exgate.sandbox.venue import SandboxVenue
 from exgate.sandbox.venues.months import month_spans
+from exgate.sandbox.venues.pacifica.account import AccountReads
+from exgate.sandbox.venues.pacifica.envelope import error, num, ok
+from exgate.sandbox.venues.pacifica.orders import OPERATIONS, SignedOperations
+from exgate.sandbox.accounts.keys import solana_credentials
 
 _BOOK_DEPTH = 10
 """Levels per side: "each index contains up to 10 levels" (get-orderbook)."""
@@ -72,19 +76,7 @@ _SYNTHETIC_MARKETS = (
 )
 
 
-def _num(value: Decimal) -> str:
-    """A Decimal as Pacifica prints it: plain notation, no trailing zeros (``"0.0103"``)."""
-    return fmt(value.normalize()) if value else "0"
-
-
-def _ok(data: object, **extra: object) -> Response:
-    """Pacifica's success envelope."""
-    return json_response({"success": True, "data": data, "error": None, "code": None, **extra})
-
-
-def _error(message: str, status: int = 400) -> Response:
-    """Pacifica's error envelope; ``code`` echoes the HTTP status."""
-    return json_response({"success": False, "data": None, "error": message, "code": status}, status=status)
+_num, _ok, _error = num, ok, error  # the envelope and number printing (:mod:`.envelope`)
 
 
 def _seeded(*parts: object) -> int:
@@ -125,10 +117,33 @@ def _aggregate(levels: list[Level], bucket: Decimal, bid: bool, limit: int) -> l
     return [(price, size, str(orders)) for price, size, orders in grouped.values()]
 
 
-class Pacifica(SandboxVenue):
-    """Pacifica perpetuals and spot (``/api/v1``), public market-data endpoints."""
+class Pacifica(AccountReads, SignedOperations, SandboxVenue):
+    """Pacifica perpetuals and spot (``/api/v1``): public market data, account reads
+    (:mod:`.account`) and signed operations (:mod:`.orders`)."""
 
     name = "pacifica"
+    settle_currency = "USDC"
+    TAKER_FEE, MAKER_FEE = Decimal("0.0004"), Decimal("0.00015")
+    """Pacifica's base fee tier (ccxt's pacifica ``fees``): 0.04 % taker, 0.015 % maker."""
+
+    def __init__(self, *args, **kwargs):
+        self._init_signed()
+        super().__init__(*args, **kwargs)
+        self.desk.engine.taker_fee, self.desk.engine.maker_fee = self.TAKER_FEE, self.MAKER_FEE
+
+    def new_account_credentials(self) -> tuple[str, dict[str, str]]:
+        """An ed25519 key pair: ``walletAddress`` (base58 public key, the account id) and
+        ``privateKey`` (base58 64-byte secret key, as ccxt's pacifica takes it)."""
+        return solana_credentials()
+
+    def max_leverage(self, venue_id: str) -> int:
+        """The market record's ``max_leverage``."""
+        return int(self.instruments[venue_id].raw.get("max_leverage", 20))
+
+    def default_leverage(self, venue_id: str) -> int:
+        """The market's maximum: Pacifica's default for new accounts (ccxt's pacifica
+        ``fetch_leverage``: unset markets report ``max_leverage``)."""
+        return self.max_leverage(venue_id)
 
     def load(self, recordings: Recordings) -> list[Instrument]:
         markets = (recordings.ccxt_response("pacifica", "fetchMarkets") or {}).get("data") or []
@@ -346,4 +361,13 @@ class Pacifica(SandboxVenue):
             Route("/api/v1/kline", self.kline),
             Route("/api/v1/kline/mark", self.mark_kline),
             Route("/api/v1/funding_rate/history", self.funding_history),
+            Route("/api/v1/account", self.account_info),
+            Route("/api/v1/account/settings", self.account_settings),
+            Route("/api/v1/positions", self.positions),
+            Route("/api/v1/orders", self.open_orders),
+            Route("/api/v1/orders/history", self.order_history),
+            Route("/api/v1/orders/history_by_id", self.order_history_by_id),
+            Route("/api/v1/trades/history", self.trade_history),
+            Route("/api/v1/account/builder_codes/approvals", self.builder_approvals),
+            *(Route(path, self.signed, methods=["POST"]) for path in OPERATIONS),
         ]

@@ -62,6 +62,40 @@ def translate(exc: BaseException, venue: str, operation: str) -> errors.ExgateEr
     raise exc
 
 
+def _url_pairs(rewritten: Any, original: Any) -> list[tuple[str, str]]:
+    """``(rewritten, original)`` for every API URL, longest first (walks ccxt's ``urls['api']``)."""
+    pairs: list[tuple[str, str]] = []
+    if isinstance(rewritten, str) and isinstance(original, str) and rewritten != original:
+        pairs.append((rewritten, original))
+    elif isinstance(rewritten, dict) and isinstance(original, dict):
+        for key, value in rewritten.items():
+            pairs += _url_pairs(value, original.get(key))
+    elif isinstance(rewritten, list) and isinstance(original, list):
+        for new, old in zip(rewritten, original):
+            pairs += _url_pairs(new, old)
+    return sorted(set(pairs), key=lambda pair: -len(pair[0]))
+
+
+def _keep_error_tables(exchange: Any, pairs: list[tuple[str, str]]) -> None:
+    """Let ccxt pick its error table by the venue's own URL when exgate rewrote the origin:
+    Binance chooses the futures table (``-2019`` → InsufficientFunds, ``-2022`` → InvalidOrder)
+    only for URLs starting with ``https://fapi.binance.com``, and a sandbox or proxy URL would
+    turn every such answer into a bare ExchangeError."""
+    pick = getattr(exchange, "get_exceptions_by_url", None)
+    if pick is None or not pairs:
+        return
+
+    def by_original_url(url: Any, kind: str) -> Any:
+        if isinstance(url, str):
+            for new, old in pairs:
+                if url.startswith(new):
+                    url = old + url[len(new):]
+                    break
+        return pick(url, kind)
+
+    exchange.get_exceptions_by_url = by_original_url
+
+
 def _route_budget(exchange: Any, gate: BudgetGate) -> None:
     """Make ``exchange`` wait in ``gate`` for each request's weight (ccxt's cost, corrected by
     the venue's metering; the caller's :class:`~exgate.budget.Priority` from the context) and
@@ -139,7 +173,12 @@ class CcxtAdapter(ExchangeAdapter):
         self.calls = CallMeter(profile.id)
         exchange.fetch = CallMeter.wrap_transport(_json_only(exchange.fetch, profile.id))
         if upstream:
-            exchange.urls["api"] = rewrite_urls(exchange.urls["api"], upstream, exchange.hostname)
+            original = exchange.urls["api"]
+            exchange.urls["api"] = rewrite_urls(original, upstream, exchange.hostname)
+            self._url_pairs = _url_pairs(exchange.urls["api"], original)
+            _keep_error_tables(exchange, self._url_pairs)
+        else:
+            self._url_pairs = []
         self.exchange = exchange
         self.upstream = upstream
         has = exchange.has
@@ -183,6 +222,7 @@ class CcxtAdapter(ExchangeAdapter):
                                                 dict(self.profile.private_options))
         exchange.fetch = CallMeter.wrap_transport(_json_only(exchange.fetch, self.id))
         exchange.urls["api"] = base.urls["api"]
+        _keep_error_tables(exchange, self._url_pairs)
         for name in ("markets", "markets_by_id", "symbols", "ids", "currencies", "currencies_by_id", "codes",
                      "baseCurrencies", "quoteCurrencies"):
             if hasattr(base, name):

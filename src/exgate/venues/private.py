@@ -42,12 +42,14 @@ T = TypeVar("T")
 log = structlog.get_logger("exgate.private")
 
 _REQUESTS: ContextVar[list[int] | None] = ContextVar("exgate_private_requests", default=None)
+_STATUS: ContextVar[list[int] | None] = ContextVar("exgate_private_status", default=None)
+"""The HTTP status of the last response of the call in progress (see :meth:`PrivateClient._call`)."""
 
 _REJECTED = (ccxt_errors.InsufficientFunds, ccxt_errors.InvalidOrder, ccxt_errors.BadRequest,
              ccxt_errors.AuthenticationError, ccxt_errors.PermissionDenied, ccxt_errors.AccountSuspended,
              ccxt_errors.MarginModeAlreadySet, ccxt_errors.NotSupported)
-_UNKNOWN_OUTCOME = (ccxt_errors.NetworkError, ccxt_errors.RateLimitExceeded, ccxt_errors.DDoSProtection,
-                    ccxt_errors.ExchangeNotAvailable, TimeoutError)
+_UNKNOWN_OUTCOME = (ccxt_errors.OperationFailed, TimeoutError)
+"""No answer, or not the venue's own: timeouts, network errors, 5xx, 429 (ccxt's OperationFailed tree)."""
 _TIF_TO_CCXT = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK", TimeInForce.PO: "PO"}
 
 
@@ -117,6 +119,18 @@ class PrivateClient:
         self.exchange.fetch = _counting(self.exchange.fetch)
         for name in self.profile.private_noops:  # side calls that are not the user's
             setattr(self.exchange, name, _skipped)
+        seen = self.exchange.on_rest_response
+
+        def record_status(code: Any, *rest: Any) -> Any:
+            box = _STATUS.get()
+            if box is not None:
+                try:
+                    box[0] = int(code)
+                except (TypeError, ValueError):
+                    pass
+            return seen(code, *rest)
+
+        self.exchange.on_rest_response = record_status
         self.timeout_ms = adapter.timeout_ms
 
     def __repr__(self) -> str:
@@ -125,8 +139,16 @@ class PrivateClient:
     async def close(self) -> None:
         await self.exchange.close()
 
-    async def _call(self, operation: str, fn: Callable[[], Awaitable[T]]) -> T:
-        """One ccxt call under the timeout, reported to the venue's call meter, errors translated."""
+    async def _call(self, operation: str, fn: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
+        """One ccxt call under the timeout, reported to the venue's call meter, errors translated.
+
+        An error the venue answered (ccxt's ExchangeError tree, HTTP status under 500 and not
+        429) is :class:`VenueRejected` for a write (nothing happened) and for the refusals of
+        ``_REJECTED`` on a read; a 5xx or 429, whatever ccxt made of its body (Bybit's 10016 is
+        a plain ExchangeError), and every OperationFailed are the upstream errors an order treats
+        as an unknown outcome."""
+        status = [0]
+        token = _STATUS.set(status)
         with self.adapter.calls.measure(operation):
             try:
                 async with asyncio.timeout(self.timeout_ms / 1000 * 2):
@@ -137,14 +159,20 @@ class PrivateClient:
                 raise errors.NotFound(f"{self.venue}: {venue_reason(exc)}", venue_error=venue_reason(exc)) from None
             except _UNKNOWN_OUTCOME as exc:
                 raise translate(exc, self.venue, operation) from None
-            except _REJECTED as exc:
+            except ccxt_errors.ExchangeError as exc:
                 reason = venue_reason(exc)
-                raise errors.VenueRejected(f"{self.venue} refused {operation}: {reason}", venue_error=reason,
-                                           venue_error_type=type(exc).__name__) from None
+                if status[0] >= 500 or status[0] == 429:
+                    raise errors.UpstreamUnavailable(f"{self.venue} {operation}: HTTP {status[0]} ({reason})") from None
+                if write or isinstance(exc, _REJECTED):
+                    raise errors.VenueRejected(f"{self.venue} refused {operation}: {reason}", venue_error=reason,
+                                               venue_error_type=type(exc).__name__) from None
+                raise translate(exc, self.venue, operation) from None
             except errors.ExgateError:
                 raise
             except Exception as exc:  # noqa: BLE001 - translated once, here
                 raise translate(exc, self.venue, operation) from None
+            finally:
+                _STATUS.reset(token)
 
     # -- reads ---------------------------------------------------------------------------------
     async def snapshot(self) -> tuple[Account, list[Position]]:
@@ -254,7 +282,8 @@ class PrivateClient:
             params["timeInForce"] = _TIF_TO_CCXT[time_in_force]
         amount = size / (self._contract_size(symbol) or Decimal(1))
         raw = await self._call("create_order", lambda: self.exchange.create_order(
-            symbol, type.value, side.value, str(amount), str(price) if price is not None else None, params))
+            symbol, type.value, side.value, str(amount), str(price) if price is not None else None, params),
+            write=True)
         order = pp.parse_order(self.venue, raw, self._contract_size(symbol), defaults={
             "symbol": symbol, "side": side.value, "type": type.value, "amount": str(amount),
             "price": str(price) if price is not None and type is OrderType.LIMIT else None,
@@ -266,7 +295,7 @@ class PrivateClient:
 
     async def cancel(self, order_id: str, symbol: str) -> None:
         """Cancel one order (ccxt ``cancel_order``). Raises NotFound when it is not open."""
-        await self._call("cancel_order", lambda: self.exchange.cancel_order(order_id, symbol))
+        await self._call("cancel_order", lambda: self.exchange.cancel_order(order_id, symbol), write=True)
 
     @property
     def has_cancel_all(self) -> bool:
@@ -274,21 +303,21 @@ class PrivateClient:
 
     async def cancel_all(self, symbol: str | None) -> None:
         """Cancel every open order (in ``symbol``) with the venue's cancel-all (ccxt ``cancel_all_orders``)."""
-        await self._call("cancel_all_orders", lambda: self.exchange.cancel_all_orders(symbol))
+        await self._call("cancel_all_orders", lambda: self.exchange.cancel_all_orders(symbol), write=True)
 
     async def set_leverage(self, symbol: str, leverage: int, margin_mode: MarginMode | None) -> None:
         """ccxt ``set_margin_mode`` (when asked and supported) then ``set_leverage``."""
         if margin_mode is not None and self.exchange.has.get("setMarginMode"):
             try:
                 await self._call("set_margin_mode", lambda: self.exchange.set_margin_mode(
-                    margin_mode.value, symbol, {"leverage": leverage}))
+                    margin_mode.value, symbol, {"leverage": leverage}), write=True)
             except errors.VenueRejected as exc:
                 if exc.extra.get("venue_error_type") != "MarginModeAlreadySet":
                     raise
         params: dict[str, Any] = {}
         if margin_mode is not None and self.venue == "hyperliquid":
             params["marginMode"] = margin_mode.value
-        await self._call("set_leverage", lambda: self.exchange.set_leverage(leverage, symbol, params))
+        await self._call("set_leverage", lambda: self.exchange.set_leverage(leverage, symbol, params), write=True)
 
     async def check(self) -> None:
         """Prove the credentials work (ccxt ``fetch_balance``). Raises VenueRejected if refused."""

@@ -28,12 +28,12 @@ import orjson
 import structlog
 
 from exgate.accounts.models import Account, Connection, NewConnection, Order, Position
-from exgate.budget.model import Priority, set_priority, _PRIORITY
+from exgate.budget.model import Priority, priority
 from exgate.cache import Cache, CacheResult
 from exgate.cache.entry import Fetched
 from exgate.cache.keys import account_key, account_tag
 from exgate.cache.ttl import DataType
-from exgate.errors import BadRequest, Forbidden, NotFound, Unauthorized, UpstreamUnavailable, echo
+from exgate.errors import BadRequest, Forbidden, NotFound, Unauthorized, UpstreamUnavailable, VenueRejected, echo
 from exgate.service import MarketData
 from exgate.venues.private import PrivateClient
 
@@ -178,11 +178,13 @@ class AccountService:
             await adapter.markets()
         client = PrivateClient(adapter, dict(body.credentials))
         try:
-            token = set_priority(Priority.ACCOUNT)
-            try:
-                await client.check()
-            finally:
-                _PRIORITY.reset(token)
+            with priority(Priority.ACCOUNT):
+                try:
+                    await client.check()
+                except VenueRejected as exc:
+                    reason = exc.extra.get("venue_error")
+                    raise VenueRejected(f"{adapter.id} refused these credentials: {reason}", field="credentials",
+                                        venue_error=reason) from None
             stored = await self.store.create_connection(caller.tenant_id, caller.user_id, adapter.id, account_id,
                                                         dict(body.credentials), dict(body.settings), body.is_primary)
         except BaseException:
@@ -277,12 +279,9 @@ class AccountService:
         return result.body, result
 
     async def _read(self, connection, key: str, fetch) -> CacheResult:
-        token = set_priority(Priority.ACCOUNT)
-        try:
+        with priority(Priority.ACCOUNT):
             return await self.cache.get_or_fetch(key, fetch, tags=(account_tag(connection.exchange,
                                                                                connection.account_id),))
-        finally:
-            _PRIORITY.reset(token)
 
     async def cached_snapshot(self, connection) -> tuple[Account, list[Position]] | None:
         """The snapshot if the cache holds a fresh one (L1 or L2), without fetching."""

@@ -320,8 +320,32 @@ class PrivateClient:
         await self._call("set_leverage", lambda: self.exchange.set_leverage(leverage, symbol, params), write=True)
 
     async def check(self) -> None:
-        """Prove the credentials work (ccxt ``fetch_balance``). Raises VenueRejected if refused."""
+        """Prove the credentials work: ccxt ``fetch_balance``, and where that read is not signed
+        (Hyperliquid and Pacifica read accounts by address), one signed request that changes
+        nothing: the cancel of an order that does not exist (Hyperliquid ``cancelByCloid`` of a
+        zero cloid, Pacifica order 0), whose "no such order" answer proves the signer known.
+
+        Raises:
+            VenueRejected: the venue refused the credentials.
+        """
         await self._call("fetch_balance", lambda: self.exchange.fetch_balance())
+        if not self.profile.signed_check:
+            return
+        symbol = next(iter(self.exchange.markets))
+        if self.venue == "hyperliquid":
+            probe = lambda: self.exchange.cancel_order(None, symbol, {"clientOrderId": "0x" + "0" * 32})  # noqa: E731
+        else:
+            probe = lambda: self.exchange.cancel_order("0", symbol)  # noqa: E731
+        try:
+            await self._call("cancel_order", probe, write=True)
+        except errors.NotFound:
+            return
+        except errors.VenueRejected as exc:
+            reason = str(exc.extra.get("venue_error", ""))
+            if exc.extra.get("venue_error_type") in ("AuthenticationError", "PermissionDenied") \
+                    or "does not exist" in reason or "Verification failed" in reason:
+                raise
+            return  # the venue knows the signer: it only says there is no such order
 
     @property
     def market_needs_price(self) -> bool:

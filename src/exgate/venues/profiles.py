@@ -54,6 +54,8 @@ class VenueProfile:
             outcome: ``fetch_order`` (ccxt's ``clientOrderId`` parameter), ``open_orders``
             (``fetch_open_orders`` with ``client_id_param``, where that finds closed orders
             too) or ``scan`` (the recent orders).
+        signed_check: a new connection's check also sends one signed no-op (its balance read
+            is not signed: wallet venues read accounts by address).
         collateral: the currency accounts are margined in (the summary's ``currency``).
         positions_in_balance: ccxt's ``fetch_balance`` answer also holds every position
             (Binance ``/fapi/v3/account``, Hyperliquid ``clearinghouseState``): one upstream call
@@ -70,6 +72,7 @@ class VenueProfile:
     private_options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
     private_noops: tuple[str, ...] = ()
     client_id_lookup: str = "fetch_order"
+    signed_check: bool = False
     client_id_param: str = ""
     collateral: str = "USDT"
     positions_in_balance: bool = False
@@ -149,6 +152,7 @@ PROFILES: dict[str, VenueProfile] = {
             private_options=_options(builderFee=False, approvedBuilderFee=False, refSet=True,
                                      fetchBalance={"enableUnifiedMargin": False}),
             private_noops=("handle_builder_fee_approval", "set_ref"),
+            signed_check=True,
             collateral="USDC",
             positions_in_balance=True,
             fill_in_order_answer=True,
@@ -163,6 +167,7 @@ PROFILES: dict[str, VenueProfile] = {
             name="Pacifica",
             private_options=_options(builderFee=False),
             client_id_lookup="scan",  # no lookup by client order id: orders/history shows just-filled orders
+            signed_check=True,
             collateral="USDC",
             settle_preference=("USDC",),
             max_depth=100,

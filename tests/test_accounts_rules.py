@@ -1,0 +1,164 @@
+"""Accounts and trading, the rules: isolation of tenants and users, authentication, secrets that
+never leak, idempotent orders, unknown outcomes (timeouts, 5xx, 429 injected by the sandbox),
+and bad input. Through the HTTP API of real gateway instances over the sandbox (real ccxt,
+Redis db of ``EXGATE_TEST_REDIS_URL``, a migrated SQLite store)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from exgate.store import SecretBox, Store
+from tests.accounts_harness import (SECRET_KEY, Tenant, btc_market, create_tenant, gateways, make_store, min_size, new_account,
+                                    price_below, run, sandbox_app, sandbox_state, venue_paths)
+from tests.conftest import TEST_REDIS_URL, ServerThread, require_fixtures
+
+require_fixtures()
+
+PROBLEM = "application/problem+json"
+T = 30  # request timeout, s
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[ServerThread]:
+    with ServerThread(sandbox_app(history_lag_ms=0)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def db_url(tmp_path_factory) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('store')}/exgate.db"
+    run(make_store(url).close())
+    return url
+
+
+@pytest.fixture(scope="module")
+def acme(db_url) -> Tenant:
+    return create_tenant(db_url, "acme")
+
+
+@pytest.fixture(scope="module")
+def globex(db_url) -> Tenant:
+    return create_tenant(db_url, "globex")
+
+
+@pytest.fixture(scope="module")
+def instances(sandbox, db_url) -> Iterator[list[ServerThread]]:
+    with gateways(sandbox.url, db_url, 2, redis_url=TEST_REDIS_URL, venues=("binanceusdm", "bybit")) as servers:
+        yield servers
+
+
+def user() -> str:
+    return f"u-{uuid.uuid4().hex[:8]}"
+
+
+def connect(gateway: ServerThread, sandbox: ServerThread, tenant: Tenant, who: str, venue: str,
+            balance: str = "100000", **extra) -> tuple[dict, dict]:
+    """A funded sandbox account on ``venue`` connected for ``who``: (account, connection)."""
+    account = new_account(sandbox.url, venue, balance)
+    r = httpx.post(f"{gateway.url}/v1/connections", headers=tenant.headers(who), timeout=T,
+                   json={"exchange": venue, "credentials": account["credentials"], **extra})
+    assert r.status_code == 201, r.text
+    return account, r.json()
+
+
+def assert_problem(r: httpx.Response, status: int, *words: str) -> dict:
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith(PROBLEM), r.headers
+    body = r.json()
+    assert body["status"] == status
+    for word in words:
+        assert word.lower() in r.text.lower(), (word, r.text)
+    return body
+
+
+def order_count(sandbox_url: str, venue: str, account_id: str) -> int:
+    """Orders the sandbox holds for the account: open ones plus the distinct orders of its fills."""
+    state = sandbox_state(sandbox_url, venue, account_id)
+    return len(state["open_orders"]) + len({f["order_id"] for f in state["fills"]})
+
+
+# -- 1. isolation and auth ------------------------------------------------------------------------------------
+def test_a_tenant_sees_nothing_of_another_tenants_user_with_the_same_id(sandbox, instances, acme, globex) -> None:
+    gw = instances[0].url
+    same = user()
+    account, theirs = connect(instances[0], sandbox, globex, same, "binanceusdm")
+    mine = acme.headers(same)
+    r = httpx.get(f"{gw}/v1/connections", headers=mine, timeout=T)
+    assert r.status_code == 200 and r.json() == {"connections": []}, r.text
+    for path in ("/v1/account/summary", "/v1/account/positions", "/v1/account/orders/open", "/v1/account/trades"):
+        for params in ({}, {"exchange": "binanceusdm"}):
+            assert_problem(httpx.get(f"{gw}{path}", params=params, headers=mine, timeout=T), 404)
+    market = btc_market(gw, "binanceusdm")
+    low = price_below(gw, "binanceusdm", market)
+    order = {"symbol": market["symbol"], "side": "buy", "type": "limit", "size": min_size(market, price=Decimal(low)),
+             "price": low}
+    assert_problem(httpx.post(f"{gw}/v1/orders", params={"exchange": "binanceusdm"}, headers=mine, json=order,
+                              timeout=T), 404)
+    assert_problem(httpx.delete(f"{gw}/v1/orders", params={"exchange": "binanceusdm", "symbol": market["symbol"]},
+                                headers=mine, timeout=T), 404)
+    assert_problem(httpx.post(f"{gw}/v1/account/leverage", params={"exchange": "binanceusdm"}, headers=mine,
+                              json={"symbol": market["symbol"], "leverage": 3}, timeout=T), 404)
+    # the other tenant's connection id: 404, not 403 (its existence is not revealed), and untouched
+    assert_problem(httpx.patch(f"{gw}/v1/connections/{theirs['id']}", headers=mine, json={"is_active": False},
+                               timeout=T), 404)
+    assert_problem(httpx.delete(f"{gw}/v1/connections/{theirs['id']}", headers=mine, timeout=T), 404)
+    r = httpx.get(f"{gw}/v1/connections", headers=globex.headers(same), timeout=T)
+    assert [(c["id"], c["is_active"]) for c in r.json()["connections"]] == [(theirs["id"], True)]
+    assert order_count(sandbox.url, "binanceusdm", account["account_id"]) == 0
+
+
+def test_a_user_cannot_use_another_users_connection(sandbox, instances, acme) -> None:
+    gw = instances[1].url
+    x, y = user(), user()
+    account, ys = connect(instances[0], sandbox, acme, y, "bybit")
+    connect(instances[0], sandbox, acme, x, "binanceusdm")  # x has a connection, on another venue
+    xh = acme.headers(x)
+    assert [c["exchange"] for c in httpx.get(f"{gw}/v1/connections", headers=xh, timeout=T).json()["connections"]] \
+        == ["binanceusdm"]
+    for path in ("/v1/account/summary", "/v1/account/orders/open"):
+        assert_problem(httpx.get(f"{gw}{path}", params={"exchange": "bybit"}, headers=xh, timeout=T), 404)
+    market = btc_market(gw, "bybit")
+    r = httpx.post(f"{gw}/v1/orders", params={"exchange": "bybit"}, headers=xh, timeout=T,
+                   json={"symbol": market["symbol"], "side": "buy", "type": "market", "size": min_size(market)})
+    assert_problem(r, 404)
+    assert_problem(httpx.patch(f"{gw}/v1/connections/{ys['id']}", headers=xh, json={"is_primary": True},
+                               timeout=T), 404)
+    assert_problem(httpx.delete(f"{gw}/v1/connections/{ys['id']}", headers=xh, timeout=T), 404)
+    assert order_count(sandbox.url, "bybit", account["account_id"]) == 0
+    r = httpx.get(f"{gw}/v1/account/summary", params={"exchange": "bybit"}, headers=acme.headers(y), timeout=T)
+    assert r.status_code == 200, r.text
+
+
+def test_authentication_is_a_problem_401_or_403(instances, acme, db_url) -> None:
+    gw = instances[0].url
+    paths = [("GET", "/v1/connections"), ("GET", "/v1/account/summary"), ("POST", "/v1/orders"),
+             ("DELETE", "/v1/connections/00000000-0000-0000-0000-000000000000")]
+    body = {"symbol": "BTC/USDT:USDT", "side": "buy", "type": "market", "size": "0.001"}
+    revoked = create_tenant(db_url, f"gone-{uuid.uuid4().hex[:6]}")
+
+    async def revoke() -> None:
+        store = Store(db_url, SecretBox([SECRET_KEY]))
+        try:
+            assert await store.revoke_tenant(revoked.name)
+        finally:
+            await store.close()
+
+    assert httpx.get(f"{gw}/v1/connections", headers=revoked.headers("u"), timeout=T).status_code == 200
+    run(revoke())
+    cases = [({"X-User-Id": "u"}, 401), ({"Authorization": "Bearer nope", "X-User-Id": "u"}, 401),
+             ({"Authorization": acme.key, "X-User-Id": "u"}, 401),  # no Bearer scheme
+             (revoked.headers("u"), 401), ({"Authorization": f"Bearer {acme.key}"}, 403),
+             ({"Authorization": f"Bearer {acme.key}", "X-User-Id": ""}, 403)]
+    for headers, status in cases:
+        for method, path in paths:
+            r = httpx.request(method, f"{gw}{path}", headers=headers, json=body if method == "POST" else None,
+                              timeout=T)
+            problem = assert_problem(r, status)
+            assert acme.key not in r.text and revoked.key not in r.text
+            assert problem["field"] == ("Authorization" if status == 401 else "X-User-Id"), problem

@@ -162,3 +162,144 @@ def test_authentication_is_a_problem_401_or_403(instances, acme, db_url) -> None
             problem = assert_problem(r, status)
             assert acme.key not in r.text and revoked.key not in r.text
             assert problem["field"] == ("Authorization" if status == 401 else "X-User-Id"), problem
+
+
+# -- 5. bad input -------------------------------------------------------------------------------------------
+def test_unknown_and_inactive_connections_are_404(sandbox, instances, acme) -> None:
+    gw = instances[0].url
+    who = user()
+    headers = acme.headers(who)
+    assert_problem(httpx.get(f"{gw}/v1/account/summary", headers=headers, timeout=T), 404)  # no primary
+    connect(instances[0], sandbox, acme, who, "binanceusdm", is_primary=True)
+    _, second = connect(instances[0], sandbox, acme, who, "bybit")
+    assert second["is_primary"] is False
+    assert_problem(httpx.get(f"{gw}/v1/account/summary", params={"exchange": "hyperliquid"}, headers=headers,
+                             timeout=T), 404)
+    for method in ("PATCH", "DELETE"):
+        assert_problem(httpx.request(method, f"{gw}/v1/connections/{uuid.uuid4()}", headers=headers,
+                                     json={"is_active": False} if method == "PATCH" else None, timeout=T), 404)
+    r = httpx.get(f"{gw}/v1/account/summary", params={"exchange": "bybit"}, headers=headers, timeout=T)
+    assert r.status_code == 200, r.text
+    r = httpx.patch(f"{gw}/v1/connections/{second['id']}", headers=headers, json={"is_active": False}, timeout=T)
+    assert r.status_code == 200 and r.json()["is_active"] is False, r.text
+    for gateway in instances:  # inactive everywhere, cached reads or not
+        for path in ("/v1/account/summary", "/v1/account/positions", "/v1/account/orders/open"):
+            assert_problem(httpx.get(f"{gateway.url}{path}", params={"exchange": "bybit"}, headers=headers,
+                                     timeout=T), 404)
+    assert httpx.get(f"{gw}/v1/account/summary", headers=headers, timeout=T).status_code == 200  # the primary
+
+
+def test_a_second_primary_and_a_duplicate_connection_are_409(sandbox, instances, acme) -> None:
+    gw = instances[1].url
+    who = user()
+    headers = acme.headers(who)
+    _, first = connect(instances[0], sandbox, acme, who, "binanceusdm", is_primary=True)
+    _, second = connect(instances[0], sandbox, acme, who, "bybit")
+    assert_problem(httpx.patch(f"{gw}/v1/connections/{second['id']}", headers=headers, json={"is_primary": True},
+                               timeout=T), 409, "is_primary")
+    account = new_account(sandbox.url, "bybit")
+    r = httpx.post(f"{gw}/v1/connections", headers=headers, timeout=T,
+                   json={"exchange": "binanceusdm", "credentials": new_account(sandbox.url, "binanceusdm")["credentials"]})
+    assert_problem(r, 409, "binanceusdm")
+    r = httpx.post(f"{gw}/v1/connections", headers=headers, timeout=T,
+                   json={"exchange": "bybit", "credentials": account["credentials"], "is_primary": True})
+    assert_problem(r, 409)
+    connections = httpx.get(f"{gw}/v1/connections", headers=headers, timeout=T).json()["connections"]
+    assert [(c["id"], c["is_primary"]) for c in connections] == [(first["id"], True), (second["id"], False)]
+    # unset the first, then the second may be primary
+    assert httpx.patch(f"{gw}/v1/connections/{first['id']}", headers=headers, json={"is_primary": False},
+                       timeout=T).status_code == 200
+    r = httpx.patch(f"{gw}/v1/connections/{second['id']}", headers=headers, json={"is_primary": True}, timeout=T)
+    assert r.status_code == 200 and r.json()["is_primary"] is True, r.text
+
+
+@pytest.fixture(scope="module")
+def trader(sandbox, instances, acme) -> tuple[dict, dict, dict[str, str]]:
+    """A funded binanceusdm account connected as primary: (account, connection, headers)."""
+    who = user()
+    account, connection = connect(instances[0], sandbox, acme, who, "binanceusdm", is_primary=True)
+    return account, connection, acme.headers(who)
+
+
+def test_malformed_order_fields_are_422_naming_the_field_and_allowed_values(sandbox, instances, trader) -> None:
+    account, _, headers = trader
+    gw = instances[0].url
+    market = btc_market(gw, "binanceusdm")
+    lot, tick, least = Decimal(market["lot_size"]), Decimal(market["tick_size"]), Decimal(market["min_size"])
+    low = Decimal(price_below(gw, "binanceusdm", market))
+    good = {"symbol": market["symbol"], "side": "buy", "type": "limit", "size": min_size(market, price=low),
+            "price": str(low)}
+    before = venue_paths(sandbox.url, "binanceusdm")
+    cases = [
+        ({"size": str(least - lot)} if least - lot > 0 else {"size": str(least / 2)}, "size", str(least)),
+        ({"size": str(least + lot / 2)}, "size", str(lot)),
+        ({"price": str(low + tick / 2)}, "price", str(tick)),
+        ({"side": "long"}, "side", "sell"),
+        ({"type": "stop"}, "type", "limit"),
+        ({"price": None}, "price", "limit"),
+        ({"type": "market"}, "price", "market"),
+        ({"size": "-1"}, "size", "greater than 0"),
+        ({"size": "lots"}, "size", "decimal"),
+        ({"leverage": 3}, "leverage", "extra"),
+    ]
+    for change, field, allowed in cases:
+        body = {k: v for k, v in {**good, **change}.items() if v is not None}
+        r = httpx.post(f"{gw}/v1/orders", headers=headers, json=body, timeout=T)
+        problem = assert_problem(r, 422, allowed)
+        assert field in (problem.get("field") if isinstance(problem.get("field"), list) else [problem.get("field")]), \
+            (change, problem)
+    assert venue_paths(sandbox.url, "binanceusdm") == before  # nothing reached the venue
+    assert order_count(sandbox.url, "binanceusdm", account["account_id"]) == 0
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
+def test_an_order_the_venue_refuses_is_422_with_its_reason_and_a_corrected_retry_goes_through(
+        venue, sandbox, instances, acme) -> None:
+    gw = instances[0].url
+    who = user()
+    account, _ = connect(instances[0], sandbox, acme, who, venue, balance="20", is_primary=True)
+    headers = {**acme.headers(who), "Idempotency-Key": f"k-{uuid.uuid4()}"}
+    market = btc_market(gw, venue)
+    low = Decimal(price_below(gw, venue, market, "0.9"))
+    lot = Decimal(market["lot_size"])
+    small = Decimal(min_size(market, price=low))
+    huge = small + lot * 1000  # on the lot grid, far past what 20 USDT carries
+    order = {"symbol": market["symbol"], "side": "buy", "type": "limit", "price": str(low)}
+    r = httpx.post(f"{gw}/v1/orders", headers=headers, json={**order, "size": str(huge)}, timeout=T)
+    problem = assert_problem(r, 422)
+    assert problem.get("venue_error"), problem
+    assert problem["venue_error"] in problem["detail"], problem
+    assert {"binanceusdm": "Margin is insufficient. (code -2019)",
+            "bybit": "(code 110007)"}[venue] in problem["detail"], problem
+    assert problem["venue_error_type"] == "InsufficientFunds", problem
+    assert order_count(sandbox.url, venue, account["account_id"]) == 0
+    # the same key, corrected: placed (the failure left no record), on the other instance too
+    r = httpx.post(f"{instances[1].url}/v1/orders", headers=headers, json={**order, "size": str(small)}, timeout=T)
+    assert r.status_code == 201, r.text
+    assert r.json()["order"]["status"] == "open"
+    again = httpx.post(f"{gw}/v1/orders", headers=headers, json={**order, "size": str(small)}, timeout=T)
+    assert (again.status_code, again.json()["order"]["id"]) == (201, r.json()["order"]["id"])
+    assert order_count(sandbox.url, venue, account["account_id"]) == 1
+
+
+@pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
+def test_a_wrong_secret_is_422_naming_the_venues_answer_stores_nothing_and_is_sent_once(
+        venue, sandbox, instances, acme) -> None:
+    gw = instances[1].url
+    who = user()
+    headers = acme.headers(who)
+    credentials = dict(new_account(sandbox.url, venue)["credentials"])
+    credentials["secret"] = credentials["secret"][::-1]
+    before = venue_paths(sandbox.url, venue)
+    r = httpx.post(f"{gw}/v1/connections", headers=headers, timeout=T,
+                   json={"exchange": venue, "credentials": credentials, "is_primary": True})
+    problem = assert_problem(r, 422)
+    assert problem.get("venue_error") and problem["venue_error"] in problem["detail"], problem
+    code = {"binanceusdm": "-1022", "bybit": "10004"}[venue]
+    assert code in problem["detail"], problem
+    assert credentials["secret"] not in r.text and credentials["apiKey"] not in r.text
+    after = venue_paths(sandbox.url, venue)
+    sent = {p: n - before.get(p, 0) for p, n in after.items() if n != before.get(p, 0)}
+    assert sum(sent.values()) == 1, sent  # one signed request, never retried
+    assert httpx.get(f"{gw}/v1/connections", headers=headers, timeout=T).json() == {"connections": []}
+    assert_problem(httpx.get(f"{gw}/v1/account/summary", headers=headers, timeout=T), 404)

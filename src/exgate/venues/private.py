@@ -98,6 +98,56 @@ async def _skipped(*args: Any, **kwargs: Any) -> bool:
     return True
 
 
+_URL_PAIRS: dict[tuple[type, str], list[tuple[str, str]]] = {}
+
+
+def _url_pairs(exchange: Any) -> list[tuple[str, str]]:
+    """``(served URL, ccxt's own URL)`` for every API URL the adapter rewrote (sandbox, proxy),
+    longest first; computed once per ccxt class and URL set."""
+    served = exchange.urls.get("api")
+    key = (type(exchange), json.dumps(served, sort_keys=True, default=str))
+    pairs = _URL_PAIRS.get(key)
+    if pairs is None:
+        fresh = type(exchange)({})
+        hostname = fresh.hostname
+
+        def walk(own: Any, now: Any, out: list[tuple[str, str]]) -> None:
+            if isinstance(own, str) and isinstance(now, str):
+                own = own.replace("{hostname}", hostname) if hostname else own
+                if own != now:
+                    out.append((now, own))
+            elif isinstance(own, dict) and isinstance(now, dict):
+                for name in own.keys() & now.keys():
+                    walk(own[name], now[name], out)
+            elif isinstance(own, list) and isinstance(now, list):
+                for a, b in zip(own, now):
+                    walk(a, b, out)
+
+        pairs = []
+        walk(fresh.urls.get("api"), served, pairs)
+        pairs.sort(key=lambda pair: len(pair[0]), reverse=True)
+        _URL_PAIRS[key] = pairs
+    return pairs
+
+
+def _map_errors_by_own_urls(exchange: Any) -> None:
+    """ccxt picks Binance's error table by the request URL's host (``https://fapi.binance.com``:
+    the futures codes, e.g. -2019 InsufficientFunds); on rewritten URLs it would find none and
+    raise a bare ExchangeError. Map a served URL back to ccxt's own before the lookup."""
+    lookup = exchange.get_exceptions_by_url
+    pairs = _url_pairs(exchange)
+
+    def by_own_url(url: Any, exact_or_broad: str) -> dict:
+        if isinstance(url, str):
+            for served, own in pairs:
+                if url.startswith(served):
+                    url = own + url[len(served):]
+                    break
+        return lookup(url, exact_or_broad)
+
+    exchange.get_exceptions_by_url = by_own_url
+
+
 class PrivateClient:
     """The private calls of one connection (see the module's description).
 
@@ -115,6 +165,8 @@ class PrivateClient:
         self.exchange.fetch = _counting(self.exchange.fetch)
         for name in self.profile.private_noops:  # side calls that are not the user's
             setattr(self.exchange, name, _skipped)
+        if hasattr(self.exchange, "get_exceptions_by_url"):
+            _map_errors_by_own_urls(self.exchange)
         self.timeout_ms = adapter.timeout_ms
 
     def __repr__(self) -> str:

@@ -184,17 +184,27 @@ class PrivateClient:
             except asyncio.CancelledError:
                 raise
             except ccxt_errors.OrderNotFound as exc:
-                raise errors.NotFound(f"{self.venue}: {venue_reason(exc)}", venue_error=venue_reason(exc)) from None
+                reason = self._scrub(venue_reason(exc))
+                raise errors.NotFound(f"{self.venue}: {reason}", venue_error=reason) from None
             except _UNKNOWN_OUTCOME as exc:
                 raise translate(exc, self.venue, operation) from None
             except _REJECTED as exc:
-                reason = venue_reason(exc)
+                reason = self._scrub(venue_reason(exc))
                 raise errors.VenueRejected(f"{self.venue} refused {operation}: {reason}", venue_error=reason,
                                            venue_error_type=type(exc).__name__) from None
             except errors.ExgateError:
                 raise
             except Exception as exc:  # noqa: BLE001 - translated once, here
                 raise translate(exc, self.venue, operation) from None
+
+    def _scrub(self, reason: str) -> str:
+        """``reason`` without any credential of the connection: venues echo what was signed
+        (Bybit's 10004 ``error sign! origin_string[<timestamp><apiKey><recvWindow>...]``)."""
+        for name in ("apiKey", "secret", "privateKey", "password", "token", "uid"):
+            value = getattr(self.exchange, name, None)
+            if isinstance(value, str) and len(value) >= 6 and value in reason:
+                reason = reason.replace(value, f"<{name}>")
+        return reason
 
     # -- reads ---------------------------------------------------------------------------------
     async def snapshot(self) -> tuple[Account, list[Position]]:

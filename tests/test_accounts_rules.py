@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from exgate.store import SecretBox, Store
-from tests.accounts_harness import (SECRET_KEY, Tenant, btc_market, create_tenant, gateways, make_store, min_size, new_account,
+from tests.accounts_harness import (VENUES, SECRET_KEY, Tenant, btc_market, create_tenant, gateways, make_store, min_size, new_account,
                                     price_below, run, sandbox_app, sandbox_state, venue_paths)
 from tests.conftest import TEST_REDIS_URL, ServerThread, require_fixtures
 
@@ -49,7 +49,7 @@ def globex(db_url) -> Tenant:
 
 @pytest.fixture(scope="module")
 def instances(sandbox, db_url) -> Iterator[list[ServerThread]]:
-    with gateways(sandbox.url, db_url, 2, redis_url=TEST_REDIS_URL, venues=("binanceusdm", "bybit")) as servers:
+    with gateways(sandbox.url, db_url, 2, redis_url=TEST_REDIS_URL) as servers:
         yield servers
 
 
@@ -306,3 +306,102 @@ def test_a_wrong_secret_is_422_naming_the_venues_answer_stores_nothing_and_is_se
     assert len(sent) == (1 if venue == "binanceusdm" else 2), sent
     assert httpx.get(f"{gw}/v1/connections", headers=headers, timeout=T).json() == {"connections": []}
     assert_problem(httpx.get(f"{gw}/v1/account/summary", headers=headers, timeout=T), 404)
+
+
+# -- 2. secrets never leak ---------------------------------------------------------------------------------------
+def redis_dump(url: str) -> list[bytes]:
+    """Every key of the test database and its value(s), whatever the type."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    out: list[bytes] = []
+    try:
+        for key in client.scan_iter(count=1000):
+            out.append(key)
+            kind = client.type(key)
+            if kind == b"string":
+                out.append(client.get(key) or b"")
+            elif kind == b"hash":
+                for k, v in client.hgetall(key).items():
+                    out += [k, v]
+            elif kind == b"list":
+                out += client.lrange(key, 0, -1)
+            elif kind == b"set":
+                out += list(client.smembers(key))
+            elif kind == b"zset":
+                out += [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
+            elif kind == b"stream":
+                for _, fields in client.xrange(key):
+                    for k, v in fields.items():
+                        out += [k, v]
+    finally:
+        client.close()
+    return out
+
+
+def test_credentials_and_tenant_keys_never_appear_in_responses_logs_metrics_or_redis(
+        sandbox, instances, acme, capfd) -> None:
+    from exgate.logs import configure_logging
+
+    seen: list[str] = []
+
+    def keep(response: httpx.Response) -> None:
+        response.read()
+        seen.append(f"{response.status_code} {dict(response.headers)} {response.text}")
+
+    secrets: list[str] = [acme.key, SECRET_KEY]
+    configure_logging("debug")
+    try:
+        with httpx.Client(timeout=T, event_hooks={"response": [keep]}) as client:
+            for i, venue in enumerate(VENUES):
+                gw, other = instances[i % 2].url, instances[(i + 1) % 2].url
+                who = user()
+                headers = acme.headers(who)
+                account = new_account(sandbox.url, venue)
+                credentials = account["credentials"]
+                secrets += [credentials[k] for k in ("apiKey", "secret", "privateKey") if k in credentials]
+                if "secret" in credentials:  # a wrong secret first: refused by the venue
+                    r = client.post(f"{gw}/v1/connections", headers=headers, json={
+                        "exchange": venue, "credentials": {**credentials, "secret": credentials["secret"][::-1]}})
+                    assert r.status_code == 422, r.text
+                r = client.post(f"{gw}/v1/connections", headers=headers,
+                                json={"exchange": venue, "credentials": credentials, "is_primary": True})
+                assert r.status_code == 201, r.text
+                connection = r.json()
+                if venue == "binanceusdm":
+                    assert connection["account_id"].startswith("apikey:")
+                r = client.post(f"{gw}/v1/connections", headers=headers,  # a duplicate: 409
+                                json={"exchange": venue, "credentials": credentials})
+                assert r.status_code == 409, r.text
+                market = btc_market(gw, venue)
+                low = price_below(gw, venue, market)
+                size = min_size(market, price=Decimal(low))
+                order = {"symbol": market["symbol"], "side": "buy", "type": "limit", "size": size, "price": low}
+                r = client.post(f"{gw}/v1/orders", headers={**headers, "Idempotency-Key": f"k-{uuid.uuid4()}"},
+                                json=order)
+                assert r.status_code == 201, r.text
+                assert client.post(f"{gw}/v1/orders", headers=headers, json={**order, "side": "up"}).status_code == 422
+                r = client.post(f"{gw}/v1/orders", headers=headers, json={**order, "size": str(Decimal(size) * 10 ** 6)})
+                assert r.status_code == 422, r.text
+                for gateway in (gw, other):
+                    for path in ("summary", "positions", "orders/open", "trades"):
+                        r = client.get(f"{gateway}/v1/account/{path}", headers=headers,
+                                       params={"symbol": market["symbol"]} if path == "trades" else None)
+                        assert r.status_code == 200, r.text
+                assert client.post(f"{gw}/v1/account/leverage", headers=headers,
+                                   json={"symbol": market["symbol"], "leverage": 3}).status_code == 200
+                assert client.delete(f"{gw}/v1/orders", headers=headers,
+                                     params={"symbol": market["symbol"]}).status_code == 200
+                assert client.get(f"{other}/v1/connections", headers=headers).status_code == 200
+            metrics = [client.get(f"{g.url}/metrics").text for g in instances]
+    finally:
+        configure_logging("info")
+    out, err = capfd.readouterr()
+    assert "connection_created" in out + err  # the logs were captured
+    stored = redis_dump(TEST_REDIS_URL)
+    assert any(b"acct" in k or b"account" in k for k in stored), "no account keys in Redis to scan"
+    places = {"responses": "\n".join(seen), "logs": out + err, "metrics": "\n".join(metrics)}
+    for secret in secrets:
+        for where, text in places.items():
+            assert secret not in text, f"a secret appears in the {where}"
+        assert not any(secret.encode() in item for item in stored), "a secret appears in Redis"

@@ -405,3 +405,37 @@ def test_credentials_and_tenant_keys_never_appear_in_responses_logs_metrics_or_r
         for where, text in places.items():
             assert secret not in text, f"a secret appears in the {where}"
         assert not any(secret.encode() in item for item in stored), "a secret appears in Redis"
+
+
+# -- 3. idempotency ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("venue,kind", [("binanceusdm", "market"), ("hyperliquid", "limit")])
+def test_20_concurrent_identical_orders_with_one_key_on_2_instances_place_one(venue, kind, sandbox, instances,
+                                                                              acme) -> None:
+    who = user()
+    account, _ = connect(instances[0], sandbox, acme, who, venue, is_primary=True)
+    market = btc_market(instances[0].url, venue)
+    low = price_below(instances[0].url, venue, market)
+    order = {"symbol": market["symbol"], "side": "buy", "type": kind, "size": min_size(market, price=Decimal(low))}
+    if kind == "limit":
+        order["price"] = low
+    headers = {**acme.headers(who), "Idempotency-Key": f"burst-{uuid.uuid4()}"}
+    before = venue_paths(sandbox.url, venue)
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=T) as client:
+            return await asyncio.gather(*(client.post(f"{instances[i % 2].url}/v1/orders", headers=headers,
+                                                      json=order) for i in range(20)))
+
+    answers = run(burst())
+    assert {r.status_code for r in answers} == {201}, {r.status_code: r.text for r in answers}
+    assert len({r.json()["order"]["id"] for r in answers}) == 1
+    assert len({r.content for r in answers}) == 1  # the first answer, byte for byte
+    assert order_count(sandbox.url, venue, account["account_id"]) == 1
+    state = sandbox_state(sandbox.url, venue, account["account_id"])
+    if kind == "market":
+        assert len(state["positions"]) == 1 and Decimal(state["positions"][0]["size"]) == Decimal(order["size"])
+    else:
+        assert len(state["open_orders"]) == 1
+    order_path = {"binanceusdm": "/fapi/v1/order", "hyperliquid": "/exchange"}[venue]
+    after = venue_paths(sandbox.url, venue)
+    assert after.get(order_path, 0) - before.get(order_path, 0) == 1, after

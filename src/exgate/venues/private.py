@@ -248,7 +248,15 @@ class PrivateClient:
         if order_id is None:
             params = {"clientOrderId": client_order_id}
         try:
-            raw = await self._call("fetch_order", lambda: self.exchange.fetch_order(order_id, symbol, params))
+            if order_id is None and self.venue == "bybit":
+                # ccxt's bybit fetch_order always sends orderId (None → "orderId=None") and passes
+                # clientOrderId through untranslated: ask /v5/order/realtime by orderLinkId instead,
+                # which answers the order whatever its status (recent closed ones too)
+                found = await self._call("fetch_order", lambda: self.exchange.fetch_open_orders(
+                    symbol, None, None, {"orderLinkId": client_order_id}))
+                raw = next((o for o in found or [] if o.get("clientOrderId") == client_order_id), None)
+            else:
+                raw = await self._call("fetch_order", lambda: self.exchange.fetch_order(order_id, symbol, params))
         except errors.NotFound:
             return None
         if not raw or raw.get("id") in (None, ""):

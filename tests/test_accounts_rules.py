@@ -540,3 +540,23 @@ def test_a_429_on_an_order_is_202_unknown_not_resent_and_a_retry_sends_nothing(v
         # never a second order: at most the retry's one lookup (Binance's is on the order path)
         assert sent_orders(faulty.url, venue) - sent <= (1 if venue == "binanceusdm" else 0)
         assert order_count(faulty.url, venue, account["account_id"]) == 0
+
+
+# -- 6. a leverage change, read on the other instance -------------------------------------------------------------
+@pytest.mark.parametrize("venue", ["binanceusdm", "hyperliquid"])
+def test_positions_read_right_after_a_leverage_change_on_one_instance_show_it_on_the_other(
+        venue, sandbox, instances, acme) -> None:
+    one, two = instances
+    who = user()
+    connect(one, sandbox, acme, who, venue, is_primary=True)
+    headers = acme.headers(who)
+    order = market_order(one.url, venue)
+    assert httpx.post(f"{one.url}/v1/orders", headers=headers, json=order, timeout=T).status_code == 201
+    r = httpx.get(f"{two.url}/v1/account/positions", headers=headers, timeout=T)  # cached on two now
+    (held,) = r.json()["positions"]
+    leverage = 7 if Decimal(held["leverage"] or 0) != 7 else 6
+    r = httpx.post(f"{one.url}/v1/account/leverage", headers=headers, timeout=T,
+                   json={"symbol": order["symbol"], "leverage": leverage})
+    assert r.status_code == 200, r.text
+    r = httpx.get(f"{two.url}/v1/account/positions", headers=headers, timeout=T)
+    assert [Decimal(p["leverage"]) for p in r.json()["positions"]] == [leverage], r.text

@@ -156,11 +156,12 @@ class PrivateClient:
             except asyncio.CancelledError:
                 raise
             except ccxt_errors.OrderNotFound as exc:
-                raise errors.NotFound(f"{self.venue}: {venue_reason(exc)}", venue_error=venue_reason(exc)) from None
+                reason = self._scrub(venue_reason(exc))
+                raise errors.NotFound(f"{self.venue}: {reason}", venue_error=reason) from None
             except _UNKNOWN_OUTCOME as exc:
                 raise translate(exc, self.venue, operation) from None
             except ccxt_errors.ExchangeError as exc:
-                reason = venue_reason(exc)
+                reason = self._scrub(venue_reason(exc))
                 if status[0] >= 500 or status[0] == 429:
                     raise errors.UpstreamUnavailable(f"{self.venue} {operation}: HTTP {status[0]} ({reason})") from None
                 if write or isinstance(exc, _REJECTED):
@@ -173,6 +174,15 @@ class PrivateClient:
                 raise translate(exc, self.venue, operation) from None
             finally:
                 _STATUS.reset(token)
+
+    def _scrub(self, reason: str) -> str:
+        """``reason`` without any credential of the connection: venues echo what was signed
+        (Bybit's 10004 ``error sign! origin_string[<timestamp><apiKey><recvWindow>...]``)."""
+        for name in ("apiKey", "secret", "privateKey", "password", "token", "uid"):
+            value = getattr(self.exchange, name, None)
+            if isinstance(value, str) and len(value) >= 6 and value in reason:
+                reason = reason.replace(value, f"<{name}>")
+        return reason
 
     # -- reads ---------------------------------------------------------------------------------
     async def snapshot(self) -> tuple[Account, list[Position]]:

@@ -166,9 +166,11 @@ class OrderResult(_Frozen):
     """``POST /v1/orders``: the venue's ``order``; ``fill`` when it executed at once; the
     account's ``position`` in that symbol after the order (``null``: flat); ``outcome`` is
     ``placed`` (201), or ``unknown`` (202: the venue did not answer and does not know the
-    client order id yet; do not re-send, look it up or retry with the same Idempotency-Key)."""
+    client order id yet; do not re-send, look it up or retry with the same Idempotency-Key);
+    ``client_order_id`` the one sent."""
 
     outcome: str
+    client_order_id: str | None = None
     order: Order | None
     fill: Execution | None = None
     position: Position | None = None

@@ -33,7 +33,7 @@ from exgate.accounts.idempotency import Idempotency, Recorded
 from exgate.accounts.models import (Confirmation, Execution, MarginMode, NewOrder, Order, OrderResult, OrderStatus,
                                     OrderType, Position, PositionSide, TimeInForce, CanceledOrders, LeverageResult)
 from exgate.accounts.service import AccountService, Caller
-from exgate.budget.model import Priority, _PRIORITY, set_priority
+from exgate.budget.model import Priority, priority
 from exgate.cache.keys import account_hash, idempotency_key
 from exgate.errors import BadRequest, NotFound, UpstreamError, UpstreamRateLimited, VenueRejected, echo
 from exgate.models import Side
@@ -185,8 +185,7 @@ class OrderDesk:
             price = await self._reference_price(connection, market.symbol)
         may_fill = await self._may_fill_now(connection, body, market.symbol)
         await self._charge_account_limits(client, connection)
-        token = set_priority(Priority.ORDER)
-        try:
+        with priority(Priority.ORDER):
             with RequestCounter() as counter:
                 try:
                     order = await client.place(market.symbol, body.side, body.type, body.size, price,
@@ -199,7 +198,7 @@ class OrderDesk:
                     found = await self._lookup(client, market.symbol, client_order_id)
                     await self.accounts.invalidate(connection)
                     if found is None:
-                        result = OrderResult(outcome="unknown", order=None,
+                        result = OrderResult(outcome="unknown", order=None, client_order_id=client_order_id,
                                              confirmation=Confirmation(upstream_requests=counter.count),
                                              detail=f"{exc.detail}; the venue does not know client order id "
                                                     f"{client_order_id} yet: it was not re-sent. Retry with the same "
@@ -207,8 +206,6 @@ class OrderDesk:
                         return Recorded(202, result.model_dump_json().encode())
                     order = found
                 result = await self._confirm(client, connection, order, body, market, may_fill, counter)
-        finally:
-            _PRIORITY.reset(token)
         return Recorded(201, result.model_dump_json().encode())
 
     async def _lookup(self, client: PrivateClient, symbol: str, client_order_id: str) -> Order | None:
@@ -220,19 +217,16 @@ class OrderDesk:
 
     async def _resolve_unknown(self, connection, symbol: str, earlier: Recorded, record_key: str) -> Recorded:
         """A retry of an order whose outcome was unknown: look it up again, never re-send."""
-        unknown = orjson.loads(earlier.body)
-        match = re.search(r"client order id (\S+) ", unknown.get("detail") or "")
+        client_order_id = orjson.loads(earlier.body).get("client_order_id")
         client = await self.accounts.pool.get(connection)
-        token = set_priority(Priority.ORDER)
-        try:
+        with priority(Priority.ORDER):
             with RequestCounter() as counter:
-                found = await self._lookup(client, symbol, match.group(1)) if match else None
-        finally:
-            _PRIORITY.reset(token)
+                found = await self._lookup(client, symbol, client_order_id) if client_order_id else None
         if found is None:
             return earlier
         await self.accounts.invalidate(connection)
-        result = OrderResult(outcome="placed", order=found, confirmation=Confirmation(upstream_requests=counter.count),
+        result = OrderResult(outcome="placed", order=found, client_order_id=client_order_id,
+                             confirmation=Confirmation(upstream_requests=counter.count),
                              detail="found by its client order id after an unknown outcome")
         recorded = Recorded(201, result.model_dump_json().encode())
         await self.idempotency.answer(record_key, recorded)
@@ -284,7 +278,8 @@ class OrderDesk:
             positions = orjson.loads(result.body)["positions"]
             position = next((Position.model_validate(p) for p in positions if p["symbol"] == symbol), None)
             source = "venue"
-        return OrderResult(outcome="placed", order=order, fill=fill, position=position,
+        return OrderResult(outcome="placed", order=order, client_order_id=order.client_order_id, fill=fill,
+                           position=position,
                            confirmation=Confirmation(upstream_requests=counter.count, position_source=source))
 
     # -- cancel / leverage ------------------------------------------------------------------------------------
@@ -299,15 +294,12 @@ class OrderDesk:
             if found is None:
                 raise NotFound(f"no open order {echo(order_id)} on this connection", field="order_id")
             unified = found.symbol
-        token = set_priority(Priority.ORDER)
-        try:
+        with priority(Priority.ORDER):
             with RequestCounter() as counter:
                 try:
                     await client.cancel(order_id, unified)
                 finally:
                     await self.accounts.invalidate(connection)
-        finally:
-            _PRIORITY.reset(token)
         return orjson.dumps({"exchange": connection.exchange, "canceled": order_id, "symbol": unified,
                              "upstream_requests": counter.count})
 
@@ -317,8 +309,7 @@ class OrderDesk:
         client = await self.accounts.pool.get(connection)
         unified = (await self.market_data.adapter(connection.exchange).resolve(symbol)).symbol if symbol else None
         opened = [o for o in await self.accounts.open_order_list(connection) if unified is None or o.symbol == unified]
-        token = set_priority(Priority.ORDER)
-        try:
+        with priority(Priority.ORDER):
             emulated = not client.has_cancel_all or (unified is None and not client.cancel_all_without_symbol)
             try:
                 if not emulated:
@@ -331,8 +322,6 @@ class OrderDesk:
                             pass  # filled or canceled meanwhile
             finally:
                 await self.accounts.invalidate(connection)
-        finally:
-            _PRIORITY.reset(token)
         return CanceledOrders(exchange=connection.exchange, canceled=[o.id for o in opened], emulated=emulated)
 
     async def set_leverage(self, caller: Caller, exchange: str | None, symbol: str, leverage: int,
@@ -343,13 +332,10 @@ class OrderDesk:
             raise BadRequest(f"leverage: {market.symbol} allows at most {market.max_leverage}", field="leverage",
                              allowed={"min": 1, "max": int(market.max_leverage)})
         client = await self.accounts.pool.get(connection)
-        token = set_priority(Priority.ORDER)
-        try:
+        with priority(Priority.ORDER):
             try:
                 await client.set_leverage(market.symbol, leverage, margin_mode)
             finally:
                 await self.accounts.invalidate(connection)
-        finally:
-            _PRIORITY.reset(token)
         return LeverageResult(exchange=connection.exchange, symbol=market.symbol, leverage=leverage,
                               margin_mode=margin_mode)

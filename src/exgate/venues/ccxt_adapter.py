@@ -25,6 +25,7 @@ from exgate.symbols import SymbolIndex
 from exgate.venues import parse, wire
 from exgate.venues.base import Capabilities, ExchangeAdapter
 from exgate.venues.calls import CallMeter
+from exgate.venues.hooks import keep_error_tables, route_budget, url_pairs
 from exgate.venues.profiles import VenueProfile
 from exgate.venues.upstream import rewrite_urls
 
@@ -60,68 +61,6 @@ def translate(exc: BaseException, venue: str, operation: str) -> errors.ExgateEr
     if isinstance(exc, (KeyError, TypeError, ValueError, IndexError, AttributeError)):
         return errors.MalformedUpstream(f"{where}: cannot parse the exchange's response ({type(exc).__name__})")
     raise exc
-
-
-def _url_pairs(rewritten: Any, original: Any) -> list[tuple[str, str]]:
-    """``(rewritten, original)`` for every API URL, longest first (walks ccxt's ``urls['api']``)."""
-    pairs: list[tuple[str, str]] = []
-    if isinstance(rewritten, str) and isinstance(original, str) and rewritten != original:
-        pairs.append((rewritten, original))
-    elif isinstance(rewritten, dict) and isinstance(original, dict):
-        for key, value in rewritten.items():
-            pairs += _url_pairs(value, original.get(key))
-    elif isinstance(rewritten, list) and isinstance(original, list):
-        for new, old in zip(rewritten, original):
-            pairs += _url_pairs(new, old)
-    return sorted(set(pairs), key=lambda pair: -len(pair[0]))
-
-
-def _keep_error_tables(exchange: Any, pairs: list[tuple[str, str]]) -> None:
-    """Let ccxt pick its error table by the venue's own URL when exgate rewrote the origin:
-    Binance chooses the futures table (``-2019`` → InsufficientFunds, ``-2022`` → InvalidOrder)
-    only for URLs starting with ``https://fapi.binance.com``, and a sandbox or proxy URL would
-    turn every such answer into a bare ExchangeError."""
-    pick = getattr(exchange, "get_exceptions_by_url", None)
-    if pick is None or not pairs:
-        return
-
-    def by_original_url(url: Any, kind: str) -> Any:
-        if isinstance(url, str):
-            for new, old in pairs:
-                if url.startswith(new):
-                    url = old + url[len(new):]
-                    break
-        return pick(url, kind)
-
-    exchange.get_exceptions_by_url = by_original_url
-
-
-def _route_budget(exchange: Any, gate: BudgetGate) -> None:
-    """Make ``exchange`` wait in ``gate`` for each request's weight (ccxt's cost, corrected by
-    the venue's metering; the caller's :class:`~exgate.budget.Priority` from the context) and
-    show every response to the gate."""
-    ccxt_cost = exchange.calculate_rate_limiter_cost
-    on_response = exchange.on_rest_response
-    weigh = gate.metering.weigh
-
-    def cost(api: Any, method: str, path: str, params: Any, config: Any = None) -> int:
-        return weigh(str(path), params if isinstance(params, dict) else {},
-                     ccxt_cost(api, method, path, params, config or {}))
-
-    async def throttle(weight: Any = None) -> None:
-        await gate.acquire(max(1, int(weight or 1)))
-
-    def observe(code: Any, reason: Any, url: Any, method: Any, headers: Any, body: Any, *rest: Any) -> Any:
-        try:
-            gate.observe(int(code), headers or {})
-        except (TypeError, ValueError):
-            pass
-        return on_response(code, reason, url, method, headers, body, *rest)
-
-    exchange.enableRateLimit = True
-    exchange.calculate_rate_limiter_cost = cost
-    exchange.throttle = throttle
-    exchange.on_rest_response = observe
 
 
 def _json_only(fetch: Callable[..., Awaitable[Any]], venue: str) -> Callable[..., Awaitable[Any]]:
@@ -175,8 +114,8 @@ class CcxtAdapter(ExchangeAdapter):
         if upstream:
             original = exchange.urls["api"]
             exchange.urls["api"] = rewrite_urls(original, upstream, exchange.hostname)
-            self._url_pairs = _url_pairs(exchange.urls["api"], original)
-            _keep_error_tables(exchange, self._url_pairs)
+            self._url_pairs = url_pairs(exchange.urls["api"], original)
+            keep_error_tables(exchange, self._url_pairs)
         else:
             self._url_pairs = []
         self.exchange = exchange
@@ -202,7 +141,7 @@ class CcxtAdapter(ExchangeAdapter):
         """Route ccxt's rate limiting into ``gate``: ccxt's per-endpoint cost (corrected by the
         venue's metering) becomes the weight each request waits for in exgate's shared budget,
         and every response is shown to the gate (usage headers, 429/418)."""
-        _route_budget(self.exchange, gate)
+        route_budget(self.exchange, gate)
         self.budget = gate
 
     def private_exchange(self, credentials: dict[str, str]) -> Any:
@@ -222,13 +161,13 @@ class CcxtAdapter(ExchangeAdapter):
                                                 dict(self.profile.private_options))
         exchange.fetch = CallMeter.wrap_transport(_json_only(exchange.fetch, self.id))
         exchange.urls["api"] = base.urls["api"]
-        _keep_error_tables(exchange, self._url_pairs)
+        keep_error_tables(exchange, self._url_pairs)
         for name in ("markets", "markets_by_id", "symbols", "ids", "currencies", "currencies_by_id", "codes",
                      "baseCurrencies", "quoteCurrencies"):
             if hasattr(base, name):
                 setattr(exchange, name, getattr(base, name))
         if self.budget is not None:
-            _route_budget(exchange, self.budget)
+            route_budget(exchange, self.budget)
         return exchange
 
     # -- lifecycle ------------------------------------------------------------------------

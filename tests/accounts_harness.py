@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -14,6 +15,8 @@ import httpx
 from tests.conftest import ServerThread, flush_redis, sandbox_data
 
 VENUES = ("binanceusdm", "bybit", "hyperliquid", "pacifica")
+PROBLEM = "application/problem+json"
+T = 30  # request timeout, s
 
 
 def run(coro):
@@ -141,3 +144,39 @@ def min_size(market: dict, notional_floor: Decimal = Decimal("12"), price: Decim
         while size * price < notional_floor:
             size += lot
     return str(size.normalize())
+
+
+def user() -> str:
+    return f"u-{uuid.uuid4().hex[:8]}"
+
+
+def connect(gateway: ServerThread, sandbox: ServerThread, tenant: Tenant, who: str, venue: str,
+            balance: str = "100000", **extra) -> tuple[dict, dict]:
+    """A funded sandbox account on ``venue`` connected for ``who``: (account, connection)."""
+    account = new_account(sandbox.url, venue, balance)
+    r = httpx.post(f"{gateway.url}/v1/connections", headers=tenant.headers(who), timeout=T,
+                   json={"exchange": venue, "credentials": account["credentials"], **extra})
+    assert r.status_code == 201, r.text
+    return account, r.json()
+
+
+def assert_problem(r: httpx.Response, status: int, *words: str) -> dict:
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith(PROBLEM), r.headers
+    body = r.json()
+    assert body["status"] == status
+    for word in words:
+        assert word.lower() in r.text.lower(), (word, r.text)
+    return body
+
+
+def order_count(sandbox_url: str, venue: str, account_id: str) -> int:
+    """Orders the sandbox holds for the account: open ones plus the distinct orders of its fills."""
+    state = sandbox_state(sandbox_url, venue, account_id)
+    return len(state["open_orders"]) + len({f["order_id"] for f in state["fills"]})
+
+
+def market_order(gateway_url: str, venue: str) -> dict:
+    market = btc_market(gateway_url, venue)
+    mark = Decimal(price_below(gateway_url, venue, market, "1"))
+    return {"symbol": market["symbol"], "side": "buy", "type": "market", "size": min_size(market, price=mark)}

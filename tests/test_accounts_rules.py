@@ -1,6 +1,5 @@
 """Accounts and trading, the rules: isolation of tenants and users, authentication, secrets that
-never leak, idempotent orders, unknown outcomes (timeouts, 5xx, 429 injected by the sandbox),
-and bad input. Through the HTTP API of real gateway instances over the sandbox (real ccxt,
+never leak, idempotent orders and bad input (unknown outcomes: ``test_accounts_faults``). Through the HTTP API of real gateway instances over the sandbox (real ccxt,
 Redis db of ``EXGATE_TEST_REDIS_URL``, a migrated SQLite store)."""
 
 from __future__ import annotations
@@ -14,14 +13,13 @@ import httpx
 import pytest
 
 from exgate.store import SecretBox, Store
-from tests.accounts_harness import (VENUES, SECRET_KEY, Tenant, btc_market, create_tenant, gateways, make_store, min_size, new_account,
-                                    price_below, run, sandbox_app, sandbox_state, venue_paths)
+from tests.accounts_harness import (SECRET_KEY, VENUES, T, Tenant, assert_problem, btc_market, connect,
+                                    create_tenant, gateways, make_store, min_size, new_account, order_count,
+                                    market_order, price_below, run, sandbox_app, sandbox_state, user, venue_paths)
 from tests.conftest import TEST_REDIS_URL, ServerThread, require_fixtures
 
 require_fixtures()
 
-PROBLEM = "application/problem+json"
-T = 30  # request timeout, s
 
 
 @pytest.fixture(scope="module")
@@ -51,36 +49,6 @@ def globex(db_url) -> Tenant:
 def instances(sandbox, db_url) -> Iterator[list[ServerThread]]:
     with gateways(sandbox.url, db_url, 2, redis_url=TEST_REDIS_URL) as servers:
         yield servers
-
-
-def user() -> str:
-    return f"u-{uuid.uuid4().hex[:8]}"
-
-
-def connect(gateway: ServerThread, sandbox: ServerThread, tenant: Tenant, who: str, venue: str,
-            balance: str = "100000", **extra) -> tuple[dict, dict]:
-    """A funded sandbox account on ``venue`` connected for ``who``: (account, connection)."""
-    account = new_account(sandbox.url, venue, balance)
-    r = httpx.post(f"{gateway.url}/v1/connections", headers=tenant.headers(who), timeout=T,
-                   json={"exchange": venue, "credentials": account["credentials"], **extra})
-    assert r.status_code == 201, r.text
-    return account, r.json()
-
-
-def assert_problem(r: httpx.Response, status: int, *words: str) -> dict:
-    assert r.status_code == status, (r.status_code, r.text)
-    assert r.headers["content-type"].startswith(PROBLEM), r.headers
-    body = r.json()
-    assert body["status"] == status
-    for word in words:
-        assert word.lower() in r.text.lower(), (word, r.text)
-    return body
-
-
-def order_count(sandbox_url: str, venue: str, account_id: str) -> int:
-    """Orders the sandbox holds for the account: open ones plus the distinct orders of its fills."""
-    state = sandbox_state(sandbox_url, venue, account_id)
-    return len(state["open_orders"]) + len({f["order_id"] for f in state["fills"]})
 
 
 # -- 1. isolation and auth ------------------------------------------------------------------------------------
@@ -439,107 +407,6 @@ def test_20_concurrent_identical_orders_with_one_key_on_2_instances_place_one(ve
     order_path = {"binanceusdm": "/fapi/v1/order", "hyperliquid": "/exchange"}[venue]
     after = venue_paths(sandbox.url, venue)
     assert after.get(order_path, 0) - before.get(order_path, 0) == 1, after
-
-
-# -- 4. unknown outcomes -----------------------------------------------------------------------------------------
-ORDER_PATH = {"binanceusdm": "/fapi/v1/order", "bybit": "/v5/order/create", "hyperliquid": "/exchange"}
-FAULT_VENUES = ("binanceusdm", "bybit", "hyperliquid")
-
-
-@pytest.fixture(scope="module")
-def faulty() -> Iterator[ServerThread]:
-    """A sandbox of its own for injected faults (they are armed per venue, for the next orders)."""
-    with ServerThread(sandbox_app(history_lag_ms=0)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def impatient(faulty, db_url) -> Iterator[ServerThread]:
-    """One gateway with a 1.5 s upstream timeout and no Redis (its budget bans stay its own)."""
-    with gateways(faulty.url, db_url, 1, timeout_ms=1500, venues=FAULT_VENUES) as servers:
-        yield servers[0]
-
-
-def arm(sandbox_url: str, venue: str, fault: str, **extra) -> None:
-    r = httpx.post(f"{sandbox_url}/__sandbox/faults", params={"venue": venue, "fault": fault, "count": 1, **extra})
-    assert r.status_code == 200, r.text
-
-
-def market_order(gateway_url: str, venue: str) -> dict:
-    market = btc_market(gateway_url, venue)
-    mark = Decimal(price_below(gateway_url, venue, market, "1"))
-    return {"symbol": market["symbol"], "side": "buy", "type": "market", "size": min_size(market, price=mark)}
-
-
-def sent_orders(sandbox_url: str, venue: str, at_least: int = 0) -> int:
-    """Requests on the venue's order path (Binance's order lookups share it: GET /fapi/v1/order),
-    waiting up to 4 s for ``at_least`` (the sandbox counts a request when its answer ends: a
-    held one late)."""
-    import time
-
-    for _ in range(80):
-        count = venue_paths(sandbox_url, venue).get(ORDER_PATH[venue], 0)
-        if count >= at_least:
-            return count
-        time.sleep(0.05)
-    return count
-
-
-def lookups_on_order_path(venue: str, answer: dict) -> int:
-    """The answer's requests after the order itself that hit the order path (Binance's lookup)."""
-    return answer["confirmation"]["upstream_requests"] - 1 if venue == "binanceusdm" else 0
-
-
-@pytest.mark.parametrize("fault", ["timeout", "5xx"])
-@pytest.mark.parametrize("venue", FAULT_VENUES)
-def test_a_lost_answer_is_found_by_the_client_order_id_and_never_resent(venue, fault, faulty, impatient,
-                                                                         acme) -> None:
-    who = user()
-    account, _ = connect(impatient, faulty, acme, who, venue, is_primary=True)
-    order = market_order(impatient.url, venue)
-    headers = {**acme.headers(who), "Idempotency-Key": f"k-{uuid.uuid4()}"}
-    arm(faulty.url, venue, fault, delay_ms=2500)
-    before = sent_orders(faulty.url, venue)
-    r = httpx.post(f"{impatient.url}/v1/orders", headers=headers, json=order, timeout=T)
-    assert r.status_code == 201, r.text
-    placed = r.json()
-    assert placed["outcome"] == "placed" and placed["order"]["client_order_id"], placed
-    assert Decimal(placed["order"]["filled"]) == Decimal(order["size"]), placed
-    expected = before + (2 if venue == "binanceusdm" else 1)  # the order (and Binance's lookup, on its path)
-    assert sent_orders(faulty.url, venue, expected) == expected
-    assert order_count(faulty.url, venue, account["account_id"]) == 1
-    # a retry with the key: the same answer, nothing sent
-    again = httpx.post(f"{impatient.url}/v1/orders", headers=headers, json=order, timeout=T)
-    assert (again.status_code, again.json()["order"]["id"]) == (201, placed["order"]["id"])
-    assert sent_orders(faulty.url, venue) == expected
-    assert order_count(faulty.url, venue, account["account_id"]) == 1
-    r = httpx.get(f"{impatient.url}/v1/account/positions", headers=acme.headers(who), timeout=T)
-    assert [Decimal(p["size"]) for p in r.json()["positions"]] == [Decimal(order["size"])], r.text
-
-
-@pytest.mark.parametrize("venue", FAULT_VENUES)
-def test_a_429_on_an_order_is_202_unknown_not_resent_and_a_retry_sends_nothing(venue, faulty, db_url, acme) -> None:
-    with gateways(faulty.url, db_url, 1, timeout_ms=1500, venues=(venue,)) as (gateway,):
-        who = user()
-        account, _ = connect(gateway, faulty, acme, who, venue, is_primary=True)
-        order = market_order(gateway.url, venue)
-        headers = {**acme.headers(who), "Idempotency-Key": f"k-{uuid.uuid4()}"}
-        arm(faulty.url, venue, "429")
-        before = sent_orders(faulty.url, venue)
-        r = httpx.post(f"{gateway.url}/v1/orders", headers=headers, json=order, timeout=T)
-        assert r.status_code == 202, r.text
-        unknown = r.json()
-        assert unknown["outcome"] == "unknown" and unknown["order"] is None, unknown
-        assert "not re-sent" in unknown["detail"] and "Idempotency-Key" in unknown["detail"], unknown
-        sent = sent_orders(faulty.url, venue)
-        assert sent == before + 1 + lookups_on_order_path(venue, unknown)
-        assert order_count(faulty.url, venue, account["account_id"]) == 0
-        again = httpx.post(f"{gateway.url}/v1/orders", headers=headers, json=order, timeout=T)
-        assert again.status_code == 202, again.text
-        assert again.json()["outcome"] == "unknown" and again.json()["order"] is None, again.text
-        # never a second order: at most the retry's one lookup (Binance's is on the order path)
-        assert sent_orders(faulty.url, venue) - sent <= (1 if venue == "binanceusdm" else 0)
-        assert order_count(faulty.url, venue, account["account_id"]) == 0
 
 
 # -- 6. a leverage change, read on the other instance -------------------------------------------------------------

@@ -28,6 +28,7 @@ bench: install
 	$(BIN)/python bench/cached_route.py
 	$(BIN)/python bench/budget_overload.py
 	$(BIN)/python bench/sandbox_throughput.py
+	$(BIN)/python bench/accounts_load.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

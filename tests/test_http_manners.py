@@ -62,7 +62,9 @@ async def test_head_answers_like_get_without_a_body_on_every_get_route(client):
     assert "/healthz" in urls and len(urls) >= 12
     for url in urls:
         get, head = await client.get(url), await client.head(url)
-        assert head.status_code == get.status_code == 200, (url, head.status_code, get.text[:200])
+        # private routes: this gateway has no store, so both answer the same 503 problem
+        expected = 503 if url.startswith(("/v1/connections", "/v1/account")) else 200
+        assert head.status_code == get.status_code == expected, (url, head.status_code, get.text[:200])
         assert head.content == b""
         if url in ("/metrics", "/v1/exchanges"):  # counters and budgets move between two requests
             assert int(head.headers["content-length"]) > 0

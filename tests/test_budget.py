@@ -46,6 +46,18 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("batch,weight", [(1, 1), (39, 1), (40, 2), (85, 3)])
+def test_hyperliquid_exchange_actions_weigh_what_the_venue_counts(batch: int, weight: int) -> None:
+    """An order action weighs 1 + floor(batch / 40) at the gateway and in the sandbox (it was
+    charged 20, as an /info read, and an order burst ran out of budget)."""
+    from exgate.sandbox.limits import hyperliquid_weight as sandbox_weight
+    from exgate.venues.metering import hyperliquid_weight
+
+    action = {"type": "order", "orders": [{}] * batch, "grouping": "na"}
+    assert hyperliquid_weight("exchange", {"action": action, "nonce": 1}, 20) == weight
+    assert sandbox_weight("/hyperliquid/exchange", {}, {"action": action, "nonce": 1}) == weight
+
+
 @pytest.fixture(scope="module")
 def frozen_sandbox():
     from exgate.sandbox.app import create_sandbox_app

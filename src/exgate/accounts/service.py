@@ -19,6 +19,7 @@ never served stale):
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -61,7 +62,11 @@ def connection_view(c) -> Connection:
 
 class ClientPool:
     """One :class:`PrivateClient` per connection id, built on first use from the store's
-    decrypted credentials, least recently used closed beyond :data:`MAX_CLIENTS`."""
+    decrypted credentials, least recently used closed beyond :data:`MAX_CLIENTS`.
+
+    Closing a ccxt instance takes a while (its HTTP session, ~250 ms): an evicted or dropped
+    client is closed in a task the pool owns, never inside the request that evicted it, and
+    :meth:`close` closes them all at once."""
 
     def __init__(self, market_data: MarketData, credentials: Callable[[object], dict[str, str]],
                  max_clients: int = MAX_CLIENTS):
@@ -69,6 +74,7 @@ class ClientPool:
         self.credentials = credentials
         self.max_clients = max_clients
         self._clients: OrderedDict[str, PrivateClient] = OrderedDict()
+        self._closing: set[asyncio.Task] = set()
 
     async def get(self, connection) -> PrivateClient:
         client = self._clients.get(connection.id)
@@ -78,27 +84,34 @@ class ClientPool:
         adapter = self.market_data.adapter(connection.exchange)
         if adapter.market_count is None:
             await adapter.markets()
-        client = PrivateClient(adapter, self.credentials(connection))
-        self._clients[connection.id] = client
-        while len(self._clients) > self.max_clients:
-            _, old = self._clients.popitem(last=False)
-            await old.close()
+        client = self._clients.get(connection.id)  # another request built it meanwhile
+        if client is None:
+            client = PrivateClient(adapter, self.credentials(connection))
+            self._put(connection.id, client)
         return client
+
+    def _put(self, connection_id: str, client: PrivateClient) -> None:
+        self._retire(self._clients.pop(connection_id, None))
+        self._clients[connection_id] = client
+        while len(self._clients) > self.max_clients:
+            self._retire(self._clients.popitem(last=False)[1])
+
+    def _retire(self, client: PrivateClient | None) -> None:
+        if client is not None:
+            task = asyncio.get_running_loop().create_task(client.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     async def adopt(self, connection_id: str, client: PrivateClient) -> None:
         """Keep ``client`` (built for the connection's check) as the connection's instance."""
-        await self.drop(connection_id)
-        self._clients[connection_id] = client
+        self._put(connection_id, client)
 
     async def drop(self, connection_id: str) -> None:
-        client = self._clients.pop(connection_id, None)
-        if client is not None:
-            await client.close()
+        self._retire(self._clients.pop(connection_id, None))
 
     async def close(self) -> None:
-        while self._clients:
-            _, client = self._clients.popitem()
-            await client.close()
+        clients, self._clients = list(self._clients.values()), OrderedDict()
+        await asyncio.gather(*(c.close() for c in clients), *self._closing, return_exceptions=True)
 
 
 class AccountService:

@@ -148,6 +148,14 @@ def _methods_of_path(request: Request) -> list[str]:
     return methods
 
 
+async def _database_error(request: Request, exc: Exception) -> Response:
+    """The SQL store failed (unreachable, locked past its timeout): 503 with Retry-After, the
+    driver's message logged, never sent (it may name the database URL)."""
+    log.error("database_error", path=request.url.path, error=type(exc).__name__)
+    return problem(503, "Database unavailable", "the gateway's database did not answer; retry shortly",
+                   instance=request.url.path, headers={"Retry-After": "2"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled_error", path=request.url.path, error=repr(exc), exc_info=exc)
     return problem(500, "Internal error", "the gateway failed to answer; the error was logged",
@@ -159,4 +167,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ExgateError, _exgate_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    from sqlalchemy.exc import DBAPIError
+
+    app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)

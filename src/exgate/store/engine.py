@@ -17,7 +17,9 @@ def make_engine(url: str) -> AsyncEngine:
     nothing behind. SQLite is the one-instance default: its transactions run one at a time.
     """
     url = async_url(url)
-    engine = create_async_engine(url, pool_pre_ping=not is_sqlite(url))
+    # SQLite: wait up to 30 s for the write lock (sqlite3's default is 5 s, short on a loaded host)
+    engine = create_async_engine(url, pool_pre_ping=not is_sqlite(url),
+                                 connect_args={"timeout": 30} if is_sqlite(url) else {})
     if is_sqlite(url):
         @event.listens_for(engine.sync_engine, "connect")
         def _connect(dbapi_connection, _record) -> None:
@@ -28,7 +30,7 @@ def make_engine(url: str) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(connection) -> None:
-            # IMMEDIATE: take the write lock at BEGIN (waiting up to sqlite3's 5 s busy timeout), so
+            # IMMEDIATE: take the write lock at BEGIN (waiting up to the 30 s busy timeout), so
             # two read-then-write transactions never deadlock into "database is locked"
             connection.exec_driver_sql("BEGIN IMMEDIATE")
     return engine

@@ -39,10 +39,15 @@ _HL_LIGHT = frozenset({"l2Book", "allMids", "clearinghouseState", "orderStatus",
 
 
 def hyperliquid_weight(path: str, params: Mapping[str, object], cost: int) -> int:
-    """Hyperliquid ``/info`` weight by request type: 2 for l2Book, allMids, clearinghouseState,
-    orderStatus, spotClearinghouseState and exchangeStatus; 60 for userRole; 20 for the rest
-    (candleSnapshot adds 1 per 60 candles returned, not known before the call). ccxt's table
-    (10 for most types, 4 for candleSnapshot) is about half of the documented weights."""
+    """Hyperliquid weight: ``/exchange`` actions ``1 + floor(batch length / 40)`` (orders,
+    cancels); ``/info`` by request type: 2 for l2Book, allMids, clearinghouseState, orderStatus,
+    spotClearinghouseState and exchangeStatus; 60 for userRole; 20 for the rest (candleSnapshot
+    adds 1 per 60 candles returned, not known before the call). ccxt's table (10 for most types,
+    4 for candleSnapshot) is about half of the documented weights."""
+    if str(path).endswith("exchange"):
+        action = params.get("action") if isinstance(params.get("action"), dict) else {}
+        batch = action.get("orders") or action.get("cancels") or []
+        return 1 + (len(batch) // 40 if isinstance(batch, list) else 0)
     kind = str(params.get("type", ""))
     if kind in _HL_LIGHT:
         return 2

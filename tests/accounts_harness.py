@@ -106,6 +106,13 @@ def new_account(sandbox_url: str, venue: str, balance: str = "100000") -> dict:
     return r.json()
 
 
+def arm(sandbox_url: str, venue: str, fault: str, count: int = 1, **extra) -> None:
+    """Inject ``fault`` (timeout, 5xx, 429) on the venue's next ``count`` order requests."""
+    r = httpx.post(f"{sandbox_url}/__sandbox/faults",
+                   params={"venue": venue, "fault": fault, "count": count, **{k: str(v) for k, v in extra.items()}})
+    assert r.status_code == 200, r.text
+
+
 def venue_requests(sandbox_url: str, venue: str) -> int:
     return httpx.get(f"{sandbox_url}/__sandbox/stats").json()["venues"][venue]["requests"]
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from tests.accounts_harness import (T, connect, create_tenant, gateways, make_store, market_order, order_count, run,
+from tests.accounts_harness import (T, arm, connect, create_tenant, gateways, make_store, market_order, order_count, run,
                                     sandbox_app, user, venue_paths)
 from tests.conftest import ServerThread, require_fixtures
 
@@ -47,11 +47,6 @@ def impatient(faulty, db_url) -> Iterator[ServerThread]:
     """One gateway with a 1.5 s upstream timeout and no Redis (its budget bans stay its own)."""
     with gateways(faulty.url, db_url, 1, timeout_ms=1500, venues=FAULT_VENUES) as servers:
         yield servers[0]
-
-
-def arm(sandbox_url: str, venue: str, fault: str, **extra) -> None:
-    r = httpx.post(f"{sandbox_url}/__sandbox/faults", params={"venue": venue, "fault": fault, "count": 1, **extra})
-    assert r.status_code == 200, r.text
 
 
 def sent_orders(sandbox_url: str, venue: str, at_least: int = 0) -> int:

@@ -12,6 +12,7 @@ import ccxt
 import httpx
 import pytest
 
+from tests import accounts_harness
 from tests.conftest import ServerThread, ccxt_client, path_count, sandbox_data, sandbox_stats
 
 VENUE = "binanceusdm"
@@ -28,9 +29,7 @@ def box() -> Iterator[ServerThread]:
 
 
 def new_account(box: ServerThread, balance: str = "10000") -> dict:
-    r = httpx.post(f"{box.url}/__sandbox/accounts", json={"venue": VENUE, "balance": balance})
-    assert r.status_code == 201
-    return r.json()
+    return accounts_harness.new_account(box.url, VENUE, balance)
 
 
 def client(box: ServerThread, credentials: dict, **options):
@@ -100,7 +99,7 @@ async def test_market_buy_position_fill_and_lagged_trades(box):
         assert from_account["entryPrice"] == pytest.approx(order["average"]) and from_account["leverage"] == 20
         balance = await ex.fetch_balance()
         fee = order["average"] * 0.02 * 0.0005
-        state = httpx.get(f"{box.url}/__sandbox/accounts/{VENUE}/{account['account_id']}").json()
+        state = accounts_harness.sandbox_state(box.url, VENUE, account["account_id"])
         assert float(state["wallet"]) == pytest.approx(10000 - fee)
         assert float(balance["info"]["totalWalletBalance"]) == pytest.approx(10000 - fee)
         assert balance["USDT"]["used"] == pytest.approx(float(balance["info"]["totalInitialMargin"]))
@@ -132,7 +131,7 @@ async def test_cancel_all_leverage_and_margin_mode(box):
         with pytest.raises(ccxt.BadRequest):  # -4028 Leverage 500 is not valid
             await ex.set_leverage(500, SYMBOL)
         await ex.set_margin_mode("isolated", SYMBOL)
-        state = httpx.get(f"{box.url}/__sandbox/accounts/{VENUE}/{account['account_id']}").json()
+        state = accounts_harness.sandbox_state(box.url, VENUE, account["account_id"])
         assert state["leverage"] == {"BTCUSDT": 10}
         await ex.create_order(SYMBOL, "market", "buy", 0.01)
         (position,) = await ex.fetch_positions([SYMBOL], params={"useV2": True})
@@ -188,9 +187,7 @@ async def test_signatures_keys_and_timestamps(box):
 
 
 def arm(box: ServerThread, fault: str, delay_ms: int = 0) -> None:
-    r = httpx.post(f"{box.url}/__sandbox/faults", params={"venue": VENUE, "fault": fault, "count": 1,
-                                                         "delay_ms": delay_ms})
-    assert r.status_code == 200
+    accounts_harness.arm(box.url, VENUE, fault, delay_ms=delay_ms)
 
 
 async def test_injected_faults(box):

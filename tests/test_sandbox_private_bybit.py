@@ -13,6 +13,7 @@ import ccxt
 import httpx
 import pytest
 
+from tests import accounts_harness
 from tests.conftest import ServerThread, ccxt_client, path_count, sandbox_data, sandbox_stats
 
 VENUE = "bybit"
@@ -29,9 +30,7 @@ def box() -> Iterator[ServerThread]:
 
 
 def new_account(box: ServerThread, balance: str = "10000") -> dict:
-    r = httpx.post(f"{box.url}/__sandbox/accounts", json={"venue": VENUE, "balance": balance})
-    assert r.status_code == 201
-    return r.json()
+    return accounts_harness.new_account(box.url, VENUE, balance)
 
 
 def client(box: ServerThread, credentials: dict, **options):
@@ -99,7 +98,7 @@ async def test_market_buy_fill_seen_at_once_trades_lagged(box):
         assert position["side"] == "long" and position["contracts"] == 0.02
         assert position["entryPrice"] == pytest.approx(found["average"])
         assert [p["symbol"] for p in await ex.fetch_positions()] == [SYMBOL]
-        state = httpx.get(f"{box.url}/__sandbox/accounts/{VENUE}/{account['account_id']}").json()
+        state = accounts_harness.sandbox_state(box.url, VENUE, account["account_id"])
         assert float(state["wallet"]) == pytest.approx(10000 - fee)
         assert (await ex.fetch_balance())["USDT"]["total"] == pytest.approx(10000 - fee)
         await asyncio.sleep(LAG_MS / 1000 + 0.2)
@@ -131,7 +130,7 @@ async def test_cancel_all_leverage_margin_mode(box):
         with pytest.raises(ccxt.BadRequest):  # 110013 over the market's maximum
             await ex.set_leverage(500, SYMBOL)
         await ex.set_margin_mode("isolated")
-        state = httpx.get(f"{box.url}/__sandbox/accounts/{VENUE}/{account['account_id']}").json()
+        state = accounts_harness.sandbox_state(box.url, VENUE, account["account_id"])
         assert state["leverage"] == {"BTCUSDT": 10}
         await ex.create_order(SYMBOL, "market", "buy", 0.01)
         position = await ex.fetch_position(SYMBOL)
@@ -193,9 +192,7 @@ async def test_signatures_keys_and_timestamps(box):
 
 
 def arm(box: ServerThread, fault: str, delay_ms: int = 0) -> None:
-    r = httpx.post(f"{box.url}/__sandbox/faults", params={"venue": VENUE, "fault": fault, "count": 1,
-                                                         "delay_ms": delay_ms})
-    assert r.status_code == 200
+    accounts_harness.arm(box.url, VENUE, fault, delay_ms=delay_ms)
 
 
 async def test_injected_faults(box):
@@ -256,7 +253,7 @@ def test_account_order_rate_on_a_frozen_clock():
             answers = [create(http, f"rate-{k}") for k in range(11)]
             assert [a.json()["retCode"] for a in answers] == [0] * 10 + [10006]
             assert answers[9].headers["x-bapi-limit-status"] == "0" and answers[10].headers["x-bapi-limit"] == "10"
-            state = httpx.get(f"{server.url}/__sandbox/accounts/{VENUE}/{account['account_id']}").json()
+            state = accounts_harness.sandbox_state(server.url, VENUE, account["account_id"])
             assert len(state["open_orders"]) == 10
             clock.advance(1_000)
             assert create(http, "rate-after").json()["retCode"] == 0

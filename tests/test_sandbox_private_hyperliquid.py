@@ -11,6 +11,7 @@ import ccxt
 import httpx
 import pytest
 
+from tests import accounts_harness
 from tests.conftest import ServerThread, ccxt_client, sandbox_data, sandbox_stats
 
 LAG_MS = 300
@@ -30,9 +31,7 @@ def sandbox():
 
 
 def new_account(sandbox, balance: str = "10000") -> dict:
-    r = httpx.post(f"{sandbox.url}/__sandbox/accounts", json={"venue": "hyperliquid", "balance": balance})
-    assert r.status_code == 201
-    return r.json()
+    return accounts_harness.new_account(sandbox.url, "hyperliquid", balance)
 
 
 def run(coro):
@@ -231,8 +230,7 @@ def test_injected_faults(sandbox):
             price = float(ex.price_to_precision(SYMBOL, mid * Decimal("0.8")))
 
             def arm(fault: str, **extra) -> None:
-                params = {"venue": "hyperliquid", "fault": fault, **{k: str(v) for k, v in extra.items()}}
-                assert httpx.post(f"{sandbox.url}/__sandbox/faults", params=params).status_code == 200
+                accounts_harness.arm(sandbox.url, "hyperliquid", fault, **extra)
 
             arm("429")
             with pytest.raises(ccxt.RateLimitExceeded):

@@ -12,6 +12,7 @@ import ccxt
 import httpx
 import pytest
 
+from tests import accounts_harness
 from tests.conftest import ServerThread, ccxt_client, sandbox_data, sandbox_stats
 
 LAG_MS = 300
@@ -31,9 +32,7 @@ def sandbox():
 
 
 def new_account(sandbox, balance: str = "10000") -> dict:
-    r = httpx.post(f"{sandbox.url}/__sandbox/accounts", json={"venue": "pacifica", "balance": balance})
-    assert r.status_code == 201
-    return r.json()
+    return accounts_harness.new_account(sandbox.url, "pacifica", balance)
 
 
 async def _client(sandbox, credentials: dict, options: dict | None = None):
@@ -220,8 +219,7 @@ def test_injected_faults(sandbox):
             price = _price(ex, await _mid(ex), "0.8")
 
             def arm(fault: str, **extra) -> None:
-                params = {"venue": "pacifica", "fault": fault, **{k: str(v) for k, v in extra.items()}}
-                assert httpx.post(f"{sandbox.url}/__sandbox/faults", params=params).status_code == 200
+                accounts_harness.arm(sandbox.url, "pacifica", fault, **extra)
 
             ids = [str(uuid.uuid4()) for _ in range(3)]
             arm("429")

@@ -364,6 +364,22 @@ async def test_invalidation_on_one_instance_drops_the_l1_copy_of_the_other(two_i
     assert after.status is CacheStatus.MISS and up.calls == 2
 
 
+async def test_without_a_local_copy_a_read_after_another_instances_drop_never_sees_the_old_value(two_instances):
+    """Private reads (``local_copy=False``) go to Redis, so a value another instance dropped is
+    gone at once, before its event reaches this process (here: no event at all, the key deleted
+    in Redis directly); a market-data read keeps serving its L1 copy until the event comes."""
+    a, b = two_instances
+    up = ready()
+    await a.get_or_fetch("acct", up)
+    await b.get_or_fetch("acct", up)
+    assert (await b.get_or_fetch("acct", up)).tier is Tier.L1
+    await b.l2.client.delete("acct")  # as another instance's invalidation, before its event arrives
+    assert (await b.get_or_fetch("acct", up)).tier is Tier.L1  # market data: the L1 copy
+    again = await b.get_or_fetch("acct", up, local_copy=False)
+    assert again.status is CacheStatus.MISS and up.calls == 2
+    assert (await b.lookup("acct", local_copy=False)).tier is Tier.L2
+
+
 async def _read_while_another_holds_the_lock(url: str, lease_ms: int, wait_timeout_ms: int) -> tuple[int, object, int]:
     """Read a cold key whose fetch lock another instance holds (and never fills): the fetches
     made 0.2 s in, the result, and the fetches made in all."""

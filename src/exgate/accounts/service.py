@@ -293,12 +293,12 @@ class AccountService:
 
     async def _read(self, connection, key: str, fetch) -> CacheResult:
         with priority(Priority.ACCOUNT):
-            return await self.cache.get_or_fetch(key, fetch, tags=(account_tag(connection.exchange,
-                                                                               connection.account_id),))
+            return await self.cache.get_or_fetch(key, fetch, local_copy=False,
+                                                 tags=(account_tag(connection.exchange, connection.account_id),))
 
     async def cached_snapshot(self, connection) -> tuple[Account, list[Position]] | None:
         """The snapshot if the cache holds a fresh one (L1 or L2), without fetching."""
-        result = await self.cache.lookup(self.snapshot_key(connection))
+        result = await self.cache.lookup(self.snapshot_key(connection), local_copy=False)
         if result is None:
             return None
         data = orjson.loads(result.body)

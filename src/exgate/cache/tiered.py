@@ -178,10 +178,12 @@ class Cache:
         self._count(Tier.L1, CacheStatus.HIT)
         return self._result(slot.entry, CacheStatus.HIT, Tier.L1, now)
 
-    async def lookup(self, key: str) -> CacheResult | None:
+    async def lookup(self, key: str, *, local_copy: bool = True) -> CacheResult | None:
         """The fresh value of ``key`` from L1, else from L2, without fetching or waiting for a
-        fetch; ``None`` when neither holds a fresh copy (or Redis is down and L1 has none)."""
-        hit = self.peek(key)
+        fetch; ``None`` when neither holds a fresh copy (or Redis is down and L1 has none).
+        ``local_copy=False``: L2 only while Redis coordinates (see :meth:`get_or_fetch`)."""
+        remote_only = not local_copy and self.l2 is not None and self.l2.coordinating
+        hit = None if remote_only else self.peek(key)
         if hit is not None:
             return hit
         if self.l2 is None:
@@ -193,21 +195,25 @@ class Cache:
         return None
 
     async def get_or_fetch(self, key: str, fetch: Fetch, *, tags: Iterable[str] = (),
-                           shared: bool = True) -> CacheResult:
+                           shared: bool = True, local_copy: bool = True) -> CacheResult:
         """The value of ``key``: from L1, L2, a fetch already running here or elsewhere, or
         fetched now; ``tags`` are stored with it for :meth:`invalidate`. ``shared=False`` keeps
         the key in this process only (derived data cheaper to recompute than to share).
+        ``local_copy=False``: while Redis coordinates, never answer from this process's L1 copy
+        (private data: an invalidation by another instance holds the moment it returns, not
+        when its event arrives here).
 
         Raises:
             RuntimeError: the cache is not open (use ``async with``).
             Exception: whatever ``fetch`` raised, to this caller and every caller coalesced
                 with it, unless a stale value could be served instead; failures are not cached.
         """
-        hit = self.peek(key)
+        remote_only = not local_copy and self.l2 is not None and self.l2.coordinating
+        hit = None if remote_only else self.peek(key)
         if hit is not None:
             return hit
         now = self.clock()
-        slot = self.l1.get(key, now)
+        slot = None if remote_only else self.l1.get(key, now)
         tags = tuple(tags)
         candidate = slot.entry if slot is not None else None
         if candidate is not None and candidate.in_grace(now):

@@ -46,11 +46,11 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
-if not os.environ.get("EXGATE_FIXTURES") and (ROOT.parent.parent / "shared" / "fixtures").is_dir():
-    os.environ["EXGATE_FIXTURES"] = str(ROOT.parent.parent / "shared" / "fixtures")
+if not os.environ.get("EXGATE_FIXTURES") and (ROOT.parent / "shared" / "fixtures").is_dir():
+    os.environ["EXGATE_FIXTURES"] = str(ROOT.parent / "shared" / "fixtures")
 
 from tests.accounts_harness import (SECRET_KEY, VENUES, btc_market, create_tenant, make_store,  # noqa: E402
-                                    min_size, new_account, price_below, run, wait_markets)
+                                    min_size, price_below, run, wait_markets)
 from tests.conftest import ManualClock, ServerThread, sandbox_data  # noqa: E402
 
 BASELINE_PER_ORDER = 5

@@ -184,6 +184,7 @@ class OrderDesk:
         if body.type is OrderType.MARKET and client.market_needs_price:
             price = await self._reference_price(connection, market.symbol)
         may_fill = await self._may_fill_now(connection, body, market.symbol)
+        before = await self.accounts.cached_snapshot(connection)  # taken before the order can change it
         await self._charge_account_limits(client, connection)
         with priority(Priority.ORDER):
             with RequestCounter() as counter:
@@ -205,7 +206,7 @@ class OrderDesk:
                                                     f"Idempotency-Key to look it up again.")
                         return Recorded(202, result.model_dump_json().encode())
                     order = found
-                result = await self._confirm(client, connection, order, body, market, may_fill, counter)
+                result = await self._confirm(client, connection, order, market, may_fill, before, counter)
         return Recorded(201, result.model_dump_json().encode())
 
     async def _lookup(self, client: PrivateClient, symbol: str, client_order_id: str) -> Order | None:
@@ -245,10 +246,12 @@ class OrderDesk:
             raise UpstreamRateLimited(f"{connection.exchange}: this account's order limit is spent for the window",
                                       retry_after_s=max(1, -(-grant.retry_ms // 1000)))
 
-    async def _confirm(self, client: PrivateClient, connection, order: Order, body: NewOrder, market, may_fill: bool,
-                       counter: RequestCounter) -> OrderResult:
+    async def _confirm(self, client: PrivateClient, connection, order: Order, market, may_fill: bool,
+                       before, counter: RequestCounter) -> OrderResult:
+        """The order's fill (from its answer, or one follow-up read of the order) and the
+        position after it (``before``, the cached snapshot taken before sending, plus the fill;
+        else one snapshot read)."""
         symbol = market.symbol
-        before = await self.accounts.cached_snapshot(connection)
         if not client.profile.fill_in_order_answer and may_fill and order.status not in (OrderStatus.FILLED,):
             followed = await client.order(order.id, symbol)
             if followed is not None:

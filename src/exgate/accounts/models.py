@@ -155,8 +155,9 @@ class Execution(_Frozen):
 
 class Confirmation(_Frozen):
     """How the order was confirmed: ``upstream_requests`` to the venue for it (the order and
-    its follow-ups); ``position_source`` ``venue`` (read from the venue after the order) or
-    ``computed`` (the position before, from the account's snapshot, plus the fill)."""
+    its follow-ups); ``position_source`` ``venue`` (read from the venue after the order),
+    ``computed`` (the position before, from the account's cached snapshot, plus the fill),
+    ``cache`` (no fill: the cached position, unchanged) or ``null`` (no fill, nothing cached)."""
 
     upstream_requests: int
     position_source: str | None = None

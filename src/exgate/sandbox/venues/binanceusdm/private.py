@@ -44,6 +44,21 @@ def _mandatory(name: str) -> Response:
     return error(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
 
 
+def _history_window(params, from_name: str) -> tuple[int, int, int, int] | Response:
+    """``(limit, startTime, endTime, from id)`` of a history read (``limit`` 1..1000, default
+    500; ``from_name``: ``fromId`` for trades, ``orderId`` for orders), or Binance's -1100 /
+    -1130 answer."""
+    try:
+        limit = int(params.get("limit", 500))
+        start, end = int(params.get("startTime", 0)), int(params.get("endTime", 2 ** 62))
+        from_id = int(params.get(from_name, 0))
+    except ValueError:
+        return error(-1100, "Illegal characters found in a parameter.")
+    if not 1 <= limit <= 1000:
+        return error(-1130, "Data sent for parameter 'limit' is not valid.")
+    return limit, start, end, from_id
+
+
 class PrivateEndpoints:
     """Mixed into :class:`~exgate.sandbox.venues.binanceusdm.venue.BinanceUsdm` (``desk``,
     ``sims``, ``now``)."""
@@ -154,15 +169,14 @@ class PrivateEndpoints:
         symbol = self._symbol(params)
         if isinstance(symbol, Response):
             return symbol
+        window = _history_window(params, "fromId")
+        if isinstance(window, Response):
+            return window
+        limit, start, end, from_id = window
         try:
-            limit = int(params.get("limit", 500))
-            start, end = int(params.get("startTime", 0)), int(params.get("endTime", 2 ** 62))
-            from_id = int(params.get("fromId", 0))
             order_id = int(params["orderId"]) if params.get("orderId") else None
         except ValueError:
             return error(-1100, "Illegal characters found in a parameter.")
-        if not 1 <= limit <= 1000:
-            return error(-1130, "Data sent for parameter 'limit' is not valid.")
         inst = self.sims[symbol].instrument
         rows = [f for f in self.desk.fills(account, symbol)
                 if start <= f.fill.time <= end and f.fill.trade_id >= from_id
@@ -178,14 +192,10 @@ class PrivateEndpoints:
         symbol = self._symbol(params)
         if isinstance(symbol, Response):
             return symbol
-        try:
-            limit = int(params.get("limit", 500))
-            start, end = int(params.get("startTime", 0)), int(params.get("endTime", 2 ** 62))
-            from_id = int(params.get("orderId", 0))
-        except ValueError:
-            return error(-1100, "Illegal characters found in a parameter.")
-        if not 1 <= limit <= 1000:
-            return error(-1130, "Data sent for parameter 'limit' is not valid.")
+        window = _history_window(params, "orderId")
+        if isinstance(window, Response):
+            return window
+        limit, start, end, from_id = window
         self.desk.sync()
         orders = sorted((o for o in self.desk.engine.orders.values() if o.account == account.account_id
                          and o.symbol == symbol and o.id >= from_id and start <= o.created <= end), key=lambda o: o.id)

@@ -18,9 +18,9 @@ from exgate.accounts.models import (Account, CanceledOrders, Connection, Connect
                                     LeverageResult, NewConnection, NewOrder, Order, OrderResult, Position)
 from exgate.accounts.service import AccountService, Caller
 from exgate.accounts.orders import OrderDesk
-from exgate.cache import CacheResult
 from exgate.http.manners import reject_repeated_scalars
 from exgate.http.openapi import problem_responses
+from exgate.http.routes import cached_response
 
 router = APIRouter(default_response_class=Response, dependencies=[Depends(reject_repeated_scalars)])
 
@@ -79,11 +79,6 @@ def _json(payload: bytes, status: int = 200) -> Response:
     return Response(payload, status_code=status, media_type=_JSON)
 
 
-def _cached(body: bytes, result: CacheResult) -> Response:
-    return Response(body, media_type=_JSON, headers={"X-Cache": result.status.value,
-                                                     "X-Cache-Tier": result.tier.value, "Age": str(result.age_s)})
-
-
 # -- connections ---------------------------------------------------------------------------------------
 @router.post("/v1/connections", tags=["connections"], status_code=201,
              responses={201: {"model": Connection}, **problem_responses(*_AUTH_ERRORS, 404, 409, 422, 502)})
@@ -132,7 +127,7 @@ async def summary(request: Request, exchange: Exchange = None, who: Caller = Dep
     answer shared with positions)."""
     service = _accounts(request)
     body, result = await service.summary(await service.connection(who, exchange))
-    return _cached(body, result)
+    return cached_response(result, body)
 
 
 @router.get("/v1/account/positions", tags=["account"],
@@ -142,7 +137,7 @@ async def positions(request: Request, exchange: Exchange = None, symbol: Symbol 
     """Open positions (cached 5 s)."""
     service = _accounts(request)
     body, result = await service.positions(await service.connection(who, exchange), symbol)
-    return _cached(body, result)
+    return cached_response(result, body)
 
 
 @router.get("/v1/account/orders/open", tags=["account"],
@@ -152,7 +147,7 @@ async def open_orders(request: Request, exchange: Exchange = None, symbol: Symbo
     """Open orders, oldest first (cached 3 s)."""
     service = _accounts(request)
     body, result = await service.open_orders(await service.connection(who, exchange), symbol)
-    return _cached(body, result)
+    return cached_response(result, body)
 
 
 @router.get("/v1/account/trades", tags=["account"], responses={200: {"model": Fills}, **problem_responses(*_READ_ERRORS)})
@@ -163,7 +158,7 @@ async def account_trades(request: Request, exchange: Exchange = None, symbol: Sy
     """Fills, newest first (cached 10 s; venues show fills with a delay)."""
     service = _accounts(request)
     body, result = await service.trades(await service.connection(who, exchange), symbol, since, limit)
-    return _cached(body, result)
+    return cached_response(result, body)
 
 
 # -- orders ---------------------------------------------------------------------------------------------------

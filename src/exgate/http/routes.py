@@ -86,9 +86,12 @@ _SYMBOL = Path(description="ccxt unified (BTC/USDT:USDT), dashed (BTC-USDT-PERP)
                            " (BTC: the main perpetual)", openapi_examples={"base": {"value": "BTC"}})
 
 
-def _cached(result: CacheResult) -> Response:
-    return Response(result.body, media_type=_JSON,
+def cached_response(result: CacheResult, body: bytes | None = None) -> Response:
+    """A cached read's answer: ``body`` (default: the cached bytes as they are) with
+    ``X-Cache``, ``X-Cache-Tier`` and ``Age``."""
+    return Response(result.body if body is None else body, media_type=_JSON,
                     headers={"X-Cache": result.status.value, "X-Cache-Tier": result.tier.value, "Age": str(result.age_s)})
+
 
 
 def _service(request: Request) -> MarketData:
@@ -199,14 +202,14 @@ async def exchanges(request: Request) -> Response:
 @router.get("/v1/{exchange}/markets", tags=["market data"], responses=_doc(MarketsPage, 404, 502, 503))
 async def markets(request: Request, exchange: str = _EXCHANGE) -> Response:
     """All markets of a venue (cached 300 s)."""
-    return _cached(await _service(request).markets(exchange))
+    return cached_response(await _service(request).markets(exchange))
 
 
 @router.get("/v1/{exchange}/prices", tags=["market data"], responses=_doc(PricesPage, 404, 502, 503))
 async def prices(request: Request, exchange: str = _EXCHANGE,
                  symbols: list[str] = Depends(_list_param("symbols", "symbols; all when absent"))) -> Response:
     """Tickers (last, bid, ask, mark, index, 24 h stats, funding) of a venue (cached 5 s)."""
-    return _cached(await _service(request).prices(exchange, ",".join(symbols) or None))
+    return cached_response(await _service(request).prices(exchange, ",".join(symbols) or None))
 
 
 @router.get("/v1/{exchange}/markets/{symbol:path}/orderbook", tags=["market data"],
@@ -216,7 +219,7 @@ async def orderbook(request: Request, exchange: str = _EXCHANGE, symbol: str = _
                                               description="levels per side (default 20; the venue's maximum"
                                                           " may be lower: a 422 gives it)")) -> Response:
     """Order book snapshot (cached 1 s)."""
-    return _cached(await _service(request).order_book(exchange, symbol, depth))
+    return cached_response(await _service(request).order_book(exchange, symbol, depth))
 
 
 @router.get("/v1/{exchange}/markets/{symbol:path}/trades", tags=["market data"],
@@ -226,7 +229,7 @@ async def trades(request: Request, exchange: str = _EXCHANGE, symbol: str = _SYM
                                            description="most recent trades (default 100; the venue's maximum"
                                                        " may be lower: a 422 gives it)")) -> Response:
     """Recent public trades, oldest first (cached 2 s)."""
-    return _cached(await _service(request).trades(exchange, symbol, limit))
+    return cached_response(await _service(request).trades(exchange, symbol, limit))
 
 
 async def _interval_given(request: Request) -> None:
@@ -246,11 +249,11 @@ async def klines(request: Request, exchange: str = _EXCHANGE, symbol: str = _SYM
                                            description="most candles (default 200; the venue's maximum may be"
                                                        " lower: a 422 gives it)")) -> Response:
     """Candles, oldest first (cached 5 s; 1 h once every candle in range is closed)."""
-    return _cached(await _service(request).klines(exchange, symbol, interval, start, end, limit))
+    return cached_response(await _service(request).klines(exchange, symbol, interval, start, end, limit))
 
 
 @router.get("/v1/{exchange}/markets/{symbol:path}/funding", tags=["market data"],
             responses=_doc(FundingRate, 404, 502, 503))
 async def funding(request: Request, exchange: str = _EXCHANGE, symbol: str = _SYMBOL) -> Response:
     """Current funding rate, next funding time, mark and index of a perpetual (cached 10 s)."""
-    return _cached(await _service(request).funding(exchange, symbol))
+    return cached_response(await _service(request).funding(exchange, symbol))

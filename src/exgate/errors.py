@@ -127,11 +127,3 @@ class VenueRejected(ExgateError):
 
     status = 422
     title = "Rejected by the exchange"
-
-
-class OutcomeUnknown(UpstreamError):
-    """An order whose answer was lost (timeout, 5xx, 429) and which the lookup by client order
-    id could not find either: it may or may not exist."""
-
-    status = 202
-    title = "Order outcome unknown"

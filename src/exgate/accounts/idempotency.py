@@ -24,6 +24,9 @@ RECORD_TTL_MS = 24 * 3_600_000
 
 PENDING = b"pending"
 
+LOCAL_PRUNE_AT = 10_000
+"""In-process records past which expired ones are dropped on the next write."""
+
 
 @dataclass(frozen=True)
 class Recorded:
@@ -71,7 +74,7 @@ class Idempotency:
         held = self._local.get(key)
         if held is not None and held[1] > now:
             return False
-        self._local[key] = (value, now + ttl_ms / 1000)
+        self._keep(key, value, ttl_ms)
         return True
 
     async def _get(self, key: str) -> bytes | None:
@@ -90,7 +93,15 @@ class Idempotency:
                 return
             except Exception as exc:  # noqa: BLE001
                 log.warning("idempotency_redis_down", error=type(exc).__name__)
-        self._local[key] = (value, time.monotonic() + ttl_ms / 1000)
+        self._keep(key, value, ttl_ms)
+
+    def _keep(self, key: str, value: bytes, ttl_ms: int) -> None:
+        """Store in this process, dropping expired records first once there are many (the
+        records would otherwise pile up for their 24 h)."""
+        now = time.monotonic()
+        if len(self._local) >= LOCAL_PRUNE_AT:
+            self._local = {k: v for k, v in self._local.items() if v[1] > now}
+        self._local[key] = (value, now + ttl_ms / 1000)
 
     async def _delete(self, key: str) -> None:
         self._local.pop(key, None)

@@ -171,3 +171,25 @@ def test_100_concurrent_account_reads_over_3_instances_make_1_upstream_call(venu
         answers = run(burst())
         assert {r.status_code for r in answers} == {200}
         assert venue_requests(sandbox.url, venue) - before == 1, venue_paths(sandbox.url, venue)
+
+
+@pytest.mark.parametrize("venue,emulated", [("binanceusdm", True), ("bybit", False)])
+def test_cancel_all_without_a_symbol_is_emulated_where_the_venue_needs_one(venue, emulated, sandbox, instances,
+                                                                            tenant) -> None:
+    """Binance's cancel-all needs a symbol (ccxt refuses before sending): exgate cancels the open
+    orders one by one; Bybit's cancels everything in one call."""
+    one, _ = instances
+    user = f"cancel-all-{venue}"
+    account, _ = connect(one, sandbox, tenant, user, venue)
+    headers, params = tenant.headers(user), {"exchange": venue}
+    market = btc_market(one.url, venue)
+    low = price_below(one.url, venue, market)
+    for _ in range(2):
+        r = httpx.post(f"{one.url}/v1/orders", params=params, headers=headers, timeout=30,
+                       json={"symbol": market["symbol"], "side": "buy", "type": "limit",
+                             "size": min_size(market, price=Decimal(low)), "price": low})
+        assert r.status_code == 201, r.text
+    r = httpx.delete(f"{one.url}/v1/orders", params=params, headers=headers, timeout=30)
+    assert r.status_code == 200, r.text
+    assert (r.json()["emulated"], len(r.json()["canceled"])) == (emulated, 2)
+    assert sandbox_state(sandbox.url, venue, account["account_id"])["open_orders"] == []

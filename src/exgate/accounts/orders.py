@@ -123,15 +123,16 @@ class OrderDesk:
             raise BadRequest(f"symbol: {market.symbol} does not trade now", field="symbol")
         return market
 
-    async def _reference_price(self, connection, symbol: str) -> Decimal | None:
-        """The cached ticker's price (mark, else last) of ``symbol``: a market-data read."""
+    async def _ticker(self, connection, symbol: str) -> dict | None:
+        """The cached ticker of ``symbol`` (a market-data read through the shared cache)."""
         result = await self.market_data.prices(connection.exchange, symbol)
-        tickers = orjson.loads(result.body).get("prices") or []
-        for t in tickers:
-            if t.get("symbol") == symbol:
-                value = t.get("mark") or t.get("last")
-                return Decimal(value) if value else None
-        return None
+        return next((t for t in orjson.loads(result.body).get("prices") or [] if t.get("symbol") == symbol), None)
+
+    async def _reference_price(self, connection, symbol: str) -> Decimal | None:
+        """The cached ticker's price (mark, else last) of ``symbol``."""
+        ticker = await self._ticker(connection, symbol) or {}
+        value = ticker.get("mark") or ticker.get("last")
+        return Decimal(value) if value else None
 
     async def _may_fill_now(self, connection, body: NewOrder, symbol: str) -> bool:
         """Whether the order may execute on arrival: a market order, or a limit at or through
@@ -141,14 +142,12 @@ class OrderDesk:
             return True
         if body.time_in_force is TimeInForce.PO:
             return False
-        result = await self.market_data.prices(connection.exchange, symbol)
-        for t in orjson.loads(result.body).get("prices") or []:
-            if t.get("symbol") == symbol:
-                touch = (t.get("ask") if body.side is Side.BUY else t.get("bid")) or t.get("mark") or t.get("last")
-                if touch is None:
-                    return True
-                return body.price >= Decimal(touch) if body.side is Side.BUY else body.price <= Decimal(touch)
-        return True
+        ticker = await self._ticker(connection, symbol) or {}
+        touch = (ticker.get("ask") if body.side is Side.BUY else ticker.get("bid")) or ticker.get("mark") \
+            or ticker.get("last")
+        if touch is None:
+            return True
+        return body.price >= Decimal(touch) if body.side is Side.BUY else body.price <= Decimal(touch)
 
     # -- place ----------------------------------------------------------------------------------------
     async def place(self, caller: Caller, exchange: str | None, body: NewOrder,
@@ -181,7 +180,7 @@ class OrderDesk:
         client = await self.accounts.pool.get(connection)
         client_order_id = body.client_order_id or new_client_order_id(venue)
         price = body.price
-        if body.type is OrderType.MARKET and client.market_needs_price:
+        if body.type is OrderType.MARKET and client.profile.market_order_price:
             price = await self._reference_price(connection, market.symbol)
         may_fill = await self._may_fill_now(connection, body, market.symbol)
         before = await self.accounts.cached_snapshot(connection)  # taken before the order can change it
@@ -313,11 +312,16 @@ class OrderDesk:
         unified = (await self.market_data.adapter(connection.exchange).resolve(symbol)).symbol if symbol else None
         opened = [o for o in await self.accounts.open_order_list(connection) if unified is None or o.symbol == unified]
         with priority(Priority.ORDER):
-            emulated = not client.has_cancel_all or (unified is None and not client.cancel_all_without_symbol)
+            emulated = not client.has_cancel_all
             try:
                 if not emulated:
-                    await client.cancel_all(unified)
-                else:
+                    try:
+                        await client.cancel_all(unified)
+                    except VenueRejected as exc:  # ccxt needs a symbol (Binance's): refused before sending
+                        if exc.extra.get("venue_error_type") != "ArgumentsRequired":
+                            raise
+                        emulated = True
+                if emulated:
                     for order in opened:
                         try:
                             await client.cancel(order.id, order.symbol)

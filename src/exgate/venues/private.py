@@ -357,17 +357,6 @@ class PrivateClient:
                 raise
             return  # the venue knows the signer: it only says there is no such order
 
-    @property
-    def market_needs_price(self) -> bool:
-        """ccxt needs a reference price for a market order (Hyperliquid: the IOC limit's
-        slippage bound is computed from it)."""
-        return self.venue == "hyperliquid"
-
-    @property
-    def cancel_all_without_symbol(self) -> bool:
-        """The venue's cancel-all works across symbols (Binance's needs a symbol)."""
-        return self.venue not in ("binanceusdm", "binance")
-
     def taker_rate(self, symbol: str) -> Decimal | None:
         """The market's taker fee rate as ccxt lists it (a fraction of the notional)."""
         market = (self.exchange.markets or {}).get(symbol) or {}

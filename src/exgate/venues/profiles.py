@@ -56,6 +56,8 @@ class VenueProfile:
             too) or ``scan`` (the recent orders).
         signed_check: a new connection's check also sends one signed no-op (its balance read
             is not signed: wallet venues read accounts by address).
+        market_order_price: ccxt needs a reference price for a market order (Hyperliquid: the
+            bound of the IOC limit it sends is computed from it); exgate gives the cached mark.
         collateral: the currency accounts are margined in (the summary's ``currency``).
         positions_in_balance: ccxt's ``fetch_balance`` answer also holds every position
             (Binance ``/fapi/v3/account``, Hyperliquid ``clearinghouseState``): one upstream call
@@ -73,6 +75,7 @@ class VenueProfile:
     private_noops: tuple[str, ...] = ()
     client_id_lookup: str = "fetch_order"
     signed_check: bool = False
+    market_order_price: bool = False
     client_id_param: str = ""
     collateral: str = "USDT"
     positions_in_balance: bool = False
@@ -153,6 +156,7 @@ PROFILES: dict[str, VenueProfile] = {
                                      fetchBalance={"enableUnifiedMargin": False}),
             private_noops=("handle_builder_fee_approval", "set_ref"),
             signed_check=True,
+            market_order_price=True,
             collateral="USDC",
             positions_in_balance=True,
             fill_in_order_answer=True,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import enum
 import re
 import types
 import typing
@@ -15,12 +16,22 @@ from exgate.errors import ConfigError, ExgateError
 from exgate.venues.registry import DEFAULT_VENUES
 
 
+class CacheMode(enum.StrEnum):
+    """``EXGATE_CACHE``: ``on`` (the two-tier read-through cache) or ``off`` (every read is its
+    own upstream call, no coalescing: :class:`exgate.cache.passthrough.PassThroughCache`)."""
+
+    ON = "on"
+    OFF = "off"
+
+
 class Settings(BaseSettings):
     """Settings of ``exgate serve``; each field reads ``EXGATE_<NAME>``.
 
     Attributes:
         exchanges: comma-separated ccxt ids to serve (default: the four core venues).
         upstreams: ``venue=url,venue=url`` origin overrides (see :mod:`exgate.venues.upstream`).
+        cache: ``on`` (default) or ``off``: with ``off`` nothing is cached or coalesced, every
+            read goes upstream (the ``direct`` mode of ``exgate loadtest``; see :class:`CacheMode`).
         redis_url: shared L2 cache, locks and events (``redis://host:port/db``); unset means
             in-process cache only.
         database_url: SQL state (tenants, exchange connections), an SQLAlchemy URL
@@ -55,6 +66,7 @@ class Settings(BaseSettings):
 
     exchanges: str = ",".join(DEFAULT_VENUES)
     upstreams: str = ""
+    cache: CacheMode = CacheMode.ON
     redis_url: str | None = None
     database_url: str | None = None
     upstream_timeout_ms: int = Field(default=10_000, gt=0)

@@ -17,7 +17,8 @@ from exgate import __version__
 from exgate.budget import BudgetGate, MemoryBudgetStore, RedisBudgetStore
 from exgate.budget.model import parse_limit_overrides
 from exgate.cache import Cache, CircuitBreaker, MemoryStore, RedisStore, load_freshness, wall_clock_ms
-from exgate.config import Settings
+from exgate.cache.passthrough import PassThroughCache
+from exgate.config import CacheMode, Settings
 from exgate.errors import ConfigError, ExgateError
 from exgate.http import manners, openapi, problems
 from exgate.http.fastpath import FastPath, FastPathStats
@@ -50,7 +51,8 @@ async def _load_markets(adapter: ExchangeAdapter) -> None:
 
 
 def build_cache(settings: Settings, clock: Callable[[], int], metrics: Metrics) -> Cache:
-    """The read-through cache the settings describe: L1 always, L2 when ``redis_url`` is set.
+    """The read-through cache the settings describe: L1 always, L2 when ``redis_url`` is set;
+    with ``EXGATE_CACHE=off`` a :class:`PassThroughCache` (nothing kept, nothing coalesced).
 
     Raises:
         ConfigError: the cache config file or TTL overrides are invalid.
@@ -61,7 +63,8 @@ def build_cache(settings: Settings, clock: Callable[[], int], metrics: Metrics) 
                                  cooldown_ms=settings.redis_cooldown_ms, on_change=metrics.circuit)
         l2 = RedisStore.from_url(settings.redis_url, breaker, timeout_ms=settings.redis_timeout_ms,
                                  origin=f"{socket.gethostname()}:{os.getpid()}")
-    return Cache(clock=clock, l1=MemoryStore(max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes),
+    kind = PassThroughCache if settings.cache is CacheMode.OFF else Cache
+    return kind(clock=clock, l1=MemoryStore(max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes),
                  l2=l2, l1_ttl_ms=settings.l1_ttl_ms, lock_lease_ms=settings.lease_ms(),
                  wait_timeout_ms=settings.lease_ms(), stale_after_ms=settings.stale_after_ms,
                  on_lookup=metrics.cache_lookup)

@@ -300,6 +300,7 @@ def test_stats_count_requests_by_path_and_status(client: httpx.Client) -> None:
     assert stats["requests"] == 3
     assert stats["by_path"] == {"/v5/market/tickers": 2, "/v5/nowhere": 1}
     assert stats["by_status"] == {"200": 2, "404": 1}
+    assert stats["by_operation"] == {"GET /v5/market/tickers": 2, "GET /v5/nowhere": 1}
     assert stats["synthetic"] is False
 
 

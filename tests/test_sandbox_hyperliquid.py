@@ -295,7 +295,10 @@ async def test_past_the_budget_hyperliquid_answers_429_and_ccxt_raises_rate_limi
                     await client.publicPostInfo({"type": "allMids"})
         finally:
             await client.close()
-    assert app.state.stats.snapshot(["hyperliquid"])["venues"]["hyperliquid"]["by_status"] == {"200": 1, "429": 3}
+    counted = app.state.stats.snapshot(["hyperliquid"])["venues"]["hyperliquid"]
+    assert counted["by_status"] == {"200": 1, "429": 3}
+    # one path, told apart by the request's type (a load test reports reads by operation)
+    assert counted["by_operation"] == {"POST /info allMids": 4}
 
 
 def test_l2_book_groups_by_significant_figures_and_mantissa(client: TestClient, clock: ManualClock) -> None:

@@ -296,6 +296,22 @@ class RateLimiter:
             self._clear(venue)
 
 
+OPERATION = "exgate.sandbox.operation"
+"""Scope state key: the request's operation as :func:`operation` names it (for the stats)."""
+
+
+def operation(method: str, path: str, body: object) -> str:
+    """What a request does, for ``/__sandbox/stats``' ``by_operation``: ``METHOD /path``, and for
+    the venues that multiplex one path (Hyperliquid's ``POST /info`` and ``POST /exchange``) the
+    body's ``type`` or ``action.type`` after it: ``POST /info l2Book``, ``POST /exchange order``."""
+    if isinstance(body, dict):
+        action = body.get("action")
+        kind = action.get("type") if isinstance(action, dict) else body.get("type")
+        if isinstance(kind, str) and kind:
+            return f"{method} {path} {kind[:40]}"
+    return f"{method} {path}"
+
+
 class LimitMiddleware:
     """ASGI middleware enforcing :class:`RateLimiter` on every request under a venue prefix."""
 
@@ -322,6 +338,7 @@ class LimitMiddleware:
         except orjson.JSONDecodeError:
             body = {}
         params = dict(parse_qsl(scope.get("query_string", b"").decode()))
+        scope.setdefault("state", {})[OPERATION] = operation(scope["method"], "/" + rest, body)
         status, headers = self.limiter.admit(venue, rules.weigh("/" + rest, params, body if isinstance(body, dict) else {}))
         if status:
             status, payload = rules.reject(status, rules.capacity, rules.window_ms)

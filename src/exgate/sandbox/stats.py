@@ -6,18 +6,23 @@ from collections import Counter, defaultdict
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from exgate.sandbox.limits import OPERATION
+
 
 class SandboxStats:
     """Counters of requests the sandbox answered.
 
     ``snapshot()`` shape: ``{"venues": {venue: {"requests": N, "by_path": {path: N},
-    "by_status": {"200": N}, "by_action": {action: N}}}}``; the path excludes the ``/{venue}``
-    prefix; ``by_action`` counts the signed actions venues accepted, by kind.
+    "by_operation": {"METHOD /path[ type]": N}, "by_status": {"200": N}, "by_action": {action: N}}}}``;
+    the path excludes the ``/{venue}`` prefix; ``by_operation`` tells apart the methods of one
+    path and Hyperliquid's request types (see :func:`exgate.sandbox.limits.operation`), answered
+    or refused; ``by_action`` counts the signed actions venues accepted, by kind.
     """
 
     def __init__(self) -> None:
         self._requests: Counter[str] = Counter()
         self._by_path: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._by_operation: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._by_status: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._by_action: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
@@ -26,16 +31,19 @@ class SandboxStats:
         action types, Pacifica's signed operation types), e.g. to check ccxt's side calls."""
         self._by_action[venue][action] += 1
 
-    def record(self, venue: str, path: str, status: int) -> None:
-        """Count one answered request."""
+    def record(self, venue: str, path: str, status: int, operation: str | None = None) -> None:
+        """Count one answered request (``operation``: see ``by_operation``)."""
         self._requests[venue] += 1
         self._by_path[venue][path] += 1
+        if operation is not None:
+            self._by_operation[venue][operation] += 1
         self._by_status[venue][str(status)] += 1
 
     def reset(self) -> None:
         """Zero every counter."""
         self._requests.clear()
         self._by_path.clear()
+        self._by_operation.clear()
         self._by_status.clear()
         self._by_action.clear()
 
@@ -46,6 +54,7 @@ class SandboxStats:
                 venue: {
                     "requests": self._requests[venue],
                     "by_path": dict(self._by_path[venue]),
+                    "by_operation": dict(self._by_operation[venue]),
                     "by_status": dict(self._by_status[venue]),
                     "by_action": dict(self._by_action[venue]),
                 }
@@ -82,4 +91,4 @@ class StatsMiddleware:
         try:
             await self.app(scope, receive, counting_send)
         finally:
-            self.stats.record(venue, "/" + rest, status)
+            self.stats.record(venue, "/" + rest, status, scope.get("state", {}).get(OPERATION))

@@ -1,5 +1,5 @@
-"""The ``exgate`` command line (typer): ``serve``, ``sandbox``, and the store's ``db``, ``tenants``,
-``secrets`` (:mod:`exgate.cli_store`)."""
+"""The ``exgate`` command line (typer): ``serve``, ``sandbox``, the store's ``db``, ``tenants``,
+``secrets`` (:mod:`exgate.cli_store`) and ``loadtest`` (:mod:`exgate.cli_loadtest`)."""
 
 from __future__ import annotations
 
@@ -224,6 +224,10 @@ def sandbox_cmd(
 from exgate.cli_store import register as _register_store_commands  # noqa: E402  (after _fail, which it uses)
 
 _register_store_commands(app)
+
+from exgate.cli_loadtest import register as _register_loadtest  # noqa: E402
+
+_register_loadtest(app)
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """The scrape-time gauges of ``/metrics`` (venue status, budget use and queue), through a real
-gateway over the sandbox."""
+gateway over the sandbox, and the budget gate's own view of its use."""
 
 from __future__ import annotations
 
@@ -65,3 +65,18 @@ def test_the_session_gateway_reports_every_venue(gateway: ServerThread):
     for venue in venues:  # one-hot: exactly one status per venue
         assert sum(v for (name, labels), v in samples.items()
                    if name == "exgate_venue_status" and dict(labels)["exchange"] == venue) == 1
+
+
+async def test_used_ratio_follows_grants_the_exchanges_count_and_the_window():
+    from exgate.budget import BudgetGate, MemoryBudgetStore
+    from exgate.venues.metering import METERING
+
+    clock = ManualClock(1_790_000_010_000)  # 10 s into a 1-minute window
+    async with BudgetGate(VENUE, METERING[VENUE], MemoryBudgetStore(), clock=clock) as gate:
+        assert gate.used_ratio() == 0
+        await gate.acquire(240)
+        assert gate.used_ratio() == 0.1  # 240 of 2400 weight per minute
+        gate.observe(200, {"X-MBX-USED-WEIGHT-1M": "1200"})  # other users of the IP count too
+        assert gate.used_ratio() == 0.5
+        clock.advance(60_000)
+        assert gate.used_ratio() == 0  # a new window

@@ -17,19 +17,29 @@ process (tests) never share counters.
 * ``exgate_redis_circuit_state{state}``: 1 for the Redis circuit's current state, else 0;
 * ``exgate_budget_wait_seconds{exchange,priority}``: time spent waiting for upstream budget;
 * ``exgate_upstream_throttled_total{exchange,status}``: 429/418 answers from exchanges.
+
+Read at scrape time from the running service (no Redis call; none before start-up is over):
+
+* ``exgate_venue_status{exchange,status}``: 1 for each venue's current
+  :class:`~exgate.models.VenueStatus` (``loading``, ``ready``, ``degraded``, ``unavailable``), else 0;
+* ``exgate_budget_used_ratio{exchange}``: highest share of a limit's capacity used in its
+  current window, as this instance saw it (:meth:`~exgate.budget.BudgetGate.used_ratio`);
+* ``exgate_budget_waiting{exchange}``: requests queued for budget now.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from exgate.cache.circuit import CircuitState
 from exgate.cache.entry import CacheStatus, Tier
+from exgate.models import VenueStatus
 from exgate.venues.calls import UpstreamCall
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -60,6 +70,8 @@ class Metrics:
                                           ["exchange", "status"], registry=self.registry)
         self.redis_circuit = Gauge("exgate_redis_circuit_state", "1 for the Redis circuit breaker's state.",
                                    ["state"], registry=self.registry)
+        self.live = LiveCollector()
+        self.registry.register(self.live)
         self._lookups = {(t, s): self.cache_lookups.labels(t.value, s.value) for t in Tier for s in CacheStatus}
         self.circuit(CircuitState.CLOSED)
 
@@ -84,6 +96,43 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of every collector."""
         return generate_latest(self.registry)
+
+
+class LiveCollector:
+    """Venue status and budget gauges computed at each scrape from :attr:`market_data` (a
+    :class:`~exgate.service.MarketData`, set once the app has started; ``None``: no samples)."""
+
+    def __init__(self) -> None:
+        self.market_data: Any = None
+
+    def describe(self) -> list[Metric]:
+        """The families, without samples (registration checks their names)."""
+        return list(self._families())
+
+    def collect(self) -> Iterator[Metric]:
+        """The families with one sample per venue (status: one per venue and status)."""
+        status, used, waiting = self._families()
+        service = self.market_data
+        if service is not None:
+            for info in service.exchanges():
+                for each in VenueStatus:
+                    status.add_metric([info.id, each.value], 1 if info.status is each else 0)
+            for venue, adapter in service.adapters.items():
+                gate = getattr(adapter, "budget", None)
+                if gate is not None:
+                    used.add_metric([venue], gate.used_ratio())
+                    waiting.add_metric([venue], gate.waiting)
+        yield from (status, used, waiting)
+
+    @staticmethod
+    def _families() -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        return (GaugeMetricFamily("exgate_venue_status", "1 for each venue's current status, else 0.",
+                                  labels=["exchange", "status"]),
+                GaugeMetricFamily("exgate_budget_used_ratio",
+                                  "Highest share of a budget limit used in its current window (this instance's view).",
+                                  labels=["exchange"]),
+                GaugeMetricFamily("exgate_budget_waiting", "Upstream requests queued for budget now.",
+                                  labels=["exchange"]))
 
 
 Scope = MutableMapping[str, Any]

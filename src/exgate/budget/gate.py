@@ -90,6 +90,7 @@ class BudgetGate:
         self.on_wait = on_wait
         self.on_throttled = on_throttled
         self.banned_until_ms = 0
+        self._seen: dict[Limit, tuple[int, int]] = {}  # limit -> (window index, weight used), this instance's view
         self._queue: list[tuple[int, int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -114,6 +115,21 @@ class BudgetGate:
     def waiting(self) -> int:
         """Callers queued now."""
         return sum(1 for *_, f in self._queue if not f.done())
+
+    def used_ratio(self) -> float:
+        """Highest share (0..1, above 1 if the exchange reports more) of any limit's capacity
+        used in its current window, as this instance saw it: the weight it was granted, raised
+        to what the exchange's usage headers report (which include every other user of the IP
+        or key). No store call; with several instances and no usage headers each sees its own
+        part only."""
+        now = self.clock()
+        return max((used / limit.capacity for limit, (window, used) in self._seen.items()
+                    if window == now // limit.window_ms), default=0.0)
+
+    def _see(self, limit: Limit, used: int, now: int, *, add: bool) -> None:
+        window, before = self._seen.get(limit, (-1, 0))
+        before = before if window == now // limit.window_ms else 0
+        self._seen[limit] = (now // limit.window_ms, before + used if add else max(before, used))
 
     def wake(self) -> None:
         """Make the pump look at the queue now (new arrival, or a test that moved the clock)."""
@@ -185,7 +201,11 @@ class BudgetGate:
         now = self.clock()
         if self.banned_until_ms > now:
             return Grant(False, self.banned_until_ms - now, banned=True)
-        return await self.store.acquire(self.venue, self.caps[priority], cost, now, self.guard_ms)
+        grant = await self.store.acquire(self.venue, self.caps[priority], cost, now, self.guard_ms)
+        if grant.granted:
+            for limit in self.metering.limits:
+                self._see(limit, cost, now, add=True)
+        return grant
 
     async def _pump(self) -> None:
         """Grant queued callers, head first, as budget allows; sleep until a window turns."""
@@ -231,6 +251,7 @@ class BudgetGate:
             first = metering.limits[0]
             # just after a turn the count may still be the old window's: skip rather than misfile
             if now % first.window_ms >= min(1_000, first.window_ms // 10):
+                self._see(first, used, now, add=False)
                 self._spawn(self.store.reconcile(self.venue, first, used, now))
         if status in (418, 429):
             try:

@@ -92,6 +92,8 @@ async def open_budgets(stack: contextlib.AsyncExitStack, adapters: Mapping[str, 
         gate = BudgetGate(venue, metering, store, clock=clock, max_waiters=settings.budget_max_waiters,
                           on_wait=lambda p, s, v=venue: metrics.budget_wait.labels(v, p.name.lower()).observe(s),
                           on_throttled=lambda status, v=venue: metrics.upstream_throttled.labels(v, str(status)).inc())
+        for status in ("429", "418"):  # series at 0 from the start, so the first 429 shows in increase()
+            metrics.upstream_throttled.labels(venue, status)
         attach(await stack.enter_async_context(gate))
 
 
@@ -128,6 +130,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
             await open_budgets(budgets, adapters, settings, clock, metrics,
                                breaker=cache.l2.breaker if cache.l2 is not None else None)
             app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock)
+            metrics.live.market_data = app.state.market_data
             from exgate.accounts import AccountService, Idempotency, OrderDesk
 
             accounts = AccountService(app.state.market_data, store, unavailable=private_unavailable)

@@ -202,7 +202,7 @@ class Traffic:
 
 
 async def provision(sandbox_url: str, targets: list[str], tenant_key: str, users: list[User],
-                    balance: str = "1000000", concurrency: int = 8, on_done=None) -> Counter[str]:
+                    balance: str = "1000000", concurrency: int = 32, on_done=None) -> Counter[str]:
     """One sandbox account and one primary gateway connection per connected user.
 
     A connection that already exists for the user (a rerun on the same store) counts as

@@ -145,6 +145,7 @@ def test_a_run_that_failed_half_way_still_renders(tmp_path: Path) -> None:
     result["runs"][1]["cache"] = {"hit_rate": None}
     result["runs"].append({"mode": "streams", "status": "ran"})
     del result["model"], result["projections"], result["speed"]
+    result["users"] = float("nan")  # a runner that divided by zero
 
     markdown = render_markdown(result)
     assert "No client measurements." in markdown
@@ -153,7 +154,8 @@ def test_a_run_that_failed_half_way_still_renders(tmp_path: Path) -> None:
     assert "direct / cached: **–**" in markdown
     paths = write_report(result, tmp_path)
     assert paths["chart"].read_bytes().startswith(PNG_SIGNATURE)
-    assert render_markdown({}).startswith("# exgate load test: – users")
+    assert markdown.startswith("# exgate load test: – users (preset 10k)")
+    assert render_markdown({}).startswith("# exgate load test: – users\n")
 
 
 def test_scale_table_and_chart_over_several_presets(tmp_path: Path) -> None:

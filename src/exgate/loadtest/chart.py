@@ -6,6 +6,7 @@ without pyplot), so it needs no display and leaves no global figure state behind
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ _LOG_SPAN = 20.0
 
 
 def _number(value: Any) -> float | None:
-    """``value`` as a float, or None for a missing, boolean or non-numeric value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """``value`` as a float, or None for a missing, boolean, non-numeric or non-finite value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
 
@@ -64,7 +65,7 @@ def projection_bands(results: list[dict[str, Any]]) -> dict[str, list[tuple[floa
                 users = float(users_key)
             except (TypeError, ValueError):
                 continue
-            if not isinstance(kinds, dict):
+            if not math.isfinite(users) or not isinstance(kinds, dict):
                 continue
             for kind, band in kinds.items():
                 if not isinstance(band, (list, tuple)) or len(band) != 2:

@@ -24,12 +24,12 @@ DASH = "–"
 _MODEL_LABELS = {
     "online": "share of users online",
     "connected": "share of online users with a connected account",
-    "poll_s": "account poll interval, s (REST client)",
-    "poll_ws_s": "account poll interval, s (client on the WebSocket)",
-    "ws_share": "share of clients on the WebSocket",
+    "poll_s": "account poll interval, s (app WebSocket down)",
+    "poll_ws_s": "account poll interval, s (app WebSocket up)",
+    "ws_share": "share of online users whose app WebSocket is up",
     "price_poll_s": "price poll interval, s",
     "page_loads_per_1k_per_s": "page loads per 1k users per s",
-    "orders_per_user_per_min": "orders per connected user per min",
+    "orders_per_user_per_min": "orders per user per min (all users; placed by connected ones)",
     "herd": "herd (all users start in step)",
     "limit_share": "share of limit orders",
 }

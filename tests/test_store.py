@@ -96,6 +96,25 @@ async def test_tenant_key_verifies_until_revoked_and_is_stored_as_a_hash_only(st
 
 # -- connections
 
+async def test_reads_go_on_while_another_process_writes(store) -> None:
+    """Every private request reads its tenant and connection: those reads must not queue behind
+    a writer, nor behind each other, on SQLite's one write lock (several gateways share the file)."""
+    _, key = await store.create_tenant("acme")
+    tenant = await store.tenant_by_key(key)
+    await store.create_connection(tenant.id, "u1", "binanceusdm", "acct-1", CREDS, {}, True)
+    writer = make_engine(store.url)  # another gateway in the middle of a write transaction
+    try:
+        async with writer.connect() as connection:
+            await connection.execute(sa.text("UPDATE tenants SET name = name WHERE id = :id"), {"id": tenant.id})
+            async with asyncio.timeout(5):  # with the write lock taken at every BEGIN this waited 30 s
+                assert (await store.tenant_by_key(key)).id == tenant.id
+                assert (await store.resolve_connection(tenant.id, "u1", None)).account_id == "acct-1"
+                assert [c.account_id for c in await store.list_connections(tenant.id, "u1")] == ["acct-1"]
+            await connection.rollback()
+    finally:
+        await writer.dispose()
+
+
 async def _tenant(store: Store, name: str = "acme") -> int:
     return (await store.create_tenant(name))[0].id
 

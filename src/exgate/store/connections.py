@@ -84,6 +84,9 @@ class ConnectionsMixin:
     def _session(self) -> AsyncSession:  # pragma: no cover - provided by Store
         raise NotImplementedError
 
+    def _reading(self) -> AsyncSession:  # pragma: no cover - provided by Store
+        raise NotImplementedError
+
     def _box(self) -> SecretBox:
         if self._secrets is None:
             raise SecretsUnavailable()
@@ -150,14 +153,14 @@ class ConnectionsMixin:
 
     async def list_connections(self, tenant_id: int, user_id: str) -> list[Connection]:
         """The user's connections, oldest first (inactive ones too)."""
-        async with self._session() as session:
+        async with self._reading() as session:
             rows = await session.scalars(self._owned(tenant_id, user_id)
                                          .order_by(ConnectionTable.connected_at, ConnectionTable.id))
             return [_connection(r) for r in rows]
 
     async def get_connection(self, tenant_id: int, user_id: str, connection_id: str) -> Connection | None:
         """The user's connection ``connection_id``; ``None`` if it is not theirs or does not exist."""
-        async with self._session() as session:
+        async with self._reading() as session:
             row = await session.scalar(self._owned(tenant_id, user_id).where(ConnectionTable.id == connection_id))
             return _connection(row) if row is not None else None
 
@@ -167,7 +170,7 @@ class ConnectionsMixin:
         query = self._owned(tenant_id, user_id).where(ConnectionTable.is_active.is_(True))
         query = query.where(ConnectionTable.is_primary.is_(True) if exchange is None
                             else ConnectionTable.exchange == exchange)
-        async with self._session() as session:
+        async with self._reading() as session:
             row = await session.scalar(query)
             return _connection(row) if row is not None else None
 

@@ -8,6 +8,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from exgate.store.urls import async_url, is_sqlite
 
 
+READ_ONLY = "exgate_read_only"
+"""Execution option of an engine whose transactions only read (see :func:`reader`)."""
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """``engine`` for read-only transactions: on SQLite a deferred ``BEGIN`` (no write lock
+    until a write, which these never make); elsewhere the same engine. Shares the pool."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
 def make_engine(url: str) -> AsyncEngine:
     """An async engine on ``url`` (mapped by :func:`~exgate.store.urls.async_url`).
 
@@ -31,6 +41,9 @@ def make_engine(url: str) -> AsyncEngine:
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(connection) -> None:
             # IMMEDIATE: take the write lock at BEGIN (waiting up to the 30 s busy timeout), so
-            # two read-then-write transactions never deadlock into "database is locked"
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # two read-then-write transactions never deadlock into "database is locked"; a
+            # read-only transaction (READ_ONLY) takes no lock at BEGIN, so reads never queue
+            # behind a writer or each other on the one write lock several processes share
+            read_only = connection.get_execution_options().get(READ_ONLY, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
     return engine

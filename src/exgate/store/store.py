@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from exgate.errors import BadRequest, echo
 from exgate.store.connections import ConnectionsMixin
-from exgate.store.engine import make_engine
+from exgate.store.engine import make_engine, reader
 from exgate.store.errors import Conflict
 from exgate.store.migrate import _current, head
 from exgate.store.models import ExchangeKind, ExchangeRow, Tenant
@@ -65,6 +65,7 @@ class Store(ConnectionsMixin):
         self._clock = clock
         self._engine = make_engine(self.url)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        self._readers = async_sessionmaker(reader(self._engine), expire_on_commit=False)
 
     def __repr__(self) -> str:
         return f"Store({self._engine.url!r}, secrets={'set' if self._secrets else 'unset'})"  # URL repr masks the password
@@ -76,6 +77,10 @@ class Store(ConnectionsMixin):
 
     def _session(self) -> AsyncSession:
         return self._sessions()
+
+    def _reading(self) -> AsyncSession:
+        """A session for reads only (SQLite: no write lock taken; see :func:`exgate.store.engine.reader`)."""
+        return self._readers()
 
     async def close(self) -> None:
         """Close every pooled connection."""
@@ -131,19 +136,19 @@ class Store(ConnectionsMixin):
         """The tenant whose API key is ``key``; ``None`` if no tenant has it or it is revoked."""
         if not key:
             return None
-        async with self._session() as session:
+        async with self._reading() as session:
             row = await session.scalar(select(TenantTable).where(TenantTable.key_hash == key_hash(key)))
             return _tenant(row) if row is not None and row.revoked_at is None else None
 
     async def tenant(self, name: str) -> Tenant | None:
         """The tenant named ``name`` (revoked or not), or ``None``."""
-        async with self._session() as session:
+        async with self._reading() as session:
             row = await session.scalar(select(TenantTable).where(TenantTable.name == name))
             return _tenant(row) if row is not None else None
 
     async def list_tenants(self) -> list[Tenant]:
         """Every tenant, oldest first, revoked ones included."""
-        async with self._session() as session:
+        async with self._reading() as session:
             return [_tenant(r) for r in await session.scalars(select(TenantTable).order_by(TenantTable.id))]
 
     async def revoke_tenant(self, name: str) -> bool:
@@ -162,12 +167,12 @@ class Store(ConnectionsMixin):
 
     async def exchanges(self) -> list[ExchangeRow]:
         """Every seeded exchange, by id."""
-        async with self._session() as session:
+        async with self._reading() as session:
             return [_exchange(r) for r in await session.scalars(select(ExchangeTable).order_by(ExchangeTable.id))]
 
     async def exchange(self, id: str) -> ExchangeRow | None:
         """The exchange ``id`` (``binanceusdm``), or ``None``."""
-        async with self._session() as session:
+        async with self._reading() as session:
             row = await session.get(ExchangeTable, id)
             return _exchange(row) if row is not None else None
 

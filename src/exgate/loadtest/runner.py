@@ -48,8 +48,7 @@ def _streams_available() -> str | None:
     try:
         import exgate.streams  # noqa: F401  (the streams issue adds it)
     except ImportError:
-        return ("the gateway has no streams yet (issue 12): this mode's hook is in place "
-                "(exgate.loadtest.runner.MODES) and runs once exgate.streams exists")
+        return "no streams in this build yet (issue 12); hook: exgate.loadtest.runner.MODES"
     return None
 
 

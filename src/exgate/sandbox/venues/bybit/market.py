@@ -127,7 +127,8 @@ class MarketRoutes:
         size = limit(q, 500, 1000)
         now = self.now()
         if cat == "linear" and q.get("symbol") and q["symbol"].upper() not in self.instruments:
-            return envelope({"category": "", "list": [], "nextPageCursor": ""}, self.server_now(), PARAMS_ERROR, SYMBOL_INVALID)
+            return envelope({"category": "", "list": [], "nextPageCursor": ""}, self.server_now(),
+                            PARAMS_ERROR, SYMBOL_INVALID)
         wanted = q.get("status", "Trading")
         records = [] if cat != "linear" else [
             record_at(i, now) for i in self.instruments.values()

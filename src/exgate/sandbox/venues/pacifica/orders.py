@@ -14,8 +14,8 @@ type under ``by_action`` in ``/__sandbox/stats``.
 Refusals, in Pacifica's envelope: a signature that does not verify, HTTP 400 ``Verification
 failed: signature does not match signer and canonical payload.`` with ``error_id``
 ``signature_verification_failed`` (ccxt: ``AuthenticationError``); an expired message
-(``timestamp + expiry_window`` before the venue's server time, ``server_now()``), HTTP 400 ``Invalid message: expired`` (ccxt:
-``BadRequest``); an unknown account, 422 code 1 ``ACCOUNT_NOT_FOUND``; order refusals 422 with
+(``timestamp + expiry_window`` before the venue's server time, ``server_now()``), HTTP 400
+``Invalid message: expired`` (ccxt: ``BadRequest``); an unknown account, 422 code 1 ``ACCOUNT_NOT_FOUND``; order refusals 422 with
 the business codes ccxt maps (5 insufficient balance, 36 duplicate client order id, ...).
 Injected order faults (``/__sandbox/faults``) hit the two create paths.
 """

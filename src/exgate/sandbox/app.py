@@ -57,6 +57,8 @@ def create_sandbox_app(
     The app's ``state.venues`` maps names to :class:`SandboxVenue`, ``state.stats`` is the
     :class:`SandboxStats`.
     """
+    served = [name for name in VENUES if venues is None or name in venues]
+    skews = check_skews(dict(clock_skew or {}), served, "clock_skew")  # before the costly set-up
     root = data_dir if data_dir is not None else default_data_dir()
     recordings = Recordings(root)
     t0 = clock()
@@ -66,7 +68,7 @@ def create_sandbox_app(
         for name, cls in VENUES.items()
         if venues is None or name in venues
     }
-    for name, skew in check_skews(dict(clock_skew or {}), sims, "clock_skew").items():
+    for name, skew in skews.items():
         sims[name].skew_ms = skew
     stats = SandboxStats()
     for venue in sims.values():

@@ -200,22 +200,29 @@ def sandbox_cmd(
     ban_after: Annotated[int | None, typer.Option(help="429s in one window before a 418 ban", min=1)] = None,
     ban_ms: Annotated[int | None, typer.Option(help="length of a 418 ban, ms", min=1)] = None,
     history_lag_ms: Annotated[int, typer.Option(help="delay before a fill shows in trade history, ms", min=0)] = 1500,
+    clock_skew: Annotated[list[str] | None, typer.Option(
+        help="VENUE=[+|-]MS: the venue's server clock runs MS ms ahead (or behind) of the sandbox's; "
+             "repeatable; change it at run time with POST /__sandbox/clock")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Run the exchange sandbox: each venue's real REST paths under /{venue}/ (public and, for
     accounts made with POST /__sandbox/accounts, private), with its published rate limits (429
-    with Retry-After past the budget, 418 after continued abuse)."""
+    with Retry-After past the budget, 418 after continued abuse) and, with --clock-skew, a
+    server clock of its own (time endpoints and signed-request windows)."""
     from exgate.sandbox.app import create_sandbox_app
     from exgate.budget.model import parse_limit_overrides
+    from exgate.sandbox.clock import parse_clock_skew
+    from exgate.sandbox.venues import VENUES
 
     _check_log_level(log_level)
     _check_sandbox_data("--data", data)
     try:
         limits = parse_limit_overrides(",".join(rate_limit or []), "--rate-limit")
+        skews = parse_clock_skew(clock_skew or [], VENUES, "--clock-skew")
     except ValueError as exc:
         raise _fail(str(exc)) from None
     sandbox_app = create_sandbox_app(data, seed=seed, limits=limits, ban_after=ban_after, ban_ms=ban_ms,
-                                     history_lag_ms=history_lag_ms)
+                                     history_lag_ms=history_lag_ms, clock_skew=skews)
     typer.echo(f"sandbox serving {', '.join(sandbox_app.state.venues)} on http://{host}:{port}"
                f" (data: {sandbox_app.state.data_dir or 'synthetic'})")
     uvicorn.run(sandbox_app, host=host, port=port, log_level=log_level, access_log=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -11,6 +12,7 @@ from starlette.routing import Mount, Route
 
 from exgate.sandbox.accounts import DEFAULT_HISTORY_LAG_MS
 from exgate.sandbox.accounts.routes import account_routes
+from exgate.sandbox.clock import check_skews, clock_routes
 from exgate.sandbox.data import Recordings, default_data_dir
 from exgate.sandbox.market.model import MarketModel
 from exgate.sandbox.limits import LimitMiddleware, RateLimiter, rules_for
@@ -32,6 +34,7 @@ def create_sandbox_app(
     ban_after: int | None = None,
     ban_ms: int | None = None,
     history_lag_ms: int = DEFAULT_HISTORY_LAG_MS,
+    clock_skew: Mapping[str, int] | None = None,
 ) -> Starlette:
     """Build the sandbox app.
 
@@ -44,10 +47,18 @@ def create_sandbox_app(
             :data:`~exgate.sandbox.limits.DEFAULT_RULES` (tests lower or raise them).
         ban_after: rejected requests in one window before a 418 ban; ban_ms: its length.
         history_lag_ms: how long a fill takes to show in a venue's trade history.
+        clock_skew: venue → ms its server clock runs ahead of ``clock`` (negative: behind), see
+            :mod:`exgate.sandbox.clock`; changed later with ``POST /__sandbox/clock``.
+
+    Raises:
+        ValueError: a ``clock_skew`` venue that is not served, or a skew that is not an int
+            within ±1 day.
 
     The app's ``state.venues`` maps names to :class:`SandboxVenue`, ``state.stats`` is the
     :class:`SandboxStats`.
     """
+    served = [name for name in VENUES if venues is None or name in venues]
+    skews = check_skews(dict(clock_skew or {}), served, "clock_skew")  # before the costly set-up
     root = data_dir if data_dir is not None else default_data_dir()
     recordings = Recordings(root)
     t0 = clock()
@@ -57,6 +68,8 @@ def create_sandbox_app(
         for name, cls in VENUES.items()
         if venues is None or name in venues
     }
+    for name, skew in skews.items():
+        sims[name].skew_ms = skew
     stats = SandboxStats()
     for venue in sims.values():
         venue.stats = stats
@@ -92,6 +105,8 @@ def create_sandbox_app(
         return json_response({"venue": venue, "status": int(status), "retry_after_s": int(q["retry_after_s"])})
 
     async def reset_stats(request: Request) -> Response:
+        """Zero the request counters and forget the rate limiter's usage, bans and delays. Only
+        those: accounts, their orders and the venues' clock skews (``/__sandbox/clock``) stay."""
         stats.reset()
         limiter.reset()
         return json_response({"reset": True})
@@ -100,6 +115,7 @@ def create_sandbox_app(
         Route("/__sandbox/stats", get_stats, methods=["GET"]),
         Route("/__sandbox/reset", reset_stats, methods=["POST"]),
         Route("/__sandbox/throttle", throttle, methods=["POST"]),
+        *clock_routes(sims, clock),
         *account_routes(sims),
         *(Mount(f"/{name}", routes=venue.routes()) for name, venue in sims.items()),
     ]
@@ -110,5 +126,6 @@ def create_sandbox_app(
     app.state.model = model
     app.state.stats = stats
     app.state.limiter = limiter
+    app.state.clock = clock
     app.state.data_dir = root
     return app

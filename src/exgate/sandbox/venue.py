@@ -38,6 +38,10 @@ class SandboxVenue(abc.ABC):
     def __init__(self, recordings: Recordings, *, seed: int, clock: Clock, t0_ms: int,
                  model: MarketModel | None = None, history_lag_ms: int = DEFAULT_HISTORY_LAG_MS):
         self.clock = clock
+        self.skew_ms = 0
+        """How far this venue's server clock runs ahead of the sandbox clock (ms; negative:
+        behind). Set by ``create_sandbox_app(clock_skew=...)`` and ``POST /__sandbox/clock``;
+        :meth:`server_now` adds it."""
         self.recordings = recordings
         instruments = self.load(recordings)
         self.synthetic = not instruments
@@ -69,8 +73,15 @@ class SandboxVenue(abc.ABC):
         return min(20, self.max_leverage(venue_id))
 
     def now(self) -> int:
-        """The sandbox clock in ms."""
+        """The sandbox clock in ms: the model clock every price, candle, trade and fill reads."""
         return self.clock()
+
+    def server_now(self) -> int:
+        """This venue's server time in ms: the sandbox clock plus :attr:`skew_ms`. What its time
+        endpoint answers, its answers' server-time fields carry and its signed-request windows
+        (Binance ``recvWindow``, Bybit ``X-BAPI-RECV-WINDOW``, Hyperliquid nonces, Pacifica
+        ``expiry_window``) are checked against; market data stays on :meth:`now`."""
+        return self.clock() + self.skew_ms
 
     @abc.abstractmethod
     def load(self, recordings: Recordings) -> list[Instrument]:

@@ -46,7 +46,8 @@ def _strip_signature(raw: str) -> tuple[str, str | None]:
 async def authenticate(request: Request, desk: AccountDesk,
                        now_ms: int) -> tuple[SandboxAccount, dict[str, str]] | Response:
     """Verify a SIGNED request: ``(account, params)`` (query and body parameters merged, body
-    last, ``signature`` left out) or Binance's error answer (see the module's description)."""
+    last, ``signature`` left out) or Binance's error answer (see the module's description);
+    ``now_ms`` is the venue's server time (skewed, ``server_now()``) the window is checked at."""
     account = desk.by_id(request.headers.get("x-mbx-apikey", ""))
     if account is None:
         return error(-2015, "Invalid API-key, IP, or permissions for action.", status=401)
@@ -78,7 +79,7 @@ def signed(handler):
     """Decorator of a venue handler: run ``handler(self, request, account, params)`` on a verified request."""
 
     async def run(self, request: Request) -> Response:
-        verified = await authenticate(request, self.desk, self.now())
+        verified = await authenticate(request, self.desk, self.server_now())
         if isinstance(verified, Response):
             return verified
         account, params = verified

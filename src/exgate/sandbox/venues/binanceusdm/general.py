@@ -46,7 +46,7 @@ def kline_row(candle: dict, kind: str) -> list:
 
 class GeneralEndpoints:
     """Mixed into :class:`~exgate.sandbox.venues.binanceusdm.venue.BinanceUsdm` (which supplies
-    ``now()``, ``sims`` and ``_limit``)."""
+    ``now()``, ``server_now()``, ``sims`` and ``_limit``)."""
 
     sims: dict[str, InstrumentSim]
 
@@ -55,8 +55,9 @@ class GeneralEndpoints:
         return json_response({})
 
     async def server_time(self, request: Request) -> Response:
-        """``GET /fapi/v1/time``: ``{"serverTime": ms}``, the sandbox clock."""
-        return json_response({"serverTime": self.now()})
+        """``GET /fapi/v1/time``: ``{"serverTime": ms}``, the venue's server time (the sandbox
+        clock plus this venue's skew, :meth:`~exgate.sandbox.venue.SandboxVenue.server_now`)."""
+        return json_response({"serverTime": self.server_now()})
 
     async def system_status(self, request: Request) -> Response:
         """``GET /sapi/v1/system/status``: ``{"status": 0, "msg": "normal"}`` (1 and

@@ -157,7 +157,7 @@ class BinanceUsdm(PrivateEndpoints, SideEndpoints, GeneralEndpoints, SandboxVenu
         symbols = [{**{k: v for k, v in i.raw.items() if not k.startswith("_")},
                     **({} if self.sims[i.venue_id].is_active(now) else {"status": "DELIVERED"})}
                    for i in self.instruments.values()]
-        return json_response({**self._info_doc, "serverTime": self.now(), "symbols": symbols})
+        return json_response({**self._info_doc, "serverTime": self.server_now(), "symbols": symbols})
 
     def _per_symbol(self, request: Request, row, *, active_only: bool = False) -> Response:
         """``row(sim, now)`` of ``symbol``, else a list of every trading market's (Binance's

@@ -59,7 +59,7 @@ class Bybit(PrivateRoutes, ContractRoutes, MarketRoutes, SandboxVenue):
         return instruments.synthetic_perpetuals()
 
     def routes(self) -> list[BaseRoute]:
-        guard = answers_errors(self.now)
+        guard = answers_errors(self.server_now)
         return [
             Route("/v5/market/time", guard(self.server_time)),
             Route("/v5/system/status", guard(self.system_status)),

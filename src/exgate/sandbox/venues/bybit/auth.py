@@ -31,7 +31,8 @@ DEFAULT_RECV_WINDOW = 5_000
 
 async def authenticate(request: Request, desk: AccountDesk, now_ms: int) -> tuple[SandboxAccount, dict]:
     """Verify a signed v5 request: ``(account, params)`` (the query's parameters for GET, the
-    JSON body's for POST).
+    JSON body's for POST); ``now_ms`` is the venue's server time (skewed, ``server_now()``)
+    the window is checked at.
 
     Raises:
         BybitError: 10003, 10004, 10002 or 10001 (a body that is not a JSON object)."""
@@ -79,12 +80,12 @@ def signed(handler):
     account over :data:`~.private.ORDER_RATE` gets retCode 10006."""
 
     async def run(self, request: Request) -> Response:
-        account, params = await authenticate(request, self.desk, self.now())
+        account, params = await authenticate(request, self.desk, self.server_now())
         try:
             return await handler(self, request, account, params)
         except Limited as limited:
             return json_response({"retCode": 10006, "retMsg": "Too many visits!", "result": {}, "retExtInfo": {},
-                                  "time": self.now()}, headers=limited.headers)
+                                  "time": self.server_now()}, headers=limited.headers)
 
     run.__doc__ = handler.__doc__
     return run

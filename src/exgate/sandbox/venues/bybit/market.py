@@ -44,14 +44,16 @@ def _future(inst: Instrument) -> bool:
 
 class MarketRoutes:
     """The handlers; mixed into :class:`~exgate.sandbox.venues.bybit.Bybit` (``instruments``,
-    ``sims``, ``now``)."""
+    ``sims``, ``now``, ``server_now``). Every answer's envelope ``time`` is the venue's server
+    time (``server_now``: skewed); prices, candles and trades read the model clock (``now``)."""
 
     instruments: dict[str, Instrument]
     sims: dict[str, InstrumentSim]
     now: Callable[[], int]
+    server_now: Callable[[], int]
 
     def _ok(self, result: dict) -> Response:
-        return envelope(result, self.now())
+        return envelope(result, self.server_now())
 
     def _market(self, request: Request, default_category: str | None = None, *, trading: bool = False,
                 allowed: tuple[str, ...] | None = None) -> tuple[str, InstrumentSim]:
@@ -105,8 +107,9 @@ class MarketRoutes:
 
     # -- endpoints ------------------------------------------------------------------------
     async def server_time(self, request: Request) -> Response:
-        """/v5/market/time: ``timeSecond`` and ``timeNano`` (strings)."""
-        now = self.now()
+        """/v5/market/time: ``timeSecond`` and ``timeNano`` (strings) of the venue's server time
+        (the sandbox clock plus its skew, as every answer's ``time``)."""
+        now = self.server_now()
         return self._ok({"timeSecond": str(now // 1000), "timeNano": str(now * 1_000_000)})
 
     async def system_status(self, request: Request) -> Response:
@@ -124,7 +127,8 @@ class MarketRoutes:
         size = limit(q, 500, 1000)
         now = self.now()
         if cat == "linear" and q.get("symbol") and q["symbol"].upper() not in self.instruments:
-            return envelope({"category": "", "list": [], "nextPageCursor": ""}, now, PARAMS_ERROR, SYMBOL_INVALID)
+            return envelope({"category": "", "list": [], "nextPageCursor": ""}, self.server_now(),
+                            PARAMS_ERROR, SYMBOL_INVALID)
         wanted = q.get("status", "Trading")
         records = [] if cat != "linear" else [
             record_at(i, now) for i in self.instruments.values()

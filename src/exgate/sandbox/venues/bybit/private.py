@@ -121,11 +121,11 @@ class PrivateRoutes(AccountReads):
             order = self._cancel_at_once(account, symbol, side, kind, qty, price, tif, reduce_only, link, exc.reason)
         if fault is not None and fault[0] is OrderFault.SERVER_ERROR:
             return json_response({"retCode": 10016, "retMsg": "Internal server error.", "result": {},
-                                  "retExtInfo": {}, "time": self.now()}, status=503)
+                                  "retExtInfo": {}, "time": self.server_now()}, status=503)
         if fault is not None and fault[0] is OrderFault.TIMEOUT:
             await self.desk.hold(fault[1])
         return envelope({"orderId": formats.order_uuid(order.id), "orderLinkId": order.client_order_id or ""},
-                        self.now(), headers=limit_headers)
+                        self.server_now(), headers=limit_headers)
 
     def _cancel_at_once(self, account, symbol, side, kind, qty, price, tif, reduce_only, link, reason) -> Order:
         """Record an order Bybit accepts and cancels at once (its id from the engine's counter,
@@ -158,7 +158,7 @@ class PrivateRoutes(AccountReads):
         except OrderNotFound:
             raise BybitError("Order does not exist.", 110001) from None
         return envelope({"orderId": formats.order_uuid(order.id), "orderLinkId": order.client_order_id or ""},
-                        self.now(), headers=limit_headers)
+                        self.server_now(), headers=limit_headers)
 
     @_signed
     async def order_cancel_all(self, request, account, params) -> Response:
@@ -169,7 +169,7 @@ class PrivateRoutes(AccountReads):
             raise BybitError("Missing some parameters that must be filled in, symbol or settleCoin or baseCoin")
         done = self.desk.cancel_all(account, symbol)
         return envelope({"list": [{"orderId": formats.order_uuid(o.id), "orderLinkId": o.client_order_id or ""}
-                                  for o in done], "success": "1"}, self.now())
+                                  for o in done], "success": "1"}, self.server_now())
 
     @_signed
     async def set_leverage(self, request, account, params) -> Response:
@@ -193,7 +193,7 @@ class PrivateRoutes(AccountReads):
             top = self.desk.max_leverage(symbol)
             raise BybitError(f"cannot set leverage [{int(value)}] gt maxLeverage [{top}] by risk limit"
                              if value > top else "params error: buyLeverage invalid", 110013 if value > top else 10001) from None
-        return envelope({}, self.now())
+        return envelope({}, self.server_now())
 
     @_signed
     async def set_margin_mode(self, request, account, params) -> Response:
@@ -209,13 +209,13 @@ class PrivateRoutes(AccountReads):
         if busy:
             return json_response({"retCode": 3400045, "retMsg": "Set margin mode failed", "result": {"reasons": [
                 {"reasonCode": "3400045", "reasonMsg": f"{s} has an open position or order"} for s in sorted(set(busy))]},
-                "retExtInfo": {}, "time": self.now()})
+                "retExtInfo": {}, "time": self.server_now()})
         for s in self.sims:
             account.margin_mode[s] = mode
-        return envelope({"reasons": []}, self.now())
+        return envelope({"reasons": []}, self.server_now())
 
     def private_routes(self) -> list[BaseRoute]:
-        guard = answers_errors(self.now)
+        guard = answers_errors(self.server_now)
         return [
             Route("/v5/user/query-api", guard(self.query_api), methods=["GET"]),
             Route("/v5/account/info", guard(self.account_info), methods=["GET"]),

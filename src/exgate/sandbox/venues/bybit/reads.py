@@ -18,7 +18,7 @@ from exgate.sandbox.venues.bybit.errors import SYMBOL_INVALID, BybitError, envel
 
 class AccountReads:
     """Mixed into :class:`~exgate.sandbox.venues.bybit.Bybit` through
-    :class:`~.private.PrivateRoutes` (``desk``, ``sims``, ``instruments``, ``now``,
+    :class:`~.private.PrivateRoutes` (``desk``, ``sims``, ``instruments``, ``now``, ``server_now``,
     ``_cancelled_at_once``, ``_cancelled_links``)."""
 
     def _linear(self, params: dict, *, symbol_required: bool = True) -> str | None:
@@ -56,7 +56,6 @@ class AccountReads:
     async def query_api(self, request, account, params) -> Response:
         """``GET /v5/user/query-api``: the key's information (a read-write key of a UTA:
         ``uta`` 1); the secret is never shown (``"secret": ""``, as Bybit answers)."""
-        now = self.now()
         return envelope({
             "id": str(abs(hash(account.account_id)) % 10 ** 8), "note": "sandbox", "apiKey": account.account_id,
             "readOnly": 0, "secret": "", "permissions": {"ContractTrade": ["Order", "Position"], "Spot": ["SpotTrade"],
@@ -65,7 +64,7 @@ class AccountReads:
             "ips": ["*"], "type": 1, "deadlineDay": -1, "expiredAt": "", "createdAt": "2026-01-01T00:00:00Z",
             "unified": 0, "uta": 1, "userID": int(str(abs(hash(account.account_id)))[:8]), "inviterID": 0,
             "vipLevel": "No VIP", "mktMakerLevel": "0", "affiliateID": 0, "rsaPublicKey": "", "isMaster": True,
-            "parentUid": "0", "kycLevel": "LEVEL_DEFAULT", "kycRegion": ""}, now)
+            "parentUid": "0", "kycLevel": "LEVEL_DEFAULT", "kycRegion": ""}, self.server_now())
 
     @_signed
     async def account_info(self, request, account, params) -> Response:
@@ -74,7 +73,7 @@ class AccountReads:
         mode = "ISOLATED_MARGIN" if modes == {MarginMode.ISOLATED} else "REGULAR_MARGIN"
         return envelope({"marginMode": mode, "updatedTime": str(account.created), "unifiedMarginStatus": 6,
                          "dcpStatus": "OFF", "timeWindow": 10, "smpGroup": 0, "isMasterTrader": False,
-                         "spotHedgingStatus": "OFF"}, self.now())
+                         "spotHedgingStatus": "OFF"}, self.server_now())
 
     @_signed
     async def coin_info(self, request, account, params) -> Response:
@@ -86,7 +85,7 @@ class AccountReads:
                 "chainType": c, "confirmation": "1", "withdrawFee": "0", "depositMin": "0", "withdrawMin": "0",
                 "chain": c, "chainDeposit": "1", "chainWithdraw": "1", "minAccuracy": "8",
                 "withdrawPercentageFee": "0", "contractAddress": "", "safeConfirmNumber": "1"}]} for c in coins]},
-            self.now())
+            self.server_now())
 
     @_signed
     async def fee_rate(self, request, account, params) -> Response:
@@ -96,7 +95,7 @@ class AccountReads:
         engine = self.desk.engine
         return envelope({"list": [{"symbol": s, "takerFeeRate": f"{engine.taker_fee:f}",
                                    "makerFeeRate": f"{engine.maker_fee:f}"} for s in ([symbol] if symbol else self.sims)],
-                         "category": "linear"}, self.now())
+                         "category": "linear"}, self.server_now())
 
     @_signed
     async def wallet_balance(self, request, account, params) -> Response:
@@ -104,7 +103,7 @@ class AccountReads:
         "accountType only support UNIFIED."."""
         if params.get("accountType", "").upper() != "UNIFIED":
             raise BybitError("accountType only support UNIFIED.")
-        return envelope(formats.wallet_payload(self.desk, account), self.now())
+        return envelope(formats.wallet_payload(self.desk, account), self.server_now())
 
     @_signed
     async def position_list(self, request, account, params) -> Response:
@@ -119,7 +118,7 @@ class AccountReads:
         symbols = [symbol] if symbol else [s for s in views if params.get("settleCoin", "USDT").upper() == "USDT"]
         rows = [formats.position_payload(account, s, views.get(s), views[s].mark_price if s in views
                                          else self.sims[s].mark_price(now), account.created) for s in symbols]
-        return envelope({"list": rows, "nextPageCursor": "", "category": "linear"}, now)
+        return envelope({"list": rows, "nextPageCursor": "", "category": "linear"}, self.server_now())
 
     @_signed
     async def order_realtime(self, request, account, params) -> Response:
@@ -134,7 +133,7 @@ class AccountReads:
             if symbol is None and not params.get("settleCoin") and not params.get("baseCoin"):
                 raise BybitError("Missing some parameters that must be filled in, symbol or settleCoin or baseCoin")
             rows = [formats.order_payload(o) for o in reversed(self.desk.open_orders(account, symbol))]
-        return envelope({"list": rows, "nextPageCursor": "", "category": "linear"}, self.now())
+        return envelope({"list": rows, "nextPageCursor": "", "category": "linear"}, self.server_now())
 
     @_signed
     async def order_history(self, request, account, params) -> Response:
@@ -158,7 +157,7 @@ class AccountReads:
             found_list += [entry for entry in self._cancelled_at_once.values() if entry[0].account == account.account_id]
         rows = sorted((f for f in found_list if symbol is None or f[0].symbol == symbol), key=lambda f: -f[0].id)
         return envelope({"list": [formats.order_payload(*f) for f in rows[:limit]], "nextPageCursor": "",
-                         "category": "linear"}, self.now())
+                         "category": "linear"}, self.server_now())
 
     @_signed
     async def execution_list(self, request, account, params) -> Response:
@@ -182,4 +181,4 @@ class AccountReads:
         out = [formats.execution_payload(f, engine.order(f.fill.order_id),
                                          engine.maker_fee if f.fill.maker else engine.taker_fee,
                                          self.sims[f.symbol].mark_price(now)) for f in reversed(rows[-limit:])]
-        return envelope({"list": out, "nextPageCursor": "", "category": "linear"}, now)
+        return envelope({"list": out, "nextPageCursor": "", "category": "linear"}, self.server_now())

@@ -5,8 +5,9 @@ Body ``{"action", "nonce", "signature": {"r", "s", "v"}, "vaultAddress"?, "expir
 signer is recovered from the signature (:mod:`.signing`) and must be a sandbox account or an
 agent one approved (``approveAgent``); otherwise, as on Hyperliquid, HTTP 200
 ``{"status": "err", "response": "User or API Wallet 0x… does not exist."}`` (ccxt: the broad
-match ``User or API Wallet `` → ``InvalidOrder``). Nonces (ms) must lie within (now - 2 days,
-now + 1 day) and not repeat among the signer's 100 highest (Hyperliquid's nonce rules).
+match ``User or API Wallet `` → ``InvalidOrder``). Nonces (ms) must lie within (T - 2 days,
+T + 1 day), T the venue's server time (``server_now()``: the sandbox clock plus its skew),
+and not repeat among the signer's 100 highest (Hyperliquid's nonce rules).
 
 Actions: ``order`` (limit orders, ``tif`` ``Gtc``/``Ioc``/``Alo``; ccxt's market orders are
 ``Ioc`` limits at a slippage price and match as such; ``c`` a 16-byte hex cloid),
@@ -100,7 +101,7 @@ class ExchangeEndpoint:
                                           body.get("signature")) for source in ("a", "b")]
         except (BadSignature, KeyError, ValueError, TypeError):
             return _bad_body()
-        now = self.now()
+        now = self.server_now()  # the venue's (skewed) server time the nonce window is checked at
         account, signer = None, signers[0]
         for candidate in signers:  # mainnet ("a") or testnet ("b") phantom agent
             owner = candidate if self.desk.by_id(candidate) is not None else self.agents.get(candidate)

@@ -350,7 +350,9 @@ class Hyperliquid(AccountInfo, ExchangeEndpoint, SandboxVenue):
         return json_response([self._spot_meta, spot_contexts(self._spot_meta, perp_mid)])
 
     def _info_exchange_status(self, body: dict, now: int) -> Response:
-        return json_response({"specialStatuses": None, "time": now})
+        """``exchangeStatus`` (ccxt's fetchStatus and fetchTime): ``time`` is the venue's server
+        time (the sandbox clock plus its skew)."""
+        return json_response({"specialStatuses": None, "time": self.server_now()})
 
     # -- endpoint ----------------------------------------------------------------------------------
     _HANDLERS = {

@@ -14,8 +14,8 @@ type under ``by_action`` in ``/__sandbox/stats``.
 Refusals, in Pacifica's envelope: a signature that does not verify, HTTP 400 ``Verification
 failed: signature does not match signer and canonical payload.`` with ``error_id``
 ``signature_verification_failed`` (ccxt: ``AuthenticationError``); an expired message
-(``timestamp + expiry_window`` past), HTTP 400 ``Invalid message: expired`` (ccxt:
-``BadRequest``); an unknown account, 422 code 1 ``ACCOUNT_NOT_FOUND``; order refusals 422 with
+(``timestamp + expiry_window`` before the venue's server time, ``server_now()``), HTTP 400
+``Invalid message: expired`` (ccxt: ``BadRequest``); an unknown account, 422 code 1 ``ACCOUNT_NOT_FOUND``; order refusals 422 with
 the business codes ccxt maps (5 insufficient balance, 36 duplicate client order id, ...).
 Injected order faults (``/__sandbox/faults``) hit the two create paths.
 """
@@ -102,7 +102,7 @@ class SignedOperations:
         if not isinstance(signer, str) or not verify(signer, signature, message):
             return error("Verification failed: signature does not match signer and canonical payload.",
                          error_id="signature_verification_failed")
-        now = self.now()
+        now = self.server_now()  # the venue's (skewed) server time, as the expiry is checked at
         if now > timestamp + window:
             return error(f"Invalid message: expired (timestamp {timestamp} + expiry_window {window} < {now})")
         account = self.desk.by_id(address)

@@ -87,6 +87,7 @@ class ConnectorState:
         self._pending_hits: Counter[StateKey] = Counter()
         self._tasks: asyncio.TaskGroup | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self._syncing: set[asyncio.Task[None]] = set()
         self.hits: Counter[str] = Counter()
         self.misses: Counter[str] = Counter()
         self.syncs: Counter[str] = Counter()
@@ -103,7 +104,7 @@ class ConnectorState:
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
-        for task in self._loops:
+        for task in [*self._loops, *self._syncing]:  # nobody is left to use what a sync would give
             task.cancel()
         tasks, self._tasks = self._tasks, None
         try:
@@ -262,11 +263,13 @@ class ConnectorState:
             self.coalesced += 1
         return await asyncio.shield(flight)
 
-    def _own(self, coro: Awaitable[None]) -> None:
+    def _own(self, coro: Any) -> None:
         if self._tasks is not None:
-            self._tasks.create_task(coro)
+            task = self._tasks.create_task(coro)
         else:  # used without ``async with`` (a one-shot command): the caller awaits the future
-            asyncio.get_running_loop().create_task(coro)
+            task = asyncio.get_running_loop().create_task(coro)
+        self._syncing.add(task)
+        task.add_done_callback(self._syncing.discard)
 
     async def _fly(self, key: StateKey, sync: Sync, newer_than: int | None,
                    flight: asyncio.Future[StateEntry]) -> None:
@@ -311,10 +314,13 @@ class ConnectorState:
         try:
             self.syncs[key.venue] += 1
             synced = await sync()
-            now = self.clock()
-            return await self.put(key.venue, key.scope, key.environment, key.kind, synced.payload,
-                                  rtt_ms=synced.rtt_ms,
-                                  synced_at_ms=now if newer_than is None else max(now, newer_than + 1))
+            now = self.clock() if newer_than is None else max(self.clock(), newer_than + 1)
+            try:
+                return await self.put(key.venue, key.scope, key.environment, key.kind, synced.payload,
+                                      rtt_ms=synced.rtt_ms, synced_at_ms=now)
+            except Corrupt as exc:  # what the venue gave cannot be kept: used this once, stored nowhere
+                log.warning("connector_state_not_stored", venue=key.venue, kind=key.kind.value, reason=str(exc))
+                return StateEntry(key, synced.payload, synced.rtt_ms, now, now)
         finally:
             if token is not None:
                 await self._unlock(key, token)

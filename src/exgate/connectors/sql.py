@@ -67,6 +67,8 @@ class SqlState:
         self.timeout_s = timeout_ms / 1000
         self.available = engine is not None
         self.warnings = 0
+        """Warnings logged: at most one for the life of this object."""
+        self.failures = 0
         self._down_until = 0.0
         if engine is not None:
             self._sessions = async_sessionmaker(engine, expire_on_commit=False)
@@ -81,12 +83,13 @@ class SqlState:
         except _ERRORS as exc:
             self._down_until = time.monotonic() + RETRY_MS / 1000
             self.available = False
+            self.failures += 1
             if not self.warnings:
                 from exgate.store.migrate import db_error
 
+                self.warnings = 1
                 log.warning("connector_state_database_unavailable", error=db_error(exc),
                             detail="connector state runs on a cold path (syncs with the venues) until it answers")
-            self.warnings += 1
             return DOWN
         self.available = True
         return result

@@ -438,7 +438,8 @@ class ConnectorState:
 
         out = figures(rows, sum(self.hits.values()), sum(self.misses.values()), sum(self.syncs.values()))
         out.update(coalesced=self.coalesced, discarded=self.discarded,
-                   database={"available": self.sql.available, "warnings": self.sql.warnings},
+                   database={"available": self.sql.available, "warnings": self.sql.warnings,
+                             "failures": self.sql.failures},
                    by_venue={v: figures([r for r in rows if r[0] == v], self.hits[v], self.misses[v], self.syncs[v])
                              for v in venues})
         return out

@@ -34,8 +34,11 @@ class ConnectorFigures(BaseModel):
 
 
 class DatabaseState(BaseModel):
+    """The SQL tier: answering at its last call, warnings logged (at most one), failed calls."""
+
     available: bool
     warnings: int
+    failures: int
 
 
 class ConnectorStats(ConnectorFigures):
@@ -53,7 +56,7 @@ class ConnectorStats(ConnectorFigures):
 
 _EMPTY = {"entries": {"total": 0, "valid": 0, "expired": 0, "invalid": 0}, "hits": 0, "misses": 0, "hit_rate": None,
           "syncs": 0, "last_sync_age_ms": None, "coalesced": 0, "discarded": 0,
-          "database": {"available": False, "warnings": 0}, "by_venue": {}}
+          "database": {"available": False, "warnings": 0, "failures": 0}, "by_venue": {}}
 
 
 @router.get("/v1/connectors/stats", tags=["ops"], response_model=ConnectorStats,

@@ -210,13 +210,14 @@ class PrivateClient:
             except ccxt_errors.OrderNotFound as exc:
                 reason = self._scrub(venue_reason(exc))
                 raise errors.NotFound(f"{self.venue}: {reason}", venue_error=reason) from None
+            except ccxt_errors.InvalidNonce as exc:  # a NetworkError in ccxt's tree: an unknown outcome, as before
+                error = translate(exc, self.venue, operation)
+                error._stale_clock = True  # noqa: SLF001 - read by _call_once, after the meter saw the error
+                raise error from None
             except _UNKNOWN_OUTCOME as exc:
                 raise translate(exc, self.venue, operation) from None
             except ccxt_errors.ExchangeError as exc:
-                error = self._venue_error(exc, operation, write, status[0])
-                if isinstance(exc, ccxt_errors.InvalidNonce):
-                    error._stale_clock = True  # noqa: SLF001 - read by _call_once, after the meter saw the error
-                raise error from None
+                raise self._venue_error(exc, operation, write, status[0]) from None
             except errors.ExgateError:
                 raise
             except Exception as exc:  # noqa: BLE001 - translated once, here

@@ -30,6 +30,7 @@ import structlog
 from redis.exceptions import RedisClusterException, RedisError
 
 from exgate.connectors.entry import Corrupt, Kind, StateEntry, StateKey, Synced
+from exgate.connectors.figures import figures
 from exgate.connectors.sql import DOWN as SQL_DOWN
 from exgate.connectors.sql import SqlState
 from exgate.store.store import wall_ms
@@ -427,19 +428,10 @@ class ConnectorState:
             rows = [(e.key.venue, e.valid, e.synced_at_ms, e.expires_at_ms) for e, _ in self._l1.values()]
         venues = sorted({v for v, *_ in rows} | set(self.hits) | set(self.misses) | set(self.syncs))
 
-        def figures(selected: list[tuple[str, bool, int, int]], hits: int, misses: int, syncs: int) -> dict[str, Any]:
-            expired = sum(1 for _, _, _, expires in selected if expires <= now)
-            valid = sum(1 for _, ok, _, expires in selected if ok and expires > now)
-            last = max((synced for _, _, synced, _ in selected), default=None)
-            return {"entries": {"total": len(selected), "valid": valid, "expired": expired,
-                                "invalid": len(selected) - valid - expired},
-                    "hits": hits, "misses": misses, "hit_rate": round(hits / (hits + misses), 4) if hits + misses else None,
-                    "syncs": syncs, "last_sync_age_ms": max(0, now - last) if last is not None else None}
-
-        out = figures(rows, sum(self.hits.values()), sum(self.misses.values()), sum(self.syncs.values()))
+        out = figures(rows, now, sum(self.hits.values()), sum(self.misses.values()), sum(self.syncs.values()))
         out.update(coalesced=self.coalesced, discarded=self.discarded,
                    database={"available": self.sql.available, "warnings": self.sql.warnings,
                              "failures": self.sql.failures},
-                   by_venue={v: figures([r for r in rows if r[0] == v], self.hits[v], self.misses[v], self.syncs[v])
+                   by_venue={v: figures([r for r in rows if r[0] == v], now, self.hits[v], self.misses[v], self.syncs[v])
                              for v in venues})
         return out

@@ -88,6 +88,7 @@ def test_an_entry_is_read_back_from_redis_then_sql_and_expires_with_its_ttl(db_u
                 figures = reader.stats()
                 assert figures["entries"] == {"total": 1, "valid": 1, "expired": 0, "invalid": 0}
                 assert figures["by_venue"]["binanceusdm"]["hits"] == 1 and figures["hit_rate"] == 1.0
+                assert figures["stored_hits"] == 2  # this process's hit and the one before it, in the row
                 clock.advance(900_000)  # its TTL is over
                 assert await reader.get("binanceusdm", "public", "mainnet", Kind.TIME_OFFSET) is None
                 await reader.refresh()
@@ -402,7 +403,7 @@ def test_connectors_warm_stats_and_invalidate(sandbox, sqlite_url) -> None:
     assert second.stdout.count("(from stored snapshot)") == 2 and "(stored; 1 active connection)" in second.stdout
     stats = exgate(env, "stats")
     assert stats.returncode == 0, stats.stderr
-    assert "entries: 3 (valid 3, expired 0, invalid 0)" in stats.stdout
+    assert "entries: 3 (valid 3, expired 0, invalid 0); hits 3;" in stats.stdout  # the second warm's
     assert "binanceusdm: 2 entries (valid 2" in stats.stdout
     dropped = exgate(env, "invalidate", "--exchange", "binanceusdm")
     assert dropped.returncode == 0 and "invalidated 2 entries of binanceusdm" in dropped.stdout, dropped

@@ -46,7 +46,8 @@ def _age(ms: int | None) -> str:
 
 @connectors_app.command("stats")
 def stats() -> None:
-    """Entries per venue (total, valid, expired, invalid) and the age of each venue's last sync."""
+    """Entries per venue (total, valid, expired, invalid), their hits (every process's) and the
+    age of each venue's last sync."""
     from exgate.cli_store import _run, _settings
 
     settings = _settings()
@@ -59,11 +60,12 @@ def stats() -> None:
     figures = _run(work)
     entries = figures["entries"]
     typer.echo(f"entries: {entries['total']} (valid {entries['valid']}, expired {entries['expired']},"
-               f" invalid {entries['invalid']}); last sync {_age(figures['last_sync_age_ms'])} ago")
+               f" invalid {entries['invalid']}); hits {figures['stored_hits']};"
+               f" last sync {_age(figures['last_sync_age_ms'])} ago")
     for venue, each in sorted(figures["by_venue"].items()):
         e = each["entries"]
         typer.echo(f"{venue}: {e['total']} entries (valid {e['valid']}, expired {e['expired']}, invalid"
-                   f" {e['invalid']}); last sync {_age(each['last_sync_age_ms'])} ago")
+                   f" {e['invalid']}); hits {each['stored_hits']}; last sync {_age(each['last_sync_age_ms'])} ago")
 
 
 @connectors_app.command("invalidate")

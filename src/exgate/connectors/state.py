@@ -423,10 +423,10 @@ class ConnectorState:
         warnings) and ``by_venue`` (the same per venue)."""
         now = self.clock()
         if self._rows is not None:
-            rows = [(r.key.venue, r.valid, r.synced_at_ms, r.expires_at_ms) for r in self._rows]
+            rows = [(r.key.venue, r.valid, r.synced_at_ms, r.expires_at_ms, r.hits) for r in self._rows]
         else:
-            rows = [(e.key.venue, e.valid, e.synced_at_ms, e.expires_at_ms) for e, _ in self._l1.values()]
-        venues = sorted({v for v, *_ in rows} | set(self.hits) | set(self.misses) | set(self.syncs))
+            rows = [(e.key.venue, e.valid, e.synced_at_ms, e.expires_at_ms, None) for e, _ in self._l1.values()]
+        venues = sorted({row[0] for row in rows} | set(self.hits) | set(self.misses) | set(self.syncs))
 
         out = figures(rows, now, sum(self.hits.values()), sum(self.misses.values()), sum(self.syncs.values()))
         out.update(coalesced=self.coalesced, discarded=self.discarded,

@@ -31,6 +31,9 @@ class ConnectorFigures(BaseModel):
     """Syncs with the venue this process made (clock offsets measured, markets loaded)."""
     last_sync_age_ms: int | None
     """Age of the most recent sync of any entry, ms."""
+    stored_hits: int | None
+    """Hits recorded in the entries' rows by every process (flushed every 5 s); ``None``
+    when the database does not answer."""
 
 
 class DatabaseState(BaseModel):
@@ -55,7 +58,7 @@ class ConnectorStats(ConnectorFigures):
 
 
 _EMPTY = {"entries": {"total": 0, "valid": 0, "expired": 0, "invalid": 0}, "hits": 0, "misses": 0, "hit_rate": None,
-          "syncs": 0, "last_sync_age_ms": None, "coalesced": 0, "discarded": 0,
+          "syncs": 0, "last_sync_age_ms": None, "stored_hits": None, "coalesced": 0, "discarded": 0,
           "database": {"available": False, "warnings": 0, "failures": 0}, "by_venue": {}}
 
 

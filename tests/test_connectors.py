@@ -219,6 +219,25 @@ def test_concurrent_syncs_of_one_entry_coalesce_in_a_process_and_across_instance
     run(scenario())
 
 
+def test_a_caller_that_leaves_does_not_cancel_the_sync_others_wait_for() -> None:
+    async def scenario() -> None:
+        calls: list[int] = []
+        gate = asyncio.Event()
+        async with ConnectorState(None, None) as state:
+            sync = offset_sync(calls, gate=gate)
+            leaving = asyncio.create_task(state.obtain("bybit", "public", "mainnet", Kind.TIME_OFFSET, sync))
+            staying = asyncio.create_task(state.obtain("bybit", "public", "mainnet", Kind.TIME_OFFSET, sync))
+            while not calls:
+                await asyncio.sleep(0)
+            leaving.cancel()
+            gate.set()
+            assert (await staying).offset_ms == 42
+            assert leaving.cancelled() and len(calls) == 1
+            assert (await state.get("bybit", "public", "mainnet", Kind.TIME_OFFSET)).offset_ms == 42
+
+    run(scenario())
+
+
 # -- gateways over the sandbox ---------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

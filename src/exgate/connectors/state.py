@@ -23,14 +23,14 @@ import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any
 
 import orjson
 import structlog
-from redis.exceptions import RedisClusterException, RedisError
 
 from exgate.connectors.entry import Corrupt, Kind, StateEntry, StateKey, Synced
 from exgate.connectors.figures import figures
+from exgate.connectors.redis_tier import RedisTier
 from exgate.connectors.sql import DOWN as SQL_DOWN
 from exgate.connectors.sql import SqlState
 from exgate.store.store import wall_ms
@@ -46,14 +46,6 @@ DEFAULT_MARKETS_TTL_MS = 3_600_000
 CLEANUP_EVERY_S = 300.0
 FLUSH_EVERY_S = 5.0
 
-
-class _Down:
-    def __repr__(self) -> str:
-        return "DOWN"
-
-
-_REDIS_DOWN: Final = _Down()
-_REDIS_ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError, ValueError)
 
 Sync = Callable[[], Awaitable[Synced]]
 
@@ -80,6 +72,7 @@ class ConnectorState:
                  lock_lease_ms: int = 15_000, sql_timeout_ms: int = 3_000):
         self.sql = SqlState(engine, timeout_ms=sql_timeout_ms)
         self.redis = redis
+        self.l2 = RedisTier(redis) if redis is not None else None
         self.clock = clock
         self.ttl_ms = {Kind.TIME_OFFSET: offset_ttl_ms, Kind.MARKETS: markets_ttl_ms}
         self.lock_lease_ms = lock_lease_ms
@@ -132,29 +125,18 @@ class ConnectorState:
         """Whether a tier beyond this process exists (Redis or SQL)."""
         return self.redis is not None or self.sql.engine is not None
 
-    # -- Redis, fail-open through the cache's breaker -------------------------------------
-    async def _r(self, op: Callable[[], Awaitable[Any]]) -> Any:
-        if self.redis is None:
-            return _REDIS_DOWN
-        return await self.redis.breaker.call(op, timeout_s=self.redis.timeout_s, errors=_REDIS_ERRORS,
-                                             down=_REDIS_DOWN)
-
     async def _l2_get(self, key: StateKey) -> StateEntry | None:
-        raw = await self._r(lambda: self.redis.client.get(key.redis_key))
-        if raw is _REDIS_DOWN or raw is None:
+        if self.l2 is None:
             return None
-        try:
-            return StateEntry.decode(key, raw)
-        except Corrupt as exc:
-            self._discard(key, "redis", str(exc))
-            await self._r(lambda: self.redis.client.delete(key.redis_key))
+        found = await self.l2.get(key)
+        if isinstance(found, Corrupt):
+            self._discard(key, "redis", str(found))
             return None
+        return found
 
     async def _l2_set(self, entry: StateEntry) -> None:
-        px = entry.remaining_ms(self.clock())
-        if px > 0:
-            body = entry.encode()
-            await self._r(lambda: self.redis.client.set(entry.key.redis_key, body, px=px))
+        if self.l2 is not None:
+            await self.l2.set(entry, self.clock())
 
     def _discard(self, key: StateKey, tier: str, reason: str) -> None:
         self.discarded += 1
@@ -188,8 +170,7 @@ class ConnectorState:
         if found is SQL_DOWN or found is None or not found.usable(self.clock()):
             return None
         self._keep(found, self.clock())
-        if self.redis is not None:
-            await self._l2_set(found)
+        await self._l2_set(found)
         return found
 
     async def get(self, venue: str, scope: str, environment: str, kind: Kind) -> StateEntry | None:
@@ -233,8 +214,7 @@ class ConnectorState:
                            now + (self.ttl_ms[kind] if ttl_ms is None else ttl_ms))
         entry.check()
         self._keep(entry, self.clock())
-        if self.redis is not None:
-            await self._l2_set(entry)
+        await self._l2_set(entry)
         await self.sql.put(entry, orjson.dumps(payload, default=str).decode())
         self._rows = None
         return entry
@@ -294,11 +274,10 @@ class ConnectorState:
 
     async def _sync_once(self, key: StateKey, sync: Sync, newer_than: int | None) -> StateEntry:
         token = None
-        if self.redis is not None:
+        if self.l2 is not None:
             token = secrets.token_hex(8)
-            lease = self.lock_lease_ms
-            got = await self._r(lambda: self.redis.client.set(key.lock_key, token, nx=True, px=lease))
-            if got is _REDIS_DOWN:
+            got = await self.l2.lock(key, token, self.lock_lease_ms)
+            if got is None:  # Redis down: sync here
                 token = None
             elif not got:  # another instance syncs it: wait for its entry
                 entry = await self._wait_for_winner(key, newer_than)
@@ -309,7 +288,7 @@ class ConnectorState:
             else:
                 again = await self._l2_get(key)
                 if self._fits(again, newer_than):
-                    await self._unlock(key, token)
+                    await self.l2.unlock(key, token)
                     self._keep(again, self.clock())
                     return again
         try:
@@ -324,9 +303,11 @@ class ConnectorState:
                 return StateEntry(key, synced.payload, synced.rtt_ms, now, now)
         finally:
             if token is not None:
-                await self._unlock(key, token)
+                await self.l2.unlock(key, token)
 
     async def _wait_for_winner(self, key: StateKey, newer_than: int | None) -> StateEntry | None:
+        """Poll Redis every :data:`POLL_S` up to the lease for the winner's entry; ``None`` when
+        the lock goes without one (the winner failed) or the lease runs out."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lock_lease_ms / 1000
         while loop.time() < deadline:
@@ -335,15 +316,10 @@ class ConnectorState:
             if self._fits(entry, newer_than):
                 self._keep(entry, self.clock())
                 return entry
-            held = await self._r(lambda: self.redis.client.exists(key.lock_key))
-            if held is _REDIS_DOWN or not held:  # released without an entry (failed), or Redis gone
+            if not await self.l2.held(key):  # released without an entry (failed), or Redis gone
                 entry = await self._l2_get(key)
                 return entry if self._fits(entry, newer_than) else None
         return None
-
-    async def _unlock(self, key: StateKey, token: str) -> None:
-        script = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-        await self._r(lambda: self.redis.client.eval(script, 1, key.lock_key, token))
 
     # -- invalidation and cleanup ---------------------------------------------------------
     async def invalidate(self, venue: str | None = None, *, scope: str | None = None,
@@ -363,8 +339,8 @@ class ConnectorState:
             if matches(key) and (synced_at_ms is None or entry.synced_at_ms == synced_at_ms):
                 del self._l1[key]
                 hit.add(key)
-        if self.redis is not None:
-            hit.update(await self._l2_invalidate(venue, matches, synced_at_ms))
+        if self.l2 is not None:
+            hit.update(await self.l2.invalidate(venue, matches, synced_at_ms))
         rows = await self.sql.rows(venue)
         if rows is not SQL_DOWN:
             doomed = [r.key for r in rows if r.valid and matches(r.key)]
@@ -373,31 +349,6 @@ class ConnectorState:
                 hit.update(changed)
         self._rows = None
         return len(hit)
-
-    async def _l2_invalidate(self, venue: str | None, matches: Callable[[StateKey], bool],
-                             synced_at_ms: int | None) -> set[StateKey]:
-        pattern = f"connector:{{{venue}}}:*" if venue else "connector:*"
-
-        async def op() -> set[StateKey]:
-            dropped = set()
-            async for name in self.redis.client.scan_iter(match=pattern, count=500):
-                name = name.decode() if isinstance(name, bytes) else name
-                key = StateKey.from_redis(name)
-                if key is None or not matches(key):
-                    continue
-                if synced_at_ms is not None:
-                    raw = await self.redis.client.get(name)
-                    try:
-                        if raw is None or StateEntry.decode(key, raw).synced_at_ms != synced_at_ms:
-                            continue
-                    except Corrupt:
-                        pass
-                if await self.redis.client.delete(name):
-                    dropped.add(key)
-            return dropped
-
-        found = await self._r(op)
-        return set() if found is _REDIS_DOWN else found
 
     async def cleanup_expired(self) -> int:
         """Delete expired entries (L1 and SQL; Redis expires its own). Returns the rows deleted."""

@@ -327,6 +327,24 @@ def test_a_stale_stored_offset_is_resynced_once_and_the_read_succeeds(sandbox, s
         assert body["by_venue"][venue]["syncs"] == 2 and body["by_venue"][venue]["entries"]["valid"] == 2
 
 
+@pytest.mark.parametrize("venue", VENUES)
+def test_a_skew_change_at_the_sandbox_while_an_offset_is_cached_costs_one_resync(sqlite_url, venue) -> None:
+    tenant = create_tenant(sqlite_url, "skew")
+    with ServerThread(sandbox_app(history_lag_ms=0)) as fresh:
+        if httpx.post(f"{fresh.url}/__sandbox/clock", json={"venue": venue, "skew_ms": 0}).status_code == 404:
+            pytest.skip("this sandbox has no server clock skew (POST /__sandbox/clock)")
+        with gateways(fresh.url, sqlite_url, 1, venues=(venue,)) as (gateway,):
+            connect(gateway, fresh, tenant, user(), venue)  # syncs the offset (the venue's clock: ours)
+            assert paths(fresh, venue).get(TIME_PATH[venue]) == 1
+            r = httpx.post(f"{fresh.url}/__sandbox/clock", json={"venue": venue, "skew_ms": 30_000})
+            assert r.status_code == 200, r.text
+            who = user()
+            connect(gateway, fresh, tenant, who, venue)  # the cached offset is refused once, then re-synced
+            assert paths(fresh, venue).get(TIME_PATH[venue]) == 2, paths(fresh, venue)
+            assert summary(gateway, tenant, who, venue).status_code == 200
+            assert paths(fresh, venue).get(TIME_PATH[venue]) == 2
+
+
 def _clients(gateway: ServerThread) -> list:
     return list(gateway.server.config.app.state.accounts.pool._clients.values())
 

@@ -46,8 +46,9 @@ def _age(ms: int | None) -> str:
 
 @connectors_app.command("stats")
 def stats() -> None:
-    """Entries per venue (total, valid, expired, invalid), their hits (every process's) and the
-    age of each venue's last sync."""
+    """Entries per venue: total, valid, expired, invalid, hits, age of the last sync.
+
+    Hits are every process's (flushed to the database every 5 s)."""
     from exgate.cli_store import _run, _settings
 
     settings = _settings()
@@ -87,8 +88,9 @@ def invalidate(exchange: Annotated[str | None, typer.Option(help="only this venu
 
 @connectors_app.command("warm")
 def warm() -> None:
-    """Pre-load every served venue's markets snapshot and the clock offset of every venue with
-    an active connection (e.g. before a scheduled job), printing what was loaded and from where."""
+    """Pre-load every venue's markets and the clock offset of venues with active connections.
+
+    Run it before a scheduled job; prints what was loaded and from where (the venue or the store)."""
     from exgate.cli_store import _run, _settings
 
     settings = _settings()

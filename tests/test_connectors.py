@@ -25,10 +25,8 @@ from exgate.store import SecretBox, Store
 from exgate.store.engine import make_engine
 from tests.accounts_harness import (SECRET_KEY, T, connect, create_tenant, gateways, make_store, new_account,
                                     order_count, price_below, btc_market, min_size, run, sandbox_app, user)
-from tests.conftest import ManualClock, ServerThread, flush_redis, require_fixtures
+from tests.conftest import ManualClock, ServerThread, flush_redis
 from tests.store_db import db_url, pg_database  # noqa: F401  (fixtures)
-
-require_fixtures()
 
 VENUES = ("binanceusdm", "bybit")
 TIME_PATH = {"binanceusdm": "/fapi/v1/time", "bybit": "/v5/market/time"}

@@ -25,7 +25,7 @@ from exgate.store import SecretBox, Store
 from exgate.store.engine import make_engine
 from tests.accounts_harness import (SECRET_KEY, T, connect, create_tenant, gateways, make_store, new_account,
                                     order_count, price_below, btc_market, min_size, run, sandbox_app, user)
-from tests.conftest import ManualClock, ServerThread, flush_redis
+from tests.conftest import ManualClock, ServerThread, clean_redis, flush_redis, redis_cluster, redis_url  # noqa: F401
 from tests.store_db import db_url, pg_database  # noqa: F401  (fixtures)
 
 VENUES = ("binanceusdm", "bybit")
@@ -101,14 +101,13 @@ def test_an_entry_is_read_back_from_redis_then_sql_and_expires_with_its_ttl(db_u
     run(scenario())
 
 
-def test_invalidate_drops_an_entry_everywhere_and_the_next_read_syncs(db_url) -> None:
+def test_invalidate_drops_an_entry_everywhere_and_the_next_read_syncs(sqlite_url, clean_redis) -> None:
+    """On one Redis server and on a Redis Cluster (an entry's name carries its venue's slot)."""
     clock = ManualClock()
-    flush_redis(REDIS_URL)
-
-    store = make_store(db_url)
+    store = Store(sqlite_url, None)
 
     async def scenario() -> None:
-        redis = redis_store(clock)
+        redis = RedisStore.from_url(clean_redis, CircuitBreaker("redis", clock))
         calls: list[int] = []
         try:
             async with ConnectorState(store.engine, redis, clock=clock) as state:

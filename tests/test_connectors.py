@@ -25,7 +25,7 @@ from exgate.store import SecretBox, Store
 from exgate.store.engine import make_engine
 from tests.accounts_harness import (SECRET_KEY, T, connect, create_tenant, gateways, make_store, new_account,
                                     order_count, price_below, btc_market, min_size, run, sandbox_app, user)
-from tests.conftest import ManualClock, ServerThread, clean_redis, flush_redis, redis_cluster, redis_url  # noqa: F401
+from tests.conftest import ManualClock, ServerThread, flush_redis
 from tests.store_db import db_url, pg_database  # noqa: F401  (fixtures)
 
 VENUES = ("binanceusdm", "bybit")

@@ -41,12 +41,12 @@ def test_a_command_on_an_unmigrated_database_names_db_upgrade(url) -> None:
 def test_db_upgrade_on_a_fresh_file_then_downgrade(url, tmp_path) -> None:
     run = exgate(url, "db", "upgrade")
     assert run.returncode == 0, run.stderr
-    assert "upgraded from base (empty) to 0002 (head)" in run.stdout
+    assert "upgraded from base (empty) to 0003 (head)" in run.stdout
     assert (tmp_path / "exgate.db").is_file()
-    assert "already at revision 0002 (head)" in exgate(url, "db", "upgrade").stdout
-    assert "at revision 0002 (head: 0002)" in exgate(url, "db", "current").stdout
-    assert "downgraded from 0002 to 0001" in exgate(url, "db", "downgrade", "0001").stdout
-    assert "upgraded from 0001 to 0002" in exgate(url, "db", "upgrade").stdout
+    assert "already at revision 0003 (head)" in exgate(url, "db", "upgrade").stdout
+    assert "at revision 0003 (head: 0003)" in exgate(url, "db", "current").stdout
+    assert "downgraded from 0003 to 0001" in exgate(url, "db", "downgrade", "0001").stdout
+    assert "upgraded from 0001 to 0003" in exgate(url, "db", "upgrade").stdout
     run = exgate(url, "db", "downgrade", "nowhere")
     assert run.returncode == 2 and run.stderr.startswith("error: ") and "nowhere" in run.stderr
     run = exgate("mysql://root:hunter2@localhost/x", "db", "upgrade")

@@ -116,7 +116,7 @@ async def test_pacifica_connections_adoption_keeps_every_row(db_url) -> None:
     await _create_legacy(db_url)
     assert await _legacy_rows(db_url) == LEGACY_ROWS
 
-    assert await upgrade_async(db_url) == ("0001", "0002")
+    assert await upgrade_async(db_url, "0002") == ("0001", "0002")
     store = Store(db_url, SecretBox.generate())
     try:
         legacy = await store.tenant("legacy-pacifica")

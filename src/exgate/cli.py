@@ -236,6 +236,10 @@ from exgate.cli_loadtest import register as _register_loadtest  # noqa: E402
 
 _register_loadtest(app)
 
+from exgate.cli_connectors import register as _register_connectors  # noqa: E402
+
+_register_connectors(app)
+
 
 def main() -> None:
     """Entry point of ``exgate`` and ``python -m exgate``: a bad flag prints one plain line

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
             unset: the route answers 403. Never logged or returned.
         cors_origins: comma-separated origins allowed cross-origin ``GET``/``HEAD`` (``*``: any;
             default none: no CORS headers, preflights answer 405).
+        time_offset_ttl_ms: life of a venue's stored clock offset (:mod:`exgate.connectors`),
+            ms; default 15 min.
+        markets_snapshot_ttl_ms: life of a venue's stored markets snapshot, ms; default 1 h.
     """
 
     model_config = SettingsConfigDict(env_prefix="EXGATE_", extra="ignore")
@@ -85,6 +88,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     secret_keys: SecretStr | None = None
     cors_origins: str = ""
+    time_offset_ttl_ms: int = Field(default=900_000, gt=0)
+    markets_snapshot_ttl_ms: int = Field(default=3_600_000, gt=0)
 
     def lease_ms(self) -> int:
         """The fetch-lock lease: configured, or the upstream timeout plus 1 s."""

@@ -72,6 +72,8 @@ class Metrics:
                                    ["state"], registry=self.registry)
         self.live = LiveCollector()
         self.registry.register(self.live)
+        self.connectors = ConnectorCollector()
+        self.registry.register(self.connectors)
         self._lookups = {(t, s): self.cache_lookups.labels(t.value, s.value) for t in Tier for s in CacheStatus}
         self.circuit(CircuitState.CLOSED)
 
@@ -133,6 +135,65 @@ class LiveCollector:
                                   labels=["exchange"]),
                 GaugeMetricFamily("exgate_budget_waiting", "Upstream requests queued for budget now.",
                                   labels=["exchange"]))
+
+
+class ConnectorCollector:
+    """The connector state's figures (:meth:`exgate.connectors.ConnectorState.stats`) at each
+    scrape, from :attr:`state` (``None``: no samples):
+
+    * ``exgate_connector_state_entries{exchange,state}``: entries valid, expired, invalid;
+    * ``exgate_connector_state_hits_total{exchange}``, ``..._misses_total{exchange}``,
+      ``..._syncs_total{exchange}``: this process's reads found, not found, syncs made;
+    * ``exgate_connector_state_hit_ratio``: hits / (hits + misses);
+    * ``exgate_connector_state_last_sync_age_seconds{exchange}``;
+    * ``exgate_connector_state_coalesced_total``, ``..._discarded_total``.
+    """
+
+    def __init__(self) -> None:
+        self.state: Any = None
+
+    def describe(self) -> list[Metric]:
+        return list(self._families().values())
+
+    def collect(self) -> Iterator[Metric]:
+        families = self._families()
+        state = self.state
+        if state is not None:
+            stats = state.stats()
+            for venue, figures in stats["by_venue"].items():
+                for kind in ("valid", "expired", "invalid"):
+                    families["entries"].add_metric([venue, kind], figures["entries"][kind])
+                families["hits"].add_metric([venue], figures["hits"])
+                families["misses"].add_metric([venue], figures["misses"])
+                families["syncs"].add_metric([venue], figures["syncs"])
+                if figures["last_sync_age_ms"] is not None:
+                    families["age"].add_metric([venue], figures["last_sync_age_ms"] / 1000)
+            if stats["hit_rate"] is not None:
+                families["ratio"].add_metric([], stats["hit_rate"])
+            families["coalesced"].add_metric([], stats["coalesced"])
+            families["discarded"].add_metric([], stats["discarded"])
+        yield from families.values()
+
+    @staticmethod
+    def _families() -> dict[str, Metric]:
+        from prometheus_client.core import CounterMetricFamily
+
+        name = "exgate_connector_state_"
+        return {
+            "entries": GaugeMetricFamily(name + "entries", "Connector state entries by state (shared store).",
+                                         labels=["exchange", "state"]),
+            "hits": CounterMetricFamily(name + "hits", "Connector state reads answered from a tier.",
+                                        labels=["exchange"]),
+            "misses": CounterMetricFamily(name + "misses", "Connector state reads that found nothing usable.",
+                                          labels=["exchange"]),
+            "syncs": CounterMetricFamily(name + "syncs", "Syncs with the venue (offsets measured, markets loaded).",
+                                         labels=["exchange"]),
+            "ratio": GaugeMetricFamily(name + "hit_ratio", "Connector state hits / (hits + misses)."),
+            "age": GaugeMetricFamily(name + "last_sync_age_seconds", "Age of the venue's latest sync.",
+                                     labels=["exchange"]),
+            "coalesced": CounterMetricFamily(name + "coalesced", "Syncs waited for instead of made."),
+            "discarded": CounterMetricFamily(name + "discarded", "Corrupt connector state entries dropped."),
+        }
 
 
 Scope = MutableMapping[str, Any]

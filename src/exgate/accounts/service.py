@@ -69,10 +69,12 @@ class ClientPool:
     :meth:`close` closes them all at once."""
 
     def __init__(self, market_data: MarketData, credentials: Callable[[object], dict[str, str]],
-                 max_clients: int = MAX_CLIENTS):
+                 max_clients: int = MAX_CLIENTS, clock_offsets=None):
         self.market_data = market_data
         self.credentials = credentials
         self.max_clients = max_clients
+        self.clock_offsets = clock_offsets
+        """:class:`exgate.connectors.ClockOffsets` applied to every new client (``None``: none)."""
         self._clients: OrderedDict[str, PrivateClient] = OrderedDict()
         self._closing: set[asyncio.Task] = set()
 
@@ -87,8 +89,18 @@ class ClientPool:
         client = self._clients.get(connection.id)  # another request built it meanwhile
         if client is None:
             client = PrivateClient(adapter, self.credentials(connection))
+            await self.prepare(client)
+            existing = self._clients.get(connection.id)
+            if existing is not None:  # built by another request while this one synced the clock
+                self._retire(client)
+                return existing
             self._put(connection.id, client)
         return client
+
+    async def prepare(self, client: PrivateClient) -> None:
+        """Apply the venue's clock offset to a new client (and arm its recovery); never raises."""
+        if self.clock_offsets is not None:
+            await self.clock_offsets.prepare(client)
 
     def _put(self, connection_id: str, client: PrivateClient) -> None:
         self._retire(self._clients.pop(connection_id, None))
@@ -120,16 +132,19 @@ class AccountService:
     Args:
         market_data: the public side (adapters, cache, freshness).
         store: the SQL store, or ``None`` when private routes are off.
+        clock_offsets: :class:`exgate.connectors.ClockOffsets` every new connection's client
+            signs with (``None``: ccxt's default, no offset).
         unavailable: why private routes are off (503 detail) when ``store`` is ``None`` or
             credentials cannot be decrypted.
     """
 
-    def __init__(self, market_data: MarketData, store, *, unavailable: str | None = None):
+    def __init__(self, market_data: MarketData, store, *, unavailable: str | None = None, clock_offsets=None):
         self.market_data = market_data
         self.cache: Cache = market_data.cache
         self.store = store
         self.unavailable = unavailable
-        self.pool = ClientPool(market_data, store.credentials if store is not None else lambda c: {})
+        self.pool = ClientPool(market_data, store.credentials if store is not None else lambda c: {},
+                               clock_offsets=clock_offsets)
 
     def _require(self) -> None:
         if self.store is None or self.unavailable:
@@ -191,6 +206,7 @@ class AccountService:
             await adapter.markets()
         client = PrivateClient(adapter, dict(body.credentials))
         try:
+            await self.pool.prepare(client)
             with priority(Priority.ACCOUNT):
                 try:
                     await client.check()

@@ -19,9 +19,11 @@ from exgate.budget.model import parse_limit_overrides
 from exgate.cache import Cache, CircuitBreaker, MemoryStore, RedisStore, load_freshness, wall_clock_ms
 from exgate.cache.passthrough import PassThroughCache
 from exgate.config import CacheMode, Settings
+from exgate.connectors import ClockOffsets, ConnectorState, MarketsSnapshots
 from exgate.errors import ConfigError, ExgateError
 from exgate.http import manners, openapi, problems
 from exgate.http.fastpath import FastPath, FastPathStats
+from exgate.http.connector_routes import router as connector_router
 from exgate.http.private_routes import router as private_router
 from exgate.http.routes import router
 from exgate.metrics import Metrics, RequestMetrics
@@ -48,6 +50,18 @@ async def _load_markets(adapter: ExchangeAdapter) -> None:
         log.info("venue_ready", exchange=adapter.id, markets=adapter.market_count)
     except ExgateError as exc:
         log.warning("venue_unavailable", exchange=adapter.id, error=exc.detail)
+
+
+def build_connectors(settings: Settings, store: object | None, cache: Cache) -> ConnectorState | None:
+    """The connector state over the store's database and the cache's Redis (either may be
+    missing); ``None`` when neither exists (nothing would outlive the process). Its times are
+    the wall clock's: entries are shared with other processes."""
+    engine = getattr(store, "engine", None)
+    l2 = getattr(cache, "l2", None)
+    if engine is None and l2 is None:
+        return None
+    return ConnectorState(engine, l2, offset_ttl_ms=settings.time_offset_ttl_ms,
+                          markets_ttl_ms=settings.markets_snapshot_ttl_ms, lock_lease_ms=settings.lease_ms())
 
 
 def build_cache(settings: Settings, clock: Callable[[], int], metrics: Metrics) -> Cache:
@@ -129,11 +143,23 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
         async with contextlib.AsyncExitStack() as budgets, build_cache(settings, clock, metrics) as cache:
             await open_budgets(budgets, adapters, settings, clock, metrics,
                                breaker=cache.l2.breaker if cache.l2 is not None else None)
+            connectors = build_connectors(settings, store, cache)
+            offsets = None
+            if connectors is not None:
+                await budgets.enter_async_context(connectors)
+                snapshots = MarketsSnapshots(connectors)
+                for adapter in adapters.values():
+                    if hasattr(adapter, "attach_snapshots"):
+                        adapter.attach_snapshots(snapshots)
+                offsets = ClockOffsets(connectors)
+            app.state.connectors = connectors
+            metrics.connectors.state = connectors
             app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock)
             metrics.live.market_data = app.state.market_data
             from exgate.accounts import AccountService, Idempotency, OrderDesk
 
-            accounts = AccountService(app.state.market_data, store, unavailable=private_unavailable)
+            accounts = AccountService(app.state.market_data, store, unavailable=private_unavailable,
+                                      clock_offsets=offsets)
             app.state.accounts = accounts
             app.state.orders = OrderDesk(accounts, Idempotency(
                 cache.l2.client if cache.l2 is not None else None, lease_ms=4 * settings.upstream_timeout_ms + 2_000))
@@ -166,6 +192,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     problems.install(app)
     app.include_router(router)
     app.include_router(private_router)
+    app.include_router(connector_router)
     app.state.fast_path = FastPathStats()
     if fast_path:  # inside RequestMetrics: its answers are timed and labelled like the routes'
         app.add_middleware(FastPath, stats=app.state.fast_path)

@@ -144,6 +144,9 @@ async def readyz(request: Request) -> Response:
           "content": {CONTENT_TYPE.split(";")[0] + "; version=0.0.4": {"schema": {"type": "string"}}}}})
 async def metrics(request: Request) -> Response:
     """Prometheus metrics of this instance (text exposition format)."""
+    connectors = getattr(request.app.state, "connectors", None)
+    if connectors is not None:  # the connector state's entry counts, read from SQL at scrape
+        await connectors.refresh()
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
 
 

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -150,6 +150,14 @@ class ConnectionsMixin:
             session.add(row)
             await session.flush()
             return _connection(row)
+
+    async def active_venues(self) -> dict[str, int]:
+        """Active connections per exchange id, over every tenant (``exgate connectors warm``)."""
+        async with self._reading() as session:
+            rows = await session.execute(select(ConnectionTable.exchange, func.count())
+                                         .where(ConnectionTable.is_active.is_(True))
+                                         .group_by(ConnectionTable.exchange))
+            return {exchange: int(count) for exchange, count in rows}
 
     async def list_connections(self, tenant_id: int, user_id: str) -> list[Connection]:
         """The user's connections, oldest first (inactive ones too)."""

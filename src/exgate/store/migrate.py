@@ -39,7 +39,7 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def head() -> str:
-    """The head revision of the shipped migrations (``"0002"``)."""
+    """The head revision of the shipped migrations (``"0003"``)."""
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 

@@ -71,6 +71,11 @@ class Store(ConnectionsMixin):
         return f"Store({self._engine.url!r}, secrets={'set' if self._secrets else 'unset'})"  # URL repr masks the password
 
     @property
+    def engine(self):
+        """The store's async engine (shared by :mod:`exgate.connectors` for its table)."""
+        return self._engine
+
+    @property
     def secrets_available(self) -> bool:
         """True when ``EXGATE_SECRET_KEYS`` (or a generated sandbox key) is set."""
         return self._secrets is not None

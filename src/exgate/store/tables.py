@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import (JSON, BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, MetaData, String,
+from sqlalchemy import (JSON, BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text,
                         UniqueConstraint, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -68,3 +68,29 @@ class ConnectionTable(Base):
     is_primary: Mapped[bool] = mapped_column(Boolean)
     connected_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+CONNECTOR_STATE_KEY = "uq_connector_state_key"
+"""One entry per (venue, scope, environment, kind)."""
+
+
+class ConnectorStateTable(Base):
+    """``connector_state``: what a connector learnt from a venue that outlives a process (see
+    :mod:`exgate.connectors`): the clock offset (``kind='time_offset'``) and the markets snapshot
+    (``kind='markets'``). Never a secret: ``scope`` is ``public`` or the sha256 of a connection or
+    account id, ``payload`` the JSON the venue answered in public."""
+
+    __tablename__ = "connector_state"
+    __table_args__ = (UniqueConstraint("venue", "scope", "environment", "kind", name=CONNECTOR_STATE_KEY),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    venue: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(64))
+    environment: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[str] = mapped_column(Text)
+    rtt_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    synced_at_ms: Mapped[int] = mapped_column(BigInteger)
+    expires_at_ms: Mapped[int] = mapped_column(BigInteger, index=True)
+    valid: Mapped[bool] = mapped_column(Boolean)
+    hits: Mapped[int] = mapped_column(BigInteger)

@@ -136,6 +136,17 @@ class CcxtAdapter(ExchangeAdapter):
         self._error: str | None = None
         self._retry_at = 0.0  # loop time before which a failed market load is not retried
         self._funding_intervals: dict[str, int] | None = None  # symbol -> ms, loaded with the markets
+        self.snapshots: Any = None
+        """Where a first market load may come from instead of the venue (see :meth:`attach_snapshots`)."""
+        self._fetched: dict[str, Any] | None = None  # the snapshot this process loaded from the venue last
+
+    def attach_snapshots(self, snapshots: Any) -> None:
+        """Take the first market load from ``snapshots`` (an object with ``async obtain(adapter,
+        fetch) -> snapshot`` and ``async save(adapter, snapshot)``, e.g.
+        :class:`exgate.connectors.MarketsSnapshots`): a snapshot is ``{"markets", "currencies",
+        "funding_intervals"}`` (ccxt's structures, what ``set_markets`` needs), and ``fetch``
+        loads one from the venue. The adapter itself never touches a cache or a database."""
+        self.snapshots = snapshots
 
     def attach_budget(self, gate: BudgetGate) -> None:
         """Route ccxt's rate limiting into ``gate``: ccxt's per-endpoint cost (corrected by the
@@ -237,18 +248,18 @@ class CcxtAdapter(ExchangeAdapter):
                     retry_after_s=max(1, round(self._retry_at - loop.time())),
                 )
             try:
-                # always reload: exgate caches markets itself, and ccxt would keep a failed
-                # (e.g. empty) listing in its own memo forever
-                raw = await self._call("load_markets", lambda: self.exchange.load_markets(reload=True))
-                if not raw:
-                    raise errors.MalformedUpstream(f"{self.id} load_markets: the exchange listed no markets")
+                if self._index is None and self.snapshots is not None:
+                    raw = self._apply(await self.snapshots.obtain(self, self._fetch_snapshot))
+                else:
+                    snapshot = await self._fetch_snapshot()
+                    raw = self.exchange.markets
+                    if self.snapshots is not None:
+                        await self.snapshots.save(self, snapshot)
             except errors.ExgateError as exc:
                 if self._index is None:
                     self._error = exc.detail
                     self._retry_at = loop.time() + LOAD_RETRY_S
                 raise
-            if self.profile.funding_intervals:
-                await self._load_funding_intervals()
             tick_mode = self.exchange.precisionMode == TICK_SIZE
             markets = [parse.parse_market(self.id, m, tick_mode=tick_mode) for m in raw.values()]
             markets.sort(key=lambda m: m.symbol)
@@ -256,6 +267,59 @@ class CcxtAdapter(ExchangeAdapter):
             self._index = SymbolIndex(markets, self.profile.settle_preference)
             self._error = None
             return markets
+
+    async def _fetch_snapshot(self) -> dict[str, Any]:
+        """Load the markets from the venue (ccxt ``load_markets``, and the funding intervals
+        where the profile says so): ``{"markets", "currencies", "funding_intervals"}``.
+
+        Raises:
+            errors.ExgateError: the load failed, or the venue listed no markets.
+        """
+        # always reload: exgate caches markets itself, and ccxt would keep a failed
+        # (e.g. empty) listing in its own memo forever
+        raw = await self._call("load_markets", lambda: self.exchange.load_markets(reload=True))
+        if not raw:
+            raise errors.MalformedUpstream(f"{self.id} load_markets: the exchange listed no markets")
+        if self.profile.funding_intervals:
+            await self._load_funding_intervals()
+        self._fetched = {"markets": self.exchange.markets, "currencies": self.exchange.currencies or {},
+                         "funding_intervals": self._funding_intervals}
+        return self._fetched
+
+    def _apply(self, snapshot: dict[str, Any]) -> dict[str, Any]:
+        """Make ``snapshot`` ccxt's loaded markets (``set_markets``, no request) unless it is the
+        one this process just loaded from the venue; returns ccxt's markets.
+
+        Raises:
+            errors.MalformedUpstream: the snapshot is not something ``set_markets`` takes.
+        """
+        if snapshot is not self._fetched:
+            try:
+                self.exchange.set_markets(snapshot["markets"], snapshot.get("currencies") or None)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise errors.MalformedUpstream(f"{self.id}: unusable markets snapshot ({type(exc).__name__})") from exc
+            intervals = snapshot.get("funding_intervals")
+            if isinstance(intervals, dict):
+                self._funding_intervals = {str(k): int(v) for k, v in intervals.items()}
+        if not self.exchange.markets:
+            raise errors.MalformedUpstream(f"{self.id}: the markets snapshot lists no markets")
+        return self.exchange.markets
+
+    async def clock_offset(self) -> tuple[int, int]:
+        """The venue's clock against this host's, measured once (ccxt ``fetch_time``, through
+        the budget): ``(offset_ms, rtt_ms)``, offset = local time after the answer minus the
+        server's time (ccxt's ``options['timeDifference']``), rtt = the request's round trip.
+
+        Raises:
+            errors.ExgateError: the request failed, or the answer held no server time.
+        """
+        exchange = self.exchange
+        before = exchange.milliseconds()
+        server = await self._call("fetch_time", lambda: exchange.fetch_time())
+        after = exchange.milliseconds()
+        if not isinstance(server, int) or isinstance(server, bool):
+            raise errors.MalformedUpstream(f"{self.id} fetch_time: no server time in the answer")
+        return after - server, after - before
 
     async def _load_funding_intervals(self) -> None:
         """Funding interval per symbol (ccxt ``fetch_funding_intervals``: Binance

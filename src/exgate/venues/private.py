@@ -72,6 +72,15 @@ def venue_reason(exc: BaseException) -> str:
     return text[:300]
 
 
+class _StaleClock(Exception):
+    """A request refused for its timestamp (ccxt ``InvalidNonce``); ``error`` is the exgate
+    error it is when not recovered from."""
+
+    def __init__(self, error: errors.ExgateError):
+        super().__init__(error.detail)
+        self.error = error
+
+
 class RequestCounter:
     """Counts the upstream requests made inside a ``with`` block (this task and the tasks it
     starts): ``count`` after the block."""
@@ -132,6 +141,11 @@ class PrivateClient:
 
         self.exchange.on_rest_response = record_status
         self.timeout_ms = adapter.timeout_ms
+        self.clock_sync: Any = None
+        """What re-syncs this venue's clock offset after a timestamp refusal (an object with
+        ``async resync(client)``, :class:`exgate.connectors.ClockOffsets`); ``None``: no recovery."""
+        self.offset_synced_at: int | None = None
+        """When the offset applied (:meth:`apply_offset`) was synced, ms; ``None``: none applied."""
 
     def __repr__(self) -> str:
         return f"PrivateClient({self.venue})"
@@ -139,7 +153,45 @@ class PrivateClient:
     async def close(self) -> None:
         await self.exchange.close()
 
+    def apply_offset(self, offset_ms: int, synced_at_ms: int | None) -> None:
+        """Sign with the venue's clock: ccxt's ``options['timeDifference']`` (local minus server
+        time, ms) becomes ``offset_ms``, measured at ``synced_at_ms`` (the entry's sync time)."""
+        self.exchange.options["timeDifference"] = int(offset_ms)
+        self.offset_synced_at = synced_at_ms
+
+    async def _resync(self, stale: _StaleClock) -> None:
+        """Re-sync the venue's clock offset once (:attr:`clock_sync`); when that fails, the
+        timestamp error is raised as it would have been without recovery."""
+        try:
+            await self.clock_sync.resync(self)
+        except errors.ExgateError as exc:
+            log.warning("clock_resync_failed", exchange=self.venue, error=exc.detail)
+            raise stale.error from None
+
     async def _call(self, operation: str, fn: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
+        """:meth:`_call_once`; a read refused for its timestamp (ccxt ``InvalidNonce``: Binance
+        -1021, Bybit 10002) re-syncs the clock offset once (:attr:`clock_sync`) and is retried
+        once; a second refusal is raised as any other. Writes are never retried here (see
+        :meth:`place`)."""
+        try:
+            return await self._call_once(operation, fn, write=write, stale_ok=not write and self.clock_sync is not None)
+        except _StaleClock as stale:
+            await self._resync(stale)
+            log.info("clock_resynced_read_retried", exchange=self.venue, operation=operation)
+            return await self._call_once(operation, fn, write=write)
+
+    async def _call_once(self, operation: str, fn: Callable[[], Awaitable[T]], *, write: bool = False,
+                         stale_ok: bool = False) -> T:
+        """:meth:`_measured`; with ``stale_ok`` a timestamp refusal raises :class:`_StaleClock`
+        (carrying the error it would otherwise be) for the caller to recover from."""
+        try:
+            return await self._measured(operation, fn, write=write)
+        except errors.ExgateError as exc:
+            if stale_ok and getattr(exc, "_stale_clock", False):
+                raise _StaleClock(exc) from None
+            raise
+
+    async def _measured(self, operation: str, fn: Callable[[], Awaitable[T]], *, write: bool = False) -> T:
         """One ccxt call under the timeout, reported to the venue's call meter, errors translated.
 
         An error the venue answered (ccxt's ExchangeError tree, HTTP status under 500 and not
@@ -158,22 +210,30 @@ class PrivateClient:
             except ccxt_errors.OrderNotFound as exc:
                 reason = self._scrub(venue_reason(exc))
                 raise errors.NotFound(f"{self.venue}: {reason}", venue_error=reason) from None
+            except ccxt_errors.InvalidNonce as exc:  # a NetworkError in ccxt's tree: an unknown outcome, as before
+                error = translate(exc, self.venue, operation)
+                error._stale_clock = True  # noqa: SLF001 - read by _call_once, after the meter saw the error
+                raise error from None
             except _UNKNOWN_OUTCOME as exc:
                 raise translate(exc, self.venue, operation) from None
             except ccxt_errors.ExchangeError as exc:
-                reason = self._scrub(venue_reason(exc))
-                if status[0] >= 500 or status[0] == 429:
-                    raise errors.UpstreamUnavailable(f"{self.venue} {operation}: HTTP {status[0]} ({reason})") from None
-                if write or isinstance(exc, _REJECTED):
-                    raise errors.VenueRejected(f"{self.venue} refused {operation}: {reason}", venue_error=reason,
-                                               venue_error_type=type(exc).__name__) from None
-                raise translate(exc, self.venue, operation) from None
+                raise self._venue_error(exc, operation, write, status[0]) from None
             except errors.ExgateError:
                 raise
             except Exception as exc:  # noqa: BLE001 - translated once, here
                 raise translate(exc, self.venue, operation) from None
             finally:
                 _STATUS.reset(token)
+
+    def _venue_error(self, exc: ccxt_errors.ExchangeError, operation: str, write: bool,
+                     status: int) -> errors.ExgateError:
+        reason = self._scrub(venue_reason(exc))
+        if status >= 500 or status == 429:
+            return errors.UpstreamUnavailable(f"{self.venue} {operation}: HTTP {status} ({reason})")
+        if write or isinstance(exc, _REJECTED):
+            return errors.VenueRejected(f"{self.venue} refused {operation}: {reason}", venue_error=reason,
+                                        venue_error_type=type(exc).__name__)
+        return translate(exc, self.venue, operation)
 
     def _scrub(self, reason: str) -> str:
         """``reason`` without any credential of the connection: venues echo what was signed
@@ -291,9 +351,26 @@ class PrivateClient:
         elif time_in_force is not None:
             params["timeInForce"] = _TIF_TO_CCXT[time_in_force]
         amount = size / (self._contract_size(symbol) or Decimal(1))
-        raw = await self._call("create_order", lambda: self.exchange.create_order(
-            symbol, type.value, side.value, str(amount), str(price) if price is not None else None, params),
-            write=True)
+
+        def send() -> Awaitable[Any]:
+            return self.exchange.create_order(symbol, type.value, side.value, str(amount),
+                                              str(price) if price is not None else None, params)
+
+        try:
+            raw = await self._call_once("create_order", send, write=True, stale_ok=self.clock_sync is not None)
+        except _StaleClock as stale:
+            # refused for its timestamp: re-sync, then re-send once, but only if the lookup by
+            # client order id shows the venue does not have it
+            await self._resync(stale)
+            try:
+                found = await self.order(None, symbol, client_order_id)
+            except errors.ExgateError as exc:
+                log.warning("order_lookup_after_timestamp_error_failed", exchange=self.venue, error=exc.detail)
+                raise stale.error from None
+            if found is not None:
+                return found
+            log.info("order_resent_after_clock_resync", exchange=self.venue)
+            raw = await self._call_once("create_order", send, write=True)
         order = pp.parse_order(self.venue, raw, self._contract_size(symbol), defaults={
             "symbol": symbol, "side": side.value, "type": type.value, "amount": str(amount),
             "price": str(price) if price is not None and type is OrderType.LIMIT else None,

@@ -64,6 +64,10 @@ class VenueProfile:
             fills the account and its positions.
         fill_in_order_answer: the venue's answer to a new order carries its immediate fill
             (Binance ``newOrderRespType=RESULT``, Hyperliquid ``filled``): no follow-up read.
+        time_sync: signed requests carry a timestamp the venue refuses outside its window
+            (Binance ``-1021``, Bybit ``10002``, ccxt ``InvalidNonce``): each connection's ccxt
+            instance signs with the venue's clock offset (``options['timeDifference']``), kept
+            by :mod:`exgate.connectors` and measured with ccxt ``fetch_time``.
         docs: the venue's API documentation, for the rate limits and formats.
     """
 
@@ -92,6 +96,7 @@ class VenueProfile:
     trades: bool = True
     candles_need_start: bool = False
     unsupported_intervals: tuple[str, ...] = ()
+    time_sync: bool = False
     docs: str = ""
 
     @property
@@ -131,6 +136,7 @@ PROFILES: dict[str, VenueProfile] = {
             funding_intervals=True,  # premiumIndex has no interval; fundingInfo lists the non-default ones
             default_funding_interval_ms=8 * 3_600_000,  # Binance: "8 hours" unless fundingInfo says otherwise
             unsupported_intervals=("1s",),  # fapi klines' interval ENUM starts at 1m
+            time_sync=True,  # timestamp < serverTime + 1000 and serverTime - timestamp <= recvWindow
             docs="https://developers.binance.com/docs/derivatives/usds-margined-futures/market-data/rest-api",
         ),
         VenueProfile(
@@ -146,6 +152,7 @@ PROFILES: dict[str, VenueProfile] = {
             settle_preference=("USDT", "USDC"),
             depth_levels=(1, 25, 50, 100, 200, 500),
             max_depth=500,
+            time_sync=True,  # serverTime - recvWindow <= timestamp < serverTime + 1000
             docs="https://bybit-exchange.github.io/docs/v5/market/orderbook",
         ),
         VenueProfile(

@@ -25,7 +25,7 @@ from exgate.symbols import SymbolIndex
 from exgate.venues import parse, wire
 from exgate.venues.base import Capabilities, ExchangeAdapter
 from exgate.venues.calls import CallMeter
-from exgate.venues.hooks import keep_error_tables, route_budget, url_pairs
+from exgate.venues.hooks import keep_error_tables, route_budget, share_tls, url_pairs
 from exgate.venues.profiles import VenueProfile
 from exgate.venues.upstream import rewrite_urls
 
@@ -158,8 +158,8 @@ class CcxtAdapter(ExchangeAdapter):
     def private_exchange(self, credentials: dict[str, str]) -> Any:
         """A new ccxt instance of this venue signing with ``credentials`` (one per connection):
         the same URLs, timeout, JSON check and budget as the public instance, the profile's
-        ``private_options`` (side calls off), and the public instance's loaded markets shared
-        (the same dicts, no ``load_markets`` per user).
+        ``private_options`` (side calls off), and the public instance's loaded markets and TLS
+        context shared (the same objects: no ``load_markets`` and no CA bundle load per user).
 
         Raises:
             errors.UpstreamUnavailable: the venue's markets are not loaded yet.
@@ -173,6 +173,7 @@ class CcxtAdapter(ExchangeAdapter):
         exchange.fetch = CallMeter.wrap_transport(_json_only(exchange.fetch, self.id))
         exchange.urls["api"] = base.urls["api"]
         keep_error_tables(exchange, self._url_pairs)
+        share_tls(exchange, base)
         for name in ("markets", "markets_by_id", "symbols", "ids", "currencies", "currencies_by_id", "codes",
                      "baseCurrencies", "quoteCurrencies"):
             if hasattr(base, name):

@@ -118,6 +118,7 @@ class CcxtAdapter(ExchangeAdapter):
             keep_error_tables(exchange, self._url_pairs)
         else:
             self._url_pairs = []
+        share_tls(exchange)  # one TLS context for the process, shared by every connection's instance
         self.exchange = exchange
         self.upstream = upstream
         has = exchange.has
@@ -173,7 +174,7 @@ class CcxtAdapter(ExchangeAdapter):
         exchange.fetch = CallMeter.wrap_transport(_json_only(exchange.fetch, self.id))
         exchange.urls["api"] = base.urls["api"]
         keep_error_tables(exchange, self._url_pairs)
-        share_tls(exchange, base)
+        share_tls(exchange)
         for name in ("markets", "markets_by_id", "symbols", "ids", "currencies", "currencies_by_id", "codes",
                      "baseCurrencies", "quoteCurrencies"):
             if hasattr(base, name):

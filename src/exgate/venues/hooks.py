@@ -72,22 +72,27 @@ def route_budget(exchange: Any, gate: BudgetGate) -> None:
     exchange.on_rest_response = observe
 
 
-def share_tls(exchange: Any, base: Any) -> None:
-    """Give ``exchange`` the TLS context of ``base``, made once for the venue.
+_TLS_CONTEXTS: dict[tuple[str | None, bool], ssl.SSLContext] = {}
+"""One verifying TLS context per (CA file, OS certificates too) for the whole process."""
+
+
+def share_tls(exchange: Any) -> None:
+    """Give ``exchange`` the process's TLS context (one per CA file and OS-certificates option).
 
     ccxt makes one per instance at its first request (``ssl.create_default_context`` loading the
-    CA bundle: measured ~20 ms of CPU, and its certificates in memory, per connection), which a
+    CA bundle: measured ~20 ms of CPU, and its certificates in memory, per instance), which a
     warm start paid for every connection. An :class:`ssl.SSLContext` is made to be shared by
     many connections; certificate checks stay on. Left alone when ``exchange`` does not verify
-    or names another CA file (``cafile``).
+    or already has one.
     """
-    if not exchange.verify or exchange.cafile != base.cafile:
+    if not exchange.verify or exchange.ssl_context is not None:
         return
-    if base.ssl_context is None:  # as ccxt's open() makes it, once
-        context = ssl.create_default_context(cafile=base.cafile)
-        if base.safe_bool(base.options, "include_OS_certificates", False):
-            default = ssl.get_default_verify_paths()
-            if default.cafile and default.cafile != base.cafile:
-                context.load_verify_locations(cafile=default.cafile)
-        base.ssl_context = context
-    exchange.ssl_context = base.ssl_context
+    with_os = bool(exchange.safe_bool(exchange.options, "include_OS_certificates", False))
+    context = _TLS_CONTEXTS.get((exchange.cafile, with_os))
+    if context is None:  # as ccxt's open() makes it, once per process
+        context = ssl.create_default_context(cafile=exchange.cafile)
+        default = ssl.get_default_verify_paths()
+        if with_os and default.cafile and default.cafile != exchange.cafile:
+            context.load_verify_locations(cafile=default.cafile)
+        _TLS_CONTEXTS[exchange.cafile, with_os] = context
+    exchange.ssl_context = context

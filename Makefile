@@ -29,6 +29,7 @@ bench: install
 	$(BIN)/python bench/budget_overload.py
 	$(BIN)/python bench/sandbox_throughput.py
 	$(BIN)/python bench/accounts_load.py
+	$(BIN)/python bench/connector_start.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -37,7 +37,8 @@ from exgate.budget.model import Priority, priority
 from exgate.cache.keys import account_hash, idempotency_key
 from exgate.errors import BadRequest, NotFound, UpstreamError, UpstreamRateLimited, VenueRejected, echo
 from exgate.models import Side
-from exgate.venues.private import PrivateClient, RequestCounter
+from exgate.venues.private import PrivateClient
+from exgate.venues.private_calls import RequestCounter
 
 log = structlog.get_logger("exgate.orders")
 

@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import ccxt.async_support as ccxt_async
-from ccxt.base import errors as ccxt_errors
 from ccxt.base.decimal_to_precision import TICK_SIZE
 
 from exgate import errors
@@ -27,60 +25,15 @@ from exgate.venues.base import Capabilities, ExchangeAdapter
 from exgate.venues.calls import CallMeter
 from exgate.venues.hooks import keep_error_tables, route_budget, share_tls, url_pairs
 from exgate.venues.profiles import VenueProfile
+from exgate.venues.transport import _RESPONSES, json_only, translate
 from exgate.venues.upstream import rewrite_urls
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-_RESPONSES: ContextVar[list[Any] | None] = ContextVar("exgate_ccxt_responses", default=None)
-"""Where the transport puts each decoded response body of the ccxt call being awaited (see
-:meth:`CcxtAdapter._call_keeping_bodies`); ``None`` outside such a call."""
-
 DEFAULT_TIMEOUT_MS = 10_000
 LOAD_RETRY_S = 5.0
 """After a failed market load, requests fail fast (503) for this long before the next try."""
-
-
-def translate(exc: BaseException, venue: str, operation: str) -> errors.ExgateError:
-    """Map a ccxt (or parsing) exception to the exgate error a client should see."""
-    where = f"{venue} {operation}"
-    if isinstance(exc, errors.ExgateError):
-        return exc
-    if isinstance(exc, ccxt_errors.BadSymbol):
-        return errors.UnknownSymbol(f"{where}: the exchange does not list this symbol", field="symbol")
-    if isinstance(exc, ccxt_errors.NotSupported):
-        return errors.NotSupported(f"{where} is not supported by this exchange")
-    if isinstance(exc, (ccxt_errors.RateLimitExceeded, ccxt_errors.DDoSProtection)):
-        return errors.UpstreamRateLimited(f"{where}: the exchange is rate limiting", retry_after_s=10)
-    if isinstance(exc, (ccxt_errors.NetworkError, TimeoutError, OSError)):
-        return errors.UpstreamUnavailable(f"{where}: the exchange is unreachable or timing out ({type(exc).__name__})")
-    if isinstance(exc, ccxt_errors.BadResponse):
-        return errors.MalformedUpstream(f"{where}: the exchange sent a malformed response")
-    if isinstance(exc, ccxt_errors.BaseError):
-        return errors.UpstreamError(f"{where}: the exchange answered with an error ({type(exc).__name__})")
-    if isinstance(exc, (KeyError, TypeError, ValueError, IndexError, AttributeError)):
-        return errors.MalformedUpstream(f"{where}: cannot parse the exchange's response ({type(exc).__name__})")
-    raise exc
-
-
-def _json_only(fetch: Callable[..., Awaitable[Any]], venue: str) -> Callable[..., Awaitable[Any]]:
-    """Wrap ccxt's transport so a body that is not JSON fails as ``BadResponse``.
-
-    ccxt hands back the raw text when it cannot decode JSON (a truncated body, an HTML error
-    page), and its parsers then read that as an empty book or list; exgate must not serve an
-    empty answer as if the exchange had said so.
-    """
-
-    async def checked(url: str, method: str = "GET", headers: Any = None, body: Any = None) -> Any:
-        response = await fetch(url, method, headers, body)
-        if isinstance(response, (str, bytes, bytearray)):
-            raise ccxt_errors.BadResponse(f"{venue}: non-JSON body from {method} {url}")
-        bodies = _RESPONSES.get()
-        if bodies is not None:
-            bodies.append(response)
-        return response
-
-    return checked
 
 
 class CcxtAdapter(ExchangeAdapter):
@@ -110,7 +63,7 @@ class CcxtAdapter(ExchangeAdapter):
             exchange = cls({"enableRateLimit": True, "timeout": timeout_ms})
         exchange.options = exchange.deep_extend(exchange.options, dict(profile.ccxt_options))
         self.calls = CallMeter(profile.id)
-        exchange.fetch = CallMeter.wrap_transport(_json_only(exchange.fetch, profile.id))
+        exchange.fetch = CallMeter.wrap_transport(json_only(exchange.fetch, profile.id))
         if upstream:
             original = exchange.urls["api"]
             exchange.urls["api"] = rewrite_urls(original, upstream, exchange.hostname)
@@ -171,7 +124,7 @@ class CcxtAdapter(ExchangeAdapter):
         exchange = type(base)({"enableRateLimit": True, "timeout": self.timeout_ms, **credentials})
         exchange.options = exchange.deep_extend(exchange.options, dict(self.profile.ccxt_options),
                                                 dict(self.profile.private_options))
-        exchange.fetch = CallMeter.wrap_transport(_json_only(exchange.fetch, self.id))
+        exchange.fetch = CallMeter.wrap_transport(json_only(exchange.fetch, self.id))
         exchange.urls["api"] = base.urls["api"]
         keep_error_tables(exchange, self._url_pairs)
         share_tls(exchange)

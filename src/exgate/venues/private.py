@@ -22,8 +22,6 @@ profile's flags pick the shortcuts of the four venues exgate tests end to end.
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from decimal import Decimal
@@ -36,12 +34,12 @@ from exgate import errors
 from exgate.accounts.models import Account, Fill, MarginMode, Order, OrderType, Position, TimeInForce
 from exgate.models import Side
 from exgate.venues import private_parse as pp
-from exgate.venues.ccxt_adapter import translate
+from exgate.venues.private_calls import counting, skipped, venue_reason
+from exgate.venues.transport import translate
 
 T = TypeVar("T")
 log = structlog.get_logger("exgate.private")
 
-_REQUESTS: ContextVar[list[int] | None] = ContextVar("exgate_private_requests", default=None)
 _STATUS: ContextVar[list[int] | None] = ContextVar("exgate_private_status", default=None)
 """The HTTP status of the last response of the call in progress (see :meth:`PrivateClient._call`)."""
 
@@ -53,25 +51,6 @@ _UNKNOWN_OUTCOME = (ccxt_errors.OperationFailed, TimeoutError)
 _TIF_TO_CCXT = {TimeInForce.GTC: "GTC", TimeInForce.IOC: "IOC", TimeInForce.FOK: "FOK", TimeInForce.PO: "PO"}
 
 
-def venue_reason(exc: BaseException) -> str:
-    """The venue's own message out of a ccxt exception (``binanceusdm {"code":-2019,"msg":"Margin
-    is insufficient."}`` → ``Margin is insufficient. (code -2019)``), without URLs or headers."""
-    text = str(exc)
-    start = text.find("{")
-    if start >= 0:
-        try:
-            body = json.loads(text[start:])
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            message = next((body[k] for k in ("msg", "retMsg", "response", "error", "message") if body.get(k)), None)
-            code = next((body[k] for k in ("code", "retCode") if body.get(k) not in (None, 0, "0")), None)
-            if isinstance(message, (str, int)):
-                return f"{message} (code {code})" if code is not None else str(message)
-    text = re.sub(r"https?://\S+", "<url>", text)
-    return text[:300]
-
-
 class _StaleClock(Exception):
     """A request refused for its timestamp (ccxt ``InvalidNonce``); ``error`` is the exgate
     error it is when not recovered from."""
@@ -79,36 +58,6 @@ class _StaleClock(Exception):
     def __init__(self, error: errors.ExgateError):
         super().__init__(error.detail)
         self.error = error
-
-
-class RequestCounter:
-    """Counts the upstream requests made inside a ``with`` block (this task and the tasks it
-    starts): ``count`` after the block."""
-
-    def __enter__(self) -> RequestCounter:
-        self._box = [0]
-        self._token = _REQUESTS.set(self._box)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _REQUESTS.reset(self._token)
-
-    @property
-    def count(self) -> int:
-        return self._box[0]
-
-
-def _counting(fetch: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    async def sending(*args: Any, **kwargs: Any) -> Any:
-        box = _REQUESTS.get()
-        if box is not None:
-            box[0] += 1
-        return await fetch(*args, **kwargs)
-    return sending
-
-
-async def _skipped(*args: Any, **kwargs: Any) -> bool:
-    return True
 
 
 class PrivateClient:
@@ -125,9 +74,9 @@ class PrivateClient:
         self.venue = adapter.id
         self.profile = adapter.profile
         self.exchange = adapter.private_exchange(credentials)
-        self.exchange.fetch = _counting(self.exchange.fetch)
+        self.exchange.fetch = counting(self.exchange.fetch)
         for name in self.profile.private_noops:  # side calls that are not the user's
-            setattr(self.exchange, name, _skipped)
+            setattr(self.exchange, name, skipped)
         seen = self.exchange.on_rest_response
 
         def record_status(code: Any, *rest: Any) -> Any:

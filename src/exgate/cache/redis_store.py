@@ -114,7 +114,9 @@ class RedisStore:
         """Close the client's connections."""
         await self.client.aclose()
 
-    async def _call(self, op: Callable[[], Awaitable[Any]]) -> Any:
+    async def call(self, op: Callable[[], Awaitable[Any]]) -> Any:
+        """``op()``'s result through the circuit breaker and the call timeout, or :data:`DOWN`
+        when Redis fails or the circuit is open (never raises a Redis error)."""
         return await self.breaker.call(op, timeout_s=self.timeout_s, errors=_ERRORS, down=DOWN)
 
     async def probe(self) -> bool:
@@ -134,7 +136,7 @@ class RedisStore:
     # -- values ---------------------------------------------------------------------------
     async def get(self, key: str) -> Entry | None | _Down:
         """The entry under ``key``, ``None`` when absent or unreadable, ``DOWN`` when Redis is."""
-        raw = await self._call(lambda: self.client.get(key))
+        raw = await self.call(lambda: self.client.get(key))
         if raw is DOWN or raw is None:
             return raw
         try:
@@ -160,7 +162,7 @@ class RedisStore:
                     pipe.pexpire(tag_key(tag), px, gt=True)
             await self._execute_then_publish(pipe, event)
 
-        return await self._call(op) is not DOWN
+        return await self.call(op) is not DOWN
 
     async def _execute_then_publish(self, pipe: Any, event: bytes) -> list[Any]:
         """Run ``pipe``, then publish ``event``: in the same round trip on one server; after it
@@ -185,7 +187,7 @@ class RedisStore:
             acquired, remaining = await pipe.execute()
             return Lock(bool(acquired), max(0, int(remaining)))
 
-        return await self._call(op)
+        return await self.call(op)
 
     async def release(self, key: str, token: str, *, failed: bool = False) -> None:
         """Free the lock of ``key`` if ``token`` still holds it; after a failed fetch, announce
@@ -196,7 +198,7 @@ class RedisStore:
             if failed:
                 await self.client.publish(self.channel, orjson.dumps({"op": "fail", "key": key, "origin": self.origin}))
 
-        await self._call(op)
+        await self.call(op)
 
     # -- invalidation ---------------------------------------------------------------------
     async def invalidate(self, keys: Iterable[str], tags: Iterable[str]) -> list[str] | _Down:
@@ -222,7 +224,7 @@ class RedisStore:
                 pipe, orjson.dumps({"op": "inv", "keys": doomed, "tags": tags, "origin": self.origin}))
             return [key for key, count in zip(doomed, results[:len(doomed)]) if count]
 
-        return await self._call(op)
+        return await self.call(op)
 
     # -- events ---------------------------------------------------------------------------
     def _pubsub(self, attempt: int) -> Any:

@@ -52,11 +52,6 @@ class StateKey:
         """``connector:{venue}:scope:environment:kind`` (the braces: the venue's Redis Cluster slot)."""
         return f"connector:{{{self.venue}}}:{self.scope}:{self.environment}:{self.kind.value}"
 
-    @property
-    def lock_key(self) -> str:
-        """The Redis key of the sync lock of this entry (same slot)."""
-        return self.redis_key + ":lock"
-
     @classmethod
     def from_redis(cls, name: str) -> StateKey | None:
         """The key of a Redis name made by :attr:`redis_key`, ``None`` for any other name."""

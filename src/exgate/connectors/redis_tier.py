@@ -1,26 +1,16 @@
 """The Redis tier of connector state: entries under ``connector:{venue}:scope:env:kind``
-(expiring with the entry) and the per-entry sync lock, every call through the cache's circuit
-breaker, so Redis trouble is a miss, never an error."""
+(expiring with the entry) and the per-entry sync lock (the cache's fetch lock of that key,
+:meth:`~exgate.cache.RedisStore.try_lock`), every call through the cache's circuit breaker
+(:meth:`~exgate.cache.RedisStore.call`), so Redis trouble is a miss, never an error."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any
 
-from redis.exceptions import RedisClusterException, RedisError
-
+from exgate.cache.keys import lock_key
+from exgate.cache.redis_store import DOWN
 from exgate.connectors.entry import Corrupt, StateEntry, StateKey
-
-
-class _Down:
-    def __repr__(self) -> str:
-        return "DOWN"
-
-
-DOWN: Final = _Down()
-_ERRORS = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError, ValueError)
-_UNLOCK = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
 
 
 class RedisTier:
@@ -31,7 +21,7 @@ class RedisTier:
         self.store = store
 
     async def _r(self, op: Callable[[], Awaitable[Any]]) -> Any:
-        return await self.store.breaker.call(op, timeout_s=self.store.timeout_s, errors=_ERRORS, down=DOWN)
+        return await self.store.call(op)
 
     @property
     def client(self) -> Any:
@@ -59,17 +49,17 @@ class RedisTier:
     async def lock(self, key: StateKey, token: str, lease_ms: int) -> bool | None:
         """Take the sync lock of ``key`` for ``lease_ms`` (``SET NX PX``): taken, held by
         another instance (False), or Redis down (``None``)."""
-        got = await self._r(lambda: self.client.set(key.lock_key, token, nx=True, px=lease_ms))
-        return None if got is DOWN else bool(got)
+        got = await self.store.try_lock(key.redis_key, token, lease_ms)
+        return None if got is DOWN else got.acquired
 
     async def held(self, key: StateKey) -> bool:
         """Whether another instance still holds the lock (False when Redis is down)."""
-        found = await self._r(lambda: self.client.exists(key.lock_key))
+        found = await self._r(lambda: self.client.exists(lock_key(key.redis_key)))
         return found is not DOWN and bool(found)
 
     async def unlock(self, key: StateKey, token: str) -> None:
         """Free the lock if ``token`` still holds it (a compare-and-delete script)."""
-        await self._r(lambda: self.client.eval(_UNLOCK, 1, key.lock_key, token))
+        await self.store.release(key.redis_key, token)
 
     async def invalidate(self, venue: str | None, matches: Callable[[StateKey], bool],
                          synced_at_ms: int | None) -> set[StateKey]:

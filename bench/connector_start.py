@@ -54,7 +54,7 @@ async def start_and_read(stack: SpawnedStack, users: list[User]) -> tuple[int, f
     port = free_port()
     # every first read goes to the venue (the previous start's answers stay in Redis 5 s otherwise)
     env = {**stack.gateway_env(cache_on=True), "EXGATE_CACHE_TTL_MS": "account=1"}
-    proc = await stack._spawn("bench-gateway", stack._exgate("serve", "--port", str(port), "--log-level", "warning"),
+    proc = await stack.spawn("bench-gateway", stack.exgate_command("serve", "--port", str(port), "--log-level", "warning"),
                               env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -123,12 +123,12 @@ async def main() -> None:
                     for kind in results:
                         if kind == "cold":
                             proc = await asyncio.create_subprocess_exec(
-                                *stack._exgate("connectors", "invalidate"), env=env,
+                                *stack.exgate_command("connectors", "invalidate"), env=env,
                                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
                             if await proc.wait() != 0:
                                 raise RuntimeError("exgate connectors invalidate failed")
                         if kind != "warm (Redis)":
-                            await stack._flush_redis()
+                            await stack.flush_redis()
                         await control(session, stack)
                         results[kind].append(await start_and_read(stack, users))
     cold_ms = statistics.median(r[1] - r[2] for r in results["cold"])

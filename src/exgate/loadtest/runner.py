@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,14 +96,17 @@ async def drive(plan: Plan, users: list[User], traffic: Traffic, sandbox_url: st
     window_open = False
     timeout = aiohttp.ClientTimeout(total=10)
     async with aiohttp.ClientSession(timeout=timeout) as control:
-        before = None
+        async def open_window() -> tuple[Counter[str], float]:
+            """Reset the sandbox's counters and read the gateways' lookups: the window starts."""
+            await _post(control, f"{sandbox_url}/__sandbox/reset")
+            return await scrape_lookups(control, targets), loop.time()
+
+        before: Counter[str] = Counter()
         started_wall = loop.time()
         window_wall = started_wall
         for event in schedule.until(end_s):
             if not window_open and event.at_s >= plan.warmup_s:
-                await _post(control, f"{sandbox_url}/__sandbox/reset")
-                before = await scrape_lookups(control, targets)
-                window_wall, window_open = loop.time(), True
+                (before, window_wall), window_open = await open_window(), True
             due = started_wall + event.at_s / plan.speed
             delay = due - loop.time()
             if delay > 0:
@@ -123,9 +127,7 @@ async def drive(plan: Plan, users: list[User], traffic: Traffic, sandbox_url: st
         if remaining > 0:
             await asyncio.sleep(remaining)
         if not window_open:  # a window with no event at all
-            await _post(control, f"{sandbox_url}/__sandbox/reset")
-            before = await scrape_lookups(control, targets)
-            window_wall = loop.time()
+            before, window_wall = await open_window()
         wall_s = loop.time() - window_wall
         async with control.get(f"{sandbox_url}/__sandbox/stats") as r:
             stats = await r.json()
@@ -138,13 +140,26 @@ async def drive(plan: Plan, users: list[User], traffic: Traffic, sandbox_url: st
     return {"wall_s": wall_s, "model_s": model_s,
             "client": client_report(recorder, model_s, late, dropped),
             "upstream": upstream_report(stats, model_s),
-            "cache": cache_report(before or {}, after)}
+            "cache": cache_report(before, after)}
 
 
 async def _post(session: aiohttp.ClientSession, url: str) -> None:
     async with session.post(url) as r:
         if r.status != 200:
             raise RuntimeError(f"POST {url} answered {r.status}")
+
+
+async def measure_mode(plan: Plan, mode: str, users: list[User], targets: list[str], sandbox_url: str,
+                       tenant_key: str, progress: Progress | None) -> dict:
+    """One mode's run entry: the venues' markets read through the first target (the app's first
+    page), then :func:`drive`, and what the cache did not absorb."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        markets = await discover(session, targets[0], list(plan.model.venues))
+    async with Traffic(targets, tenant_key, markets, plan.seed, limit_share=plan.model.limit_share) as traffic:
+        measured = await drive(plan, users, traffic, sandbox_url, targets, progress, mode)
+    run = {"mode": mode, "status": "ran", "reason": None, **measured}
+    run["unabsorbed"] = _unabsorbed(run)
+    return run
 
 
 def _unabsorbed(run: dict) -> dict:
@@ -201,13 +216,8 @@ async def run_spawned(plan: Plan, instances: int, workdir: Path, progress: Progr
                 outcomes = await provision(stack.sandbox_url, targets, stack.tenant_key, users)
                 result["provisioned"] = dict(outcomes)
                 provisioned = True
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-                markets = await discover(session, targets[0], venues)
-            async with Traffic(targets, stack.tenant_key, markets, plan.seed, limit_share=plan.model.limit_share) as traffic:
-                measured = await drive(plan, users, traffic, stack.sandbox_url, targets, progress, name)
-            run = {"mode": name, "status": "ran", "reason": None, **measured}
-            run["unabsorbed"] = _unabsorbed(run)
-            result["runs"].append(run)
+            result["runs"].append(await measure_mode(plan, name, users, targets, stack.sandbox_url, stack.tenant_key,
+                                                     progress))
         await stack.stop_gateways()
     result["finished_ms"] = time.time_ns() // 1_000_000
     return result
@@ -221,18 +231,11 @@ async def run_targets(plan: Plan, targets: list[str], sandbox_url: str, tenant_k
     Raises:
         RuntimeError: no user could be connected, or the deployment serves no market.
     """
-    venues = list(plan.model.venues)
     result = base_result(plan, {"spawn": None, "urls": targets, "sandbox": sandbox_url})
     result["notes"] = [*NOTES, "Run against --targets: the deployment's own TTLs and limits apply (not scaled by K)."]
     users = population(plan.model, len(targets), plan.seed)
     log(f"connecting {sum(u.connected for u in users)} accounts through {len(targets)} target(s)")
     result["provisioned"] = dict(await provision(sandbox_url, targets, tenant_key, users))
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        markets = await discover(session, targets[0], venues)
-    async with Traffic(targets, tenant_key, markets, plan.seed, limit_share=plan.model.limit_share) as traffic:
-        measured = await drive(plan, users, traffic, sandbox_url, targets, progress, plan.modes[0])
-    run = {"mode": plan.modes[0], "status": "ran", "reason": None, **measured}
-    run["unabsorbed"] = _unabsorbed(run)
-    result["runs"].append(run)
+    result["runs"].append(await measure_mode(plan, plan.modes[0], users, targets, sandbox_url, tenant_key, progress))
     result["finished_ms"] = time.time_ns() // 1_000_000
     return result

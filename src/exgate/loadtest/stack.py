@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import aiohttp
+import redis
+import redis.asyncio
 from cryptography.fernet import Fernet
 
 from exgate.cache.ttl import DEFAULT_FRESHNESS
@@ -135,8 +137,9 @@ class SpawnedStack:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _spawn(self, name: str, args: list[str], env: Mapping[str, str] | None = None
-                     ) -> asyncio.subprocess.Process:
+    async def spawn(self, name: str, args: list[str], env: Mapping[str, str] | None = None
+                    ) -> asyncio.subprocess.Process:
+        """Start ``args`` with ``env`` added, logging to ``logs/{name}.log``; the caller stops it."""
         log = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             return await asyncio.create_subprocess_exec(*args, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL,
@@ -144,7 +147,8 @@ class SpawnedStack:
         finally:
             log.close()
 
-    def _exgate(self, *args: str) -> list[str]:
+    def exgate_command(self, *args: str) -> list[str]:
+        """``python -m exgate ARGS`` with this interpreter."""
         return [sys.executable, "-m", "exgate", *args]
 
     async def _start_base(self) -> None:
@@ -152,7 +156,7 @@ class SpawnedStack:
         if redis_server is None:
             raise ConfigError("--spawn needs redis-server on PATH (Debian: apt-get install redis-server)",
                               field="--spawn")
-        self._base.append(("redis", await self._spawn("redis", [
+        self._base.append(("redis", await self.spawn("redis", [
             redis_server, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", str(self.workdir)])))
         sandbox_args = ["sandbox", "--port", str(self.sandbox_port), "--log-level", "warning",
@@ -161,11 +165,11 @@ class SpawnedStack:
             sandbox_args += ["--rate-limit", f"{venue}={cap}/{window}"]
         if self.sandbox_data is not None:
             sandbox_args += ["--data", str(self.sandbox_data)]
-        self._base.append(("sandbox", await self._spawn("sandbox", self._exgate(*sandbox_args))))
+        self._base.append(("sandbox", await self.spawn("sandbox", self.exgate_command(*sandbox_args))))
         (self.workdir / "cache.toml").write_text(cache_config(self.speed))
         env = {"EXGATE_DATABASE_URL": self.database_url}
-        await self._run("db-upgrade", self._exgate("db", "upgrade"), env)
-        out = await self._run("tenant", self._exgate("tenants", "create", f"loadtest-{os.getpid()}"), env)
+        await self._run("db-upgrade", self.exgate_command("db", "upgrade"), env)
+        out = await self._run("tenant", self.exgate_command("tenants", "create", f"loadtest-{os.getpid()}"), env)
         self.tenant_key = out.strip().splitlines()[-1].strip()
         await self._ready("redis", self._base[0][1], self._redis_up)
         await self._ready("sandbox", self._base[1][1], lambda: _answers(f"{self.sandbox_url}/__sandbox/stats"))
@@ -180,14 +184,13 @@ class SpawnedStack:
         return out.decode()
 
     async def _redis_up(self) -> bool:
+        client = redis.asyncio.Redis.from_url(self.redis_url, socket_connect_timeout=1)
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
-        except OSError:
+            return bool(await client.ping())
+        except (redis.RedisError, OSError):
             return False
-        writer.write(b"PING\r\n")
-        reply = await reader.readline()
-        writer.close()
-        return reply.startswith(b"+PONG")
+        finally:
+            await client.aclose()
 
     async def _ready(self, name: str, proc: asyncio.subprocess.Process, probe, deadline_s: float = 90) -> None:
         end = time.monotonic() + deadline_s
@@ -223,24 +226,26 @@ class SpawnedStack:
         """Stop the running gateways (if any), empty Redis, and start ``instances`` new ones with
         the cache on or off; returns their base URLs once every one is ready."""
         await self.stop_gateways()
-        await self._flush_redis()
+        await self.flush_redis()
         env = self.gateway_env(cache_on)
         self.gateway_urls = []
         for index in range(self.instances):
             port = free_port()
             name = f"gateway-{index}"
-            proc = await self._spawn(name, self._exgate("serve", "--port", str(port), "--log-level", "warning"), env)
+            proc = await self.spawn(name, self.exgate_command("serve", "--port", str(port), "--log-level", "warning"), env)
             self._gateways.append((name, proc))
             self.gateway_urls.append(f"http://127.0.0.1:{port}")
         for (name, proc), url in zip(self._gateways, self.gateway_urls, strict=True):
             await self._ready(name, proc, lambda url=url: _venues_ready(url))
         return list(self.gateway_urls)
 
-    async def _flush_redis(self) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
-        writer.write(b"FLUSHALL\r\n")
-        await reader.readline()
-        writer.close()
+    async def flush_redis(self) -> None:
+        """Empty the run's Redis (cache, budgets, locks) before a mode starts."""
+        client = redis.asyncio.Redis.from_url(self.redis_url)
+        try:
+            await client.flushall()
+        finally:
+            await client.aclose()
 
     async def stop_gateways(self) -> None:
         gateways, self._gateways = self._gateways, []

@@ -1,7 +1,7 @@
 """The scale table: ``exgate loadtest`` at every preset, merged into one table and one chart.
 
 Run: ``.venv/bin/python bench/scale_table.py [--presets 250,1k,5k,10k] [--spawn 3] [--out DIR]``
-(about 16 minutes for all four presets here; not part of ``make bench``). Each preset runs as
+(about 12 minutes for all four presets here; not part of ``make bench``). Each preset runs as
 ``exgate loadtest --preset P --spawn N --out DIR/P`` (modes direct, cached and streams, each on
 a fresh sandbox counter); this script then prints the Markdown scale table (users x mode:
 upstream reads/s and orders/s in model time, hit rate, p99, the projected band) and writes

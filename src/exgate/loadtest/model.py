@@ -98,8 +98,8 @@ PRESETS: dict[str, Preset] = {
     "5k": Preset(5_000, 0.4, 30.0, 5.0),
     "10k": Preset(10_000, 0.2, 30.0, 5.0),
 }
-"""Presets. ``speed`` keeps the busiest mode (``direct``, ~70 upstream calls/s per 1,000 users)
-within what this 2-core machine serves with every process on it (~140 calls/s of wall time:
+"""Presets. ``speed`` keeps the busiest mode (``direct``, ~80 upstream calls/s per 1,000 users)
+within what this 2-core machine serves with every process on it (~160 calls/s of wall time:
 users × K is the same 2,000 for every preset); the 30 s window holds one 30 s poll cycle and
 two 15 s ones (random phases make any window a steady state once caches are warm)."""
 

@@ -20,6 +20,7 @@ from exgate.sandbox.sim import Clock, wall_clock_ms
 from exgate.sandbox.stats import SandboxStats, StatsMiddleware
 from exgate.sandbox.venue import SandboxVenue, json_response
 from exgate.sandbox.venues import VENUES
+from exgate.sandbox.ws import WsHub
 
 DEFAULT_SEED = 7
 
@@ -55,7 +56,8 @@ def create_sandbox_app(
             within ±1 day.
 
     The app's ``state.venues`` maps names to :class:`SandboxVenue`, ``state.stats`` is the
-    :class:`SandboxStats`.
+    :class:`SandboxStats`, ``state.ws`` the :class:`~exgate.sandbox.ws.WsHub` (each venue's
+    WebSocket counters also show in ``/__sandbox/stats`` under ``venues.<venue>.ws``).
     """
     served = [name for name in VENUES if venues is None or name in venues]
     skews = check_skews(dict(clock_skew or {}), served, "clock_skew")  # before the costly set-up
@@ -76,11 +78,15 @@ def create_sandbox_app(
     limiter = RateLimiter({v: r for v, r in rules_for(limits, ban_after=ban_after, ban_ms=ban_ms).items()
                            if v in sims}, clock)
 
+    hub = WsHub(clock)
+    protocols = {name: venue.ws_protocol() for name, venue in sims.items()}
+
     async def get_stats(request: Request) -> Response:
         snap = stats.snapshot(list(sims))
         for name, venue in sims.items():
             snap["venues"][name]["synthetic"] = venue.synthetic
             snap["venues"][name]["limit"] = limiter.snapshot(name)
+            snap["venues"][name]["ws"] = hub.snapshot(name)
         return json_response(snap)
 
     async def throttle(request: Request) -> Response:
@@ -109,6 +115,7 @@ def create_sandbox_app(
         those: accounts, their orders and the venues' clock skews (``/__sandbox/clock``) stay."""
         stats.reset()
         limiter.reset()
+        hub.reset_counters()
         return json_response({"reset": True})
 
     routes = [
@@ -117,7 +124,9 @@ def create_sandbox_app(
         Route("/__sandbox/throttle", throttle, methods=["POST"]),
         *clock_routes(sims, clock),
         *account_routes(sims),
-        *(Mount(f"/{name}", routes=venue.routes()) for name, venue in sims.items()),
+        *hub.control_routes(list(sims)),
+        *(Mount(f"/{name}", routes=venue.routes() + (hub.routes(protocols[name]) if protocols[name] else []))
+          for name, venue in sims.items()),
     ]
     app = Starlette(routes=routes)
     app.add_middleware(LimitMiddleware, limiter=limiter)
@@ -126,6 +135,7 @@ def create_sandbox_app(
     app.state.model = model
     app.state.stats = stats
     app.state.limiter = limiter
+    app.state.ws = hub
     app.state.clock = clock
     app.state.data_dir = root
     return app

@@ -14,6 +14,7 @@ from exgate.sandbox.accounts import AccountDesk, DEFAULT_HISTORY_LAG_MS, hmac_cr
 from exgate.sandbox.data import Recordings
 from exgate.sandbox.market.model import MarketModel
 from exgate.sandbox.sim import Clock, Instrument, InstrumentSim
+from exgate.sandbox.ws.protocol import WsProtocol
 
 def json_response(payload: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON response encoded with orjson (Decimals must already be strings)."""
@@ -94,3 +95,8 @@ class SandboxVenue(abc.ABC):
     @abc.abstractmethod
     def routes(self) -> list[BaseRoute]:
         """The venue's REST routes, relative to ``/{name}``."""
+
+    def ws_protocol(self) -> WsProtocol | None:
+        """The venue's WebSocket protocol (:mod:`exgate.sandbox.ws`), served at its real WS
+        paths under ``/{name}``; ``None``: the venue has no WebSocket side yet."""
+        return None

@@ -88,9 +88,10 @@ _SYMBOL = Path(description="ccxt unified (BTC/USDT:USDT), dashed (BTC-USDT-PERP)
 
 def cached_response(result: CacheResult, body: bytes | None = None) -> Response:
     """A cached read's answer: ``body`` (default: the cached bytes as they are) with
-    ``X-Cache``, ``X-Cache-Tier`` and ``Age``."""
+    ``X-Cache``, ``X-Cache-Tier``, ``X-Cache-Source`` and ``Age``."""
     return Response(result.body if body is None else body, media_type=_JSON,
-                    headers={"X-Cache": result.status.value, "X-Cache-Tier": result.tier.value, "Age": str(result.age_s)})
+                    headers={"X-Cache": result.status.value, "X-Cache-Tier": result.tier.value,
+                             "X-Cache-Source": result.source.value, "Age": str(result.age_s)})
 
 
 
@@ -103,6 +104,9 @@ _CACHE_HEADERS = {
                 "schema": {"type": "string", "enum": ["hit", "miss", "coalesced", "stale"]}},
     "X-Cache-Tier": {"description": "l1: this process, l2: Redis", "required": True,
                      "schema": {"type": "string", "enum": ["l1", "l2"]}},
+    "X-Cache-Source": {"description": "stream: a healthy WebSocket stream's latest state; rest: an upstream REST"
+                                      " response kept for its TTL", "required": True,
+                       "schema": {"type": "string", "enum": ["stream", "rest"]}},
     "Age": {"description": "seconds since the data was fetched upstream", "required": True,
             "schema": {"type": "integer", "minimum": 0}},
 }

@@ -18,7 +18,7 @@ from exgate.budget import BudgetGate, MemoryBudgetStore, RedisBudgetStore
 from exgate.budget.model import parse_limit_overrides
 from exgate.cache import Cache, CircuitBreaker, MemoryStore, RedisStore, load_freshness, wall_clock_ms
 from exgate.cache.passthrough import PassThroughCache
-from exgate.config import CacheMode, Settings
+from exgate.config import CacheMode, Settings, StreamsMode
 from exgate.connectors import ClockOffsets, ConnectorState, MarketsSnapshots
 from exgate.errors import ConfigError, ExgateError
 from exgate.http import manners, openapi, problems
@@ -28,6 +28,7 @@ from exgate.http.private_routes import router as private_router
 from exgate.http.routes import router
 from exgate.metrics import Metrics, RequestMetrics
 from exgate.service import MarketData
+from exgate.streams import StreamConfig, StreamSupervisor
 from exgate.venues.base import ExchangeAdapter
 from exgate.venues.metering import metering_for, with_override
 
@@ -111,6 +112,22 @@ async def open_budgets(stack: contextlib.AsyncExitStack, adapters: Mapping[str, 
         attach(await stack.enter_async_context(gate))
 
 
+def build_streams(settings: Settings, market_data: MarketData, bus: object | None = None) -> StreamSupervisor | None:
+    """The stream supervisor the settings describe (``EXGATE_STREAMS``: ``on`` streams from
+    the start, ``idle`` waits for a start command, ``off`` builds none), attached to
+    ``market_data`` so reads try healthy streams first."""
+    if settings.streams is StreamsMode.OFF:
+        return None
+    config = StreamConfig(
+        top_n=settings.stream_top_n,
+        symbols=tuple(dict.fromkeys(b.strip().upper() for b in settings.stream_symbols.split(",") if b.strip())),
+        lease_ms=settings.stream_lease_ms, owner_lease_ms=settings.stream_owner_lease_ms,
+        stall_ms=settings.stream_stall_ms, interval=settings.stream_interval)
+    supervisor = StreamSupervisor(market_data, config, bus=bus, autostart=settings.streams is StreamsMode.ON)
+    market_data.attach_streams(supervisor)
+    return supervisor
+
+
 def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], int] = wall_clock_ms,
                settings: Settings | None = None, preload: bool = True, fast_path: bool = True,
                store: object | None = None, private_unavailable: str | None = None) -> FastAPI:
@@ -167,8 +184,11 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
             for adapter in adapters.values():
                 if adapter.calls is not None:  # count only the calls that reached the exchange
                     adapter.calls.observers["metrics"] = metrics.upstream_call
+            streams = build_streams(settings, app.state.market_data, getattr(app.state, "bus", None))
+            app.state.streams = streams
             try:
-                async with asyncio.TaskGroup() as loads:
+                async with streams if streams is not None else contextlib.nullcontext(), \
+                        asyncio.TaskGroup() as loads:
                     pending = [loads.create_task(_load_markets(a)) for a in adapters.values()] if preload else []
                     try:
                         yield

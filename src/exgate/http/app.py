@@ -24,6 +24,7 @@ from exgate.errors import ConfigError, ExgateError
 from exgate.http import manners, openapi, problems
 from exgate.http.fastpath import FastPath, FastPathStats
 from exgate.http.connector_routes import router as connector_router
+from exgate.http.ingest_routes import router as ingest_router
 from exgate.http.private_routes import router as private_router
 from exgate.http.routes import router
 from exgate.metrics import Metrics, RequestMetrics
@@ -186,6 +187,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
                     adapter.calls.observers["metrics"] = metrics.upstream_call
             streams = build_streams(settings, app.state.market_data, getattr(app.state, "bus", None))
             app.state.streams = streams
+            metrics.streams.supervisor = streams
             try:
                 async with streams if streams is not None else contextlib.nullcontext(), \
                         asyncio.TaskGroup() as loads:
@@ -213,6 +215,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     app.include_router(router)
     app.include_router(private_router)
     app.include_router(connector_router)
+    app.include_router(ingest_router)
     app.state.fast_path = FastPathStats()
     if fast_path:  # inside RequestMetrics: its answers are timed and labelled like the routes'
         app.add_middleware(FastPath, stats=app.state.fast_path)

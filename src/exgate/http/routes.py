@@ -157,7 +157,7 @@ async def metrics(request: Request) -> Response:
 _TAG_KINDS = ("exchange:", "market:", "account:")
 
 
-def _refuse_admin(request: Request) -> Response | None:
+def refuse_admin(request: Request) -> Response | None:
     """``None`` when the request carries the operator token; else the 403 (no token set) or 401."""
     token = getattr(request.app.state, "admin_token", None)
     if not token:
@@ -181,7 +181,7 @@ async def invalidate(request: Request,
     """Drop cached keys and tagged groups on every instance sharing this Redis (operators only:
     ``Authorization: Bearer <EXGATE_ADMIN_TOKEN>``). Tags take any symbol form the routes accept;
     ``invalidated`` lists the keys that existed."""
-    refused = _refuse_admin(request)
+    refused = refuse_admin(request)
     if refused is not None:
         return refused
     if not key and not tag:
@@ -200,9 +200,14 @@ async def invalidate(request: Request,
 
 @router.get("/v1/exchanges", tags=["market data"], responses={200: {"model": ExchangesPage}})
 async def exchanges(request: Request) -> Response:
-    """Venues served, with capabilities, whether their markets are loaded, and their upstream
-    budget (use of each limit in the current window, bans after a 429/418)."""
+    """Venues served, with capabilities, whether their markets are loaded, their upstream
+    budget (use of each limit in the current window, bans after a 429/418) and the status of
+    their WebSocket streams."""
     infos = await _service(request).exchanges_with_budget()
+    streams = getattr(request.app.state, "streams", None)
+    if streams is not None:
+        infos = [i.model_copy(update={"streams": [s.model_dump(mode="json") for s in await streams.statuses(i.id)]})
+                 for i in infos]
     return Response(orjson.dumps({"exchanges": [i.model_dump(mode="json") for i in infos]}), media_type=_JSON)
 
 

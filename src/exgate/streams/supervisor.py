@@ -136,7 +136,12 @@ class StreamSupervisor:
                 if venue.client is not None:
                     await venue.client.close()
 
-    def _pick(self, exchange: str | None) -> list[str]:
+    def venue_ids(self, exchange: str | None) -> list[str]:
+        """The venue ids ``exchange`` names (``None``: every venue).
+
+        Raises:
+            UnknownExchange: not served here.
+        """
         if exchange is None:
             return list(self.venues)
         vid = exchange.lower()
@@ -151,7 +156,7 @@ class StreamSupervisor:
         Raises:
             UnknownExchange: not served here.
         """
-        self.running.update(self._pick(exchange))
+        self.running.update(self.venue_ids(exchange))
         self._wake.set()
         return sorted(self.running)
 
@@ -162,7 +167,7 @@ class StreamSupervisor:
         Raises:
             UnknownExchange: not served here.
         """
-        for vid in self._pick(exchange):
+        for vid in self.venue_ids(exchange):
             self.running.discard(vid)
             await self._stop_venue(self.venues[vid])
         return sorted(self.running)
@@ -329,6 +334,29 @@ class StreamSupervisor:
             body = status.model_dump_json().encode()
             await self.store.call(lambda: client.set(status_key(venue.adapter.id, kind.value), body,
                                                      px=3 * max(self.config.tick_ms, 1000)))
+
+    def local_figures(self) -> list[tuple[str, str, StreamStatus]]:
+        """``(venue, kind, status)`` of every stream kind this instance runs or
+        stands by for, without any Redis call (``/metrics``)."""
+        out = []
+        for vid, venue in self.venues.items():
+            if vid not in self.running:
+                continue
+            for kind, counters in venue.counters.items():
+                lease = venue.leases.get(kind)
+                status = self._local_status(venue, kind, counters, [])
+                if lease is not None and not lease.held:
+                    status.state = StreamState.STANDBY
+                out.append((vid, kind.value, status))
+        return out
+
+    def sockets(self) -> dict[str, int]:
+        """Open WebSocket connections per venue on this instance (ccxt.pro's clients)."""
+        out = {}
+        for vid, venue in self.venues.items():
+            clients = getattr(venue.client.exchange, "clients", {}) if venue.client is not None else {}
+            out[vid] = sum(1 for c in clients.values() if not c.closed())
+        return out
 
     async def statuses(self, vid: str) -> list[StreamStatus]:
         """Every stream kind of ``vid``: this instance's own status where it owns the stream,

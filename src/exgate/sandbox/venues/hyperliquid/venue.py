@@ -269,16 +269,18 @@ class Hyperliquid(AccountInfo, ExchangeEndpoint, SandboxVenue):
         sim, error = self._coin(body)
         if error or sim is None:
             return error or json_response(None)
+        return json_response([self.trade_row(sim, t) for t in reversed(sim.trades(now, _RECENT_TRADES))])
+
+    def trade_row(self, sim: InstrumentSim, t: dict) -> dict:
+        """A model trade (:meth:`InstrumentSim.trades`) as ``recentTrades`` and the ``trades``
+        stream list it: ``side`` the taker's (``B`` bought), ``users`` [buyer, seller]."""
         coin, sz = sim.instrument.venue_id, self._sz_decimals(sim)
-        rows = []
-        for t in reversed(sim.trades(now, _RECENT_TRADES)):
-            rows.append({
-                "coin": coin, "side": "A" if t["buyer_maker"] else "B", "px": num(hl_price(t["price"], sz)),
-                "sz": num(t["size"]), "hash": _hex(32, self.seed, coin, t["id"]), "time": t["time"],
-                "tid": t["id"], "users": [_hex(20, self.seed, coin, t["id"], "buyer"),
-                                          _hex(20, self.seed, coin, t["id"], "seller")],
-            })
-        return json_response(rows)
+        return {
+            "coin": coin, "side": "A" if t["buyer_maker"] else "B", "px": num(hl_price(t["price"], sz)),
+            "sz": num(t["size"]), "hash": _hex(32, self.seed, coin, t["id"]), "time": t["time"],
+            "tid": t["id"], "users": [_hex(20, self.seed, coin, t["id"], "buyer"),
+                                      _hex(20, self.seed, coin, t["id"], "seller")],
+        }
 
     def _info_candles(self, body: dict, now: int) -> Response:
         req = body.get("req")
@@ -389,3 +391,9 @@ class Hyperliquid(AccountInfo, ExchangeEndpoint, SandboxVenue):
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/info", self.info, methods=["POST"]), Route("/exchange", self.exchange, methods=["POST"])]
+
+    def ws_protocol(self):
+        """``/ws``: the public feeds (:mod:`.ws`)."""
+        from exgate.sandbox.venues.hyperliquid.ws import HyperliquidWs
+
+        return HyperliquidWs(self)

@@ -261,12 +261,22 @@ class Pacifica(AccountReads, SignedOperations, SandboxVenue):
         if agg not in _AGG_LEVELS:
             return _error(f"Invalid agg_level: {request.query_params.get('agg_level')}")
         now = self.now()
+        side = [[{"p": _num(p), "a": _num(a), "n": n} for p, a, n in levels] for levels in self.book_levels(sim, now, agg)]
+        return _ok({"s": sim.instrument.venue_id, "l": side, "t": str(now)})
+
+    def book_levels(self, sim: InstrumentSim, now: int, agg: int = 1) -> tuple[list[Level], list[Level]]:
+        """The book ``/book`` and the ``book`` stream list: up to 10 levels a side, best first,
+        grouped into buckets of ``agg`` ticks (one of 1, 10, 100, 1000, 10000)."""
         bids, asks = self._levels(sim, now, min(MAX_LEVELS, _BOOK_DEPTH * agg))
         if agg != 1:
             bucket = sim.instrument.tick * agg
             bids, asks = _aggregate(bids, bucket, True, _BOOK_DEPTH), _aggregate(asks, bucket, False, _BOOK_DEPTH)
-        side = [[{"p": _num(p), "a": _num(a), "n": n} for p, a, n in levels[:_BOOK_DEPTH]] for levels in (bids, asks)]
-        return _ok({"s": sim.instrument.venue_id, "l": side, "t": str(now)})
+        return bids[:_BOOK_DEPTH], asks[:_BOOK_DEPTH]
+
+    @staticmethod
+    def last_order_id(sim: InstrumentSim, now: int) -> int:
+        """The exchange-wide ``last_order_id`` (``li``) at ``now``: it grows with the walk."""
+        return _LAST_ORDER_ID_T0 + sim.step_at(now)
 
     async def trades(self, request: Request) -> Response:
         """``GET /api/v1/trades?symbol=``: the most recent public trades, newest first."""
@@ -275,7 +285,7 @@ class Pacifica(AccountReads, SignedOperations, SandboxVenue):
             return self._unknown_symbol(request)
         now = self.now()
         trades = sim.trades(now, _RECENT_TRADES)[::-1]
-        return _ok([self._trade_record(t) for t in trades], last_order_id=_LAST_ORDER_ID_T0 + sim.step_at(now))
+        return _ok([self._trade_record(t) for t in trades], last_order_id=self.last_order_id(sim, now))
 
     async def kline(self, request: Request) -> Response:
         """``GET /api/v1/kline?symbol=&interval=&start_time=[&end_time=&limit=]``: trade candles, oldest first."""
@@ -301,13 +311,18 @@ class Pacifica(AccountReads, SignedOperations, SandboxVenue):
             return _error("Missing or invalid parameter: start_time")
         end = _int_param(request, "end_time")
         limit = min(_int_param(request, "limit") or _MAX_CANDLES, _MAX_CANDLES)
-        now = self.now()
+        return _ok(self.candle_rows(sim, interval, start, end, limit, kind, self.now()))
+
+    def candle_rows(self, sim: InstrumentSim, interval: str, start: int, end: int | None, limit: int, kind: str,
+                    now: int) -> list[dict]:
+        """``/kline`` rows (and the ``candle`` stream's): candles of ``kind`` opening from
+        ``start`` to ``end`` (default now), at most ``limit``, oldest first."""
         if interval == "1M":
             spans = [(o, n) for o, n in month_spans(start, min(end if end is not None else now, sim.core.clamp(now)))
                      if o >= start and n > sim.earliest_ms][:limit]  # like every interval: opening at or after start
             candles = sim.span_candles(spans, sim.core.clamp(now), kind=kind)
         else:
-            candles = sim.candles(step, now, start_ms=start, end_ms=end, limit=limit, kind=kind)
+            candles = sim.candles(interval_ms(interval), now, start_ms=start, end_ms=end, limit=limit, kind=kind)
         inst = sim.instrument
         rows = []
         for c in candles:
@@ -315,7 +330,7 @@ class Pacifica(AccountReads, SignedOperations, SandboxVenue):
             rows.append({"t": c["open_time"], "T": c["close_time"] + 1, "s": inst.venue_id, "i": interval,
                          "o": _num(c["open"]), "c": _num(c["close"]), "h": _num(c["high"]), "l": _num(c["low"]),
                          "v": _num(c["volume"]) if last else "0", "n": c["trades"] if last else 0})
-        return _ok(rows)
+        return rows
 
     async def funding_history(self, request: Request) -> Response:
         """``GET /api/v1/funding_rate/history?symbol=[&limit=&cursor=]``: hourly funding, newest first."""
@@ -351,6 +366,12 @@ class Pacifica(AccountReads, SignedOperations, SandboxVenue):
             "next_funding_rate": _num(following),
             "created_at": when,
         }
+
+    def ws_protocol(self):
+        """``/ws``: the public feeds (:mod:`.ws`)."""
+        from exgate.sandbox.venues.pacifica.ws import PacificaWs
+
+        return PacificaWs(self)
 
     def routes(self) -> list[BaseRoute]:
         return [

@@ -258,8 +258,9 @@ class MarketData:
         if not adapter.capabilities.trades and self._note_read is not None \
                 and self._streamable(adapter.id, "watchTrades"):
             self._note_read(adapter.id, market.symbol, force=True)  # only its trades stream can answer
-            raise UpstreamUnavailable(f"{adapter.id} publishes trades on its WebSocket only: subscribing to"
-                                      f" {market.symbol}'s trades; retry in a moment", retry_after_s=1)
+            raise UpstreamUnavailable(f"{adapter.id} publishes trades on its WebSocket only, and the stream of"
+                                      f" {market.symbol}'s trades is not live yet (subscribing or reconnecting);"
+                                      " retry in a moment", retry_after_s=1)
 
         async def fetch() -> Fetched:
             trades = await adapter.trades(market, limit)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import orjson
 
-from exgate.cache import Cache, CacheResult, DataType, Freshness, Source, market_key
+from exgate.cache import Cache, CacheResult, DataType, Freshness, Source, market_key, market_tag
 from exgate.streams.kinds import StreamKind
 
 _TYPE = {
@@ -57,6 +57,11 @@ class LiveView:
                        interval: str | None = None) -> None:
         """Drop the entries of ``symbols`` at once, here and in Redis."""
         await self.cache.withdraw([live_key(venue, kind, s, interval) for s in symbols])
+
+    def forget_rest(self, venue: str, symbol: str) -> None:
+        """Drop this process's REST copies of ``symbol`` (a stream of it went live): reads
+        that the HTTP fast path would answer from them reach the stream instead."""
+        self.cache.l1.drop_tag(market_tag(venue, symbol))
 
     # -- reading (every instance) ---------------------------------------------------------
     async def _entry(self, key: str) -> tuple[CacheResult, dict] | None:

@@ -48,6 +48,7 @@ class Counters:
         self.reconnects = 0
         self.gaps = 0
         self.stalls = 0
+        self.quiet = 0
         self.connected_since_ms: int | None = None
         self.last_message_ms: int | None = None
         self.last_error: str | None = None
@@ -105,7 +106,7 @@ class SymbolStream:
             except StreamSilent:
                 self.counters.stalls += 1
                 self.counters.last_error = f"no message for {self.stall_ms} ms"
-                self._fail_sockets(StreamSilent(self.counters.last_error))
+                self.client.fail_sockets(self.market, StreamSilent(self.counters.last_error))
             except errors.ExgateError as exc:
                 if "sequence broken" in str(exc):
                     self.counters.gaps += 1
@@ -127,20 +128,20 @@ class SymbolStream:
         except Exception as exc:  # noqa: BLE001 - the TTL ends the entry anyway
             log.warning("stream_withdraw_failed", venue=self.adapter.id, kind=self.kind.value, error=repr(exc))
 
-    def _fail_sockets(self, error: Exception) -> None:
-        """Fail the ccxt sockets that carry this symbol, so the next watch reconnects."""
-        exchange = self.client.exchange
-        for client in list(getattr(exchange, "clients", {}).values()):
-            hashes = list(getattr(client, "subscriptions", {})) + list(getattr(client, "futures", {}))
-            if any(self.symbol in str(h) or self.market.id.lower() in str(h).lower() for h in hashes):
-                client.on_error(error)
-
     async def _next(self, watch: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            async with asyncio.timeout(self.stall_ms / 1000):
-                return await watch()
-        except TimeoutError:
-            raise StreamSilent from None
+        """The next update. A wait past the stall time while the socket keeps delivering other
+        streams' messages is a quiet market (a venue that sends on change only): the entry is
+        withdrawn (reads go to REST until the next update) and the wait goes on. A silent socket
+        is a stall: :class:`StreamSilent`."""
+        while True:
+            try:
+                async with asyncio.timeout(self.stall_ms / 1000):
+                    return await watch()
+            except TimeoutError:
+                if not self.client.quiet_but_alive(self.market, self.stall_ms / 1000):
+                    raise StreamSilent from None
+                self.counters.quiet += 1
+                await self._withdraw()
 
     async def _session(self) -> None:
         """One connection's life: seed what needs history, then fold updates in."""
@@ -158,7 +159,9 @@ class SymbolStream:
                 first = False
             self.counters.messages += 1
             self.counters.last_message_ms = now
-            self.counters.live.add(self.symbol)
+            if self.symbol not in self.counters.live:  # live again: this process's REST copies give way
+                self.counters.live.add(self.symbol)
+                self.view.forget_rest(self.adapter.id, self.symbol)
             await self._fold(data, now)
 
     async def _watch(self) -> Any:
@@ -173,7 +176,9 @@ class SymbolStream:
     async def _seed_trades(self) -> None:
         self._trades = []
         if not self.adapter.capabilities.trades:
-            self._complete = False  # the stream's buffer is all there is (Hyperliquid)
+            # no REST history (Hyperliquid): the buffer since the stream (re)connected is all there
+            # is, served even when shorter than asked; cleared on reconnect, so it never has a hole
+            self._complete = True
             return
         trades = await self.adapter.trades(self.market, min(KEPT_TRADES, self.adapter.profile.max_trades))
         self._trades = [t.model_dump(mode="json") for t in trades]

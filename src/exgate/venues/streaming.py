@@ -11,6 +11,7 @@ a sequence break :class:`~exgate.venues.sequence.SequenceGap`'s translation, ``U
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import ccxt.pro as ccxt_pro
@@ -46,6 +47,37 @@ class StreamClient:
         self.exchange = exchange
         self.family = exchange.id
         self.guard = SequenceGuard(exchange, self.family)
+        self.heard: dict[str, float] = {}
+        """Socket URL → when it last delivered a message (``time.monotonic()``, s)."""
+        handle = exchange.handle_message
+
+        def heard(client: Any, message: Any) -> Any:
+            self.heard[client.url] = time.monotonic()
+            return handle(client, message)
+
+        exchange.handle_message = heard  # new sockets take it (ccxt binds it as each client is made)
+
+    def sockets_of(self, market: Market) -> list[Any]:
+        """The open ccxt sockets that carry a subscription of ``market``."""
+        out = []
+        for client in list(getattr(self.exchange, "clients", {}).values()):
+            hashes = list(getattr(client, "subscriptions", {})) + list(getattr(client, "futures", {}))
+            if any(market.symbol in str(h) or market.id.lower() in str(h).lower() for h in hashes):
+                out.append(client)
+        return out
+
+    def quiet_but_alive(self, market: Market, within_s: float) -> bool:
+        """Whether every socket carrying ``market`` delivered some message (of any stream)
+        within ``within_s``: the market's own stream is quiet (no change to send), not stalled."""
+        sockets = self.sockets_of(market)
+        now = time.monotonic()
+        return bool(sockets) and all(now - self.heard.get(c.url, 0.0) < within_s for c in sockets)
+
+    def fail_sockets(self, market: Market, error: Exception) -> None:
+        """Fail the sockets carrying ``market`` (a stall): ccxt rejects their waiters and forgets
+        them, so the next watch opens a new socket."""
+        for client in self.sockets_of(market):
+            client.on_error(error)
 
     def supports(self, method: str) -> bool:
         """Whether ccxt.pro implements ``method`` (``watchOrderBook``...) for this venue."""

@@ -26,6 +26,7 @@ from exgate.http.fastpath import FastPath, FastPathStats
 from exgate.http.connector_routes import router as connector_router
 from exgate.http.private_routes import router as private_router
 from exgate.http.routes import router
+from exgate.http.stream_routes import router as stream_router
 from exgate.metrics import Metrics, RequestMetrics
 from exgate.service import MarketData
 from exgate.venues.base import ExchangeAdapter
@@ -50,6 +51,22 @@ async def _load_markets(adapter: ExchangeAdapter) -> None:
         log.info("venue_ready", exchange=adapter.id, markets=adapter.market_count)
     except ExgateError as exc:
         log.warning("venue_unavailable", exchange=adapter.id, error=exc.detail)
+
+
+async def open_stream_bus(app: FastAPI, stack: contextlib.AsyncExitStack, settings: Settings, cache: Cache) -> None:
+    """Put the event bus on ``app.state.bus`` (one set before start-up is kept; else a
+    :class:`~exgate.bus.RedisBus` on ``redis_url`` sharing the cache's breaker, or a
+    :class:`~exgate.bus.MemoryBus`) and its fan-out on ``app.state.stream_hub``, both closed with ``stack``."""
+    from exgate.bus import Hub, MemoryBus, RedisBus
+
+    bus = getattr(app.state, "bus", None)
+    if bus is None:
+        l2 = getattr(cache, "l2", None)
+        bus = RedisBus(settings.redis_url, timeout_ms=settings.redis_timeout_ms,
+                       breaker=l2.breaker if l2 is not None else None) if settings.redis_url else MemoryBus()
+        stack.push_async_callback(bus.close)
+    app.state.bus = bus
+    app.state.stream_hub = await stack.enter_async_context(Hub(bus))
 
 
 def build_connectors(settings: Settings, store: object | None, cache: Cache) -> ConnectorState | None:
@@ -154,6 +171,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
                 offsets = ClockOffsets(connectors)
             app.state.connectors = connectors
             metrics.connectors.state = connectors
+            await open_stream_bus(app, budgets, settings, cache)
             app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock)
             metrics.live.market_data = app.state.market_data
             from exgate.accounts import AccountService, Idempotency, OrderDesk
@@ -193,6 +211,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     app.include_router(router)
     app.include_router(private_router)
     app.include_router(connector_router)
+    app.include_router(stream_router)
     app.state.fast_path = FastPathStats()
     if fast_path:  # inside RequestMetrics: its answers are timed and labelled like the routes'
         app.add_middleware(FastPath, stats=app.state.fast_path)

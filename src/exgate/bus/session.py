@@ -80,17 +80,19 @@ class ClientSession:
         self._floor: dict[str, tuple[int, int]] = {}
         self._live: asyncio.Queue[tuple[str, Event]] = asyncio.Queue(maxsize=options.queue_size)
         self._replies: deque[dict[str, Any]] = deque()
-        self._replays: deque[tuple[str, str, str]] = deque()  # (stream, after id, up to id)
+        self._replays: deque[tuple[str, str, str, bool]] = deque()  # (stream, after id, up to id, check gap)
         self._ready: deque[dict[str, Any]] = deque()  # replayed frames of the batch being sent
         self._wake = asyncio.Event()
         self._pending_resume: dict[str, str] | None = None
+        self._holding = 0
         self.slow = False
         self.became_slow = asyncio.Event()
         self.closed = False
 
     # -- Sink ------------------------------------------------------------------------------
     def offer(self, stream: str, event: Event) -> None:
-        """Queue a live event (never waits; a full queue marks the client slow)."""
+        """Queue a live event (never waits; a full queue marks the client slow and leaves
+        every feed)."""
         if self.slow or self.closed:
             return
         try:
@@ -110,6 +112,7 @@ class ClientSession:
             self.became_slow.set()
             log.info("stream_slow_consumer", channels=[c.name for c in self.channels][:10],
                      queued=self._live.qsize(), replies=len(self._replies))
+            self.close()  # off the feeds at once: nothing more queues up while the error is sent
         self._wake.set()
 
     def _reply(self, frame: dict[str, Any]) -> None:
@@ -129,7 +132,7 @@ class ClientSession:
     def _gap_frame(self, stream: str, after_id: str, upto_id: str) -> dict[str, Any]:
         return {"op": "gap", "stream": _short(stream), "after_id": after_id, "lost_upto_id": upto_id,
                 "detail": f"events of {_short(stream)} after {after_id} up to {upto_id} were trimmed before"
-                          f" delivery (the bus keeps the last {self.bus.maxlen} per stream): some were lost"}
+                          " delivery (the bus keeps a bounded number of events per stream): they are lost"}
 
     # -- client operations -------------------------------------------------------------------
     def handle_bad_frame(self, detail: str) -> None:
@@ -169,7 +172,10 @@ class ClientSession:
         for extra in new[max(room, 0):]:
             self._reply(self._error(f"at most {self.options.max_channels} channels per client", channel=extra.name))
         new = new[:max(room, 0)]
+        if resume:  # streams already followed rewind now, before any await lets a live event out
+            self._rewind({k: v for k, v in resume.items() if k in self.cursor})
         joined: list[str] = []
+        self._holding += 1  # events wait until `subscribed` is queued: it comes first
         try:
             for channel in new:
                 for stream in channel.streams(self.venues):
@@ -179,17 +185,21 @@ class ClientSession:
                     joined.append(stream)
                     self.cursor[stream] = position
                     self._floor[stream] = parse_id(position)
+                    if resume and stream in resume:  # at once: its live events wait behind the replay
+                        self._rewind({stream: resume[stream]})
         except BusUnavailable:
             for stream in joined:
                 self.hub.leave(stream, self)
                 self.cursor.pop(stream, None)
                 self._floor.pop(stream, None)
+            self._replays = deque(r for r in self._replays if r[0] not in joined)
             raise
+        finally:
+            self._holding -= 1
+            self._wake.set()
         self.channels.extend(new)
         if good:
             self._reply({"op": "subscribed", "channels": [c.name for c in good]})
-        if resume:
-            await self._rewind(resume)
         return new
 
     async def resume(self, last_id: object) -> None:
@@ -201,20 +211,16 @@ class ClientSession:
         if not self.channels:
             self._pending_resume = positions
             return
-        await self._rewind(positions)
+        self._rewind(positions)
 
-    async def _rewind(self, positions: dict[str, str]) -> None:
+    def _rewind(self, positions: dict[str, str]) -> None:
+        """Queue the replay of each followed stream of ``positions`` from its id up to the
+        stream's floor (synchronous: no live event of it can be sent before its replay)."""
         for stream, after in positions.items():
-            if stream not in self.cursor:
-                continue  # a stream this client no longer follows
-            upto = "-".join(map(str, self._floor[stream]))
-            if parse_id(after) >= self._floor[stream]:
-                continue  # the client is already there
-            info = await self.bus.info(stream)
-            if parse_id(info.trimmed_upto_id) > parse_id(after):
-                self._reply(self._gap_frame(stream, after, info.trimmed_upto_id))
+            if stream not in self.cursor or parse_id(after) >= self._floor[stream]:
+                continue  # no longer followed, or the client is already there
             self.cursor[stream] = after
-            self._replays.append((stream, after, upto))
+            self._replays.append((stream, after, "-".join(map(str, self._floor[stream])), True))
         self._wake.set()
 
     def unsubscribe(self, texts: list[object]) -> None:
@@ -249,7 +255,13 @@ class ClientSession:
         return {"op": "event", "channel": channel.name, "cursor": encode_cursor(self.cursor), "event": event.to_dict()}
 
     async def _replay_batch(self) -> None:
-        stream, after, upto = self._replays[0]
+        stream, after, upto, check = self._replays[0]
+        if check:  # first batch: were events after the cursor trimmed away?
+            info = await self.bus.info(stream)
+            if parse_id(info.trimmed_upto_id) > parse_id(after):
+                self._ready.append(self._gap_frame(stream, after, info.trimmed_upto_id))
+            self._replays[0] = (stream, after, upto, False)
+            return
         limit = parse_id(upto)
         events = await self.bus.range_after(stream, after, self.options.replay_batch)
         last = after
@@ -263,10 +275,10 @@ class ClientSession:
         if len(events) < self.options.replay_batch or parse_id(last) >= limit or last == after:
             self._replays.popleft()
             self.cursor[stream] = "-".join(map(str, max(parse_id(self.cursor[stream]), limit)))
-            if self._ready:  # the batch's last frame carries the finished cursor
+            if self._ready and self._ready[-1].get("op") == "event":  # the last frame carries the finished cursor
                 self._ready[-1]["cursor"] = encode_cursor(self.cursor)
         else:
-            self._replays[0] = (stream, last, upto)
+            self._replays[0] = (stream, last, upto, False)
 
     async def next_frame(self, timeout_s: float) -> dict[str, Any] | None:
         """The next frame to send, waiting at most ``timeout_s`` (``None``: nothing came, send
@@ -285,12 +297,14 @@ class ClientSession:
                     " disconnected (reconnect and resume with the last cursor)"))
             if self._replies:
                 return self._replies.popleft()
-            if self._ready:
+            if self._holding:
+                pass  # a subscribe is joining its feeds: wait for its reply
+            elif self._ready:
                 return self._ready.popleft()
-            if self._replays:
+            elif self._replays:
                 await self._replay_batch()
                 continue
-            if not self._live.empty():
+            elif not self._live.empty():
                 stream, event = self._live.get_nowait()
                 floor = self._floor.get(stream)
                 if floor is None or parse_id(event.id) <= floor:

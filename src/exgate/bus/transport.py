@@ -92,8 +92,8 @@ async def _write(ws: WebSocket, session: ClientSession, clock: Callable[[], int]
         try:
             frame = await session.next_frame(options.ping_s)
         except SlowConsumer as slow:
-            with contextlib.suppress(Exception):  # best effort: the client is not reading
-                await _send(ws, slow.args[0], 1.0)
+            with contextlib.suppress(Exception):  # reaches a client that reads again within the timeout
+                await _send(ws, slow.args[0], options.send_timeout_s)
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await ws.close(CLOSE_POLICY, "slow consumer")

@@ -320,3 +320,24 @@ async def test_the_in_process_bus_serves_the_same_stream():
         async with await open_ws(server) as ws:
             await subscribe(ws, ["*:status"], last_id=cursor)
             assert [f["event"]["id"] for f in await events(ws, 1)] == [missed]
+
+
+async def test_a_bus_outage_is_an_error_frame_or_a_503_never_a_hang():
+    from tests.conftest import free_port
+
+    dead = RedisBus(f"redis://127.0.0.1:{free_port()}/13", timeout_ms=200)
+    try:
+        with stream_gateway(None, OPTIONS, bus=dead) as server:
+            async with await open_ws(server) as ws:
+                await send(ws, {"op": "subscribe", "channels": ["bybit:ticker"]})
+                error = await frame_with(ws, "error")
+                assert "event bus unavailable" in error["detail"]
+                with pytest.raises(ConnectionClosed) as closed:
+                    await next_frame(ws)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1011
+            async with httpx.AsyncClient(base_url=server.url, timeout=HANG_GUARD_S) as client:
+                r = await client.get("/v1/stream/sse", params={"channels": "bybit:ticker"})
+                assert r.status_code == 503 and r.headers["content-type"].startswith("application/problem+json")
+                assert "unavailable" in r.json()["detail"]
+    finally:
+        await dead.close()

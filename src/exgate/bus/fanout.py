@@ -20,7 +20,6 @@ gap notice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -178,9 +177,3 @@ class Hub:
                 sink.lost(feed.stream, feed.position, info.trimmed_upto_id)
             feed.position = info.trimmed_upto_id
 
-
-@contextlib.asynccontextmanager
-async def open_hub(bus: Bus, **options: object):
-    """``async with open_hub(bus) as hub``: a :class:`Hub` open for the block."""
-    async with Hub(bus, **options) as hub:  # type: ignore[arg-type]
-        yield hub

@@ -57,6 +57,17 @@ async def test_published_events_come_back_in_order_with_their_source(make_bus):
     assert as_json["id"] == ids[0]
 
 
+async def test_a_batch_is_published_in_order(make_bus):
+    bus = make_bus()
+    ids = await bus.publish_many("bybit", EventKind.TRADES, [({"n": n}, "ETH/USDT:USDT", "ETH") for n in range(5)],
+                                 name="Bybit")
+    assert len(set(ids)) == 5 and ids == sorted(ids, key=parse_id)
+    kept = await bus.range_after(stream_key("bybit", "trades"), "0-0", 10)
+    assert [(e.id, e.data["n"], e.asset, e.source_exchange_name) for e in kept] == [
+        (i, n, "ETH", "Bybit") for n, i in enumerate(ids)]
+    assert await bus.publish_many("bybit", EventKind.TRADES, []) == []
+
+
 async def test_the_display_name_defaults_to_the_venue_id_and_venue_wide_events_have_no_symbol(make_bus):
     bus = make_bus()
     await bus.publish("bybit", EventKind.STATUS, {"state": "connected"})

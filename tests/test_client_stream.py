@@ -279,6 +279,31 @@ async def test_sse_streams_events_and_resumes_with_last_event_id(gateway, bus):
             assert [d["event"]["id"] for _, _, d in got] == missed
 
 
+async def test_an_sse_client_that_stops_reading_is_cut_off_with_an_error_event(gateway, bus):
+    stream = bus.stream_key("hyperliquid", "candle")
+    hub = gateway.app.state.stream_hub
+    url = f"{gateway.url}/v1/stream/sse"
+    async with httpx.AsyncClient(timeout=HANG_GUARD_S) as client:
+        async with client.stream("GET", url, params={"channels": "hyperliquid:candle"}) as r:
+            assert hub.streams.get(stream) == 1
+            sent = 0
+            for _ in range(200):  # a hang guard: it is cut long before
+                for _ in range(50):
+                    await publish(bus, "hyperliquid", "candle", {"blob": os.urandom(3000).hex()})
+                    sent += 1
+                if stream not in hub.streams:
+                    break
+            assert stream not in hub.streams, "the slow SSE client was never cut off"
+            names = []
+            async with asyncio.timeout(HANG_GUARD_S):
+                async for line in r.aiter_lines():  # reading again: the events it had, then the error, then the end
+                    if line.startswith("event: "):
+                        names.append(line.removeprefix("event: "))
+                    elif line.startswith("data: ") and names[-1] == "error":
+                        assert "slow consumer" in orjson.loads(line.removeprefix("data: "))["detail"]
+            assert names[-1] == "error" and 0 < names.count("candle") < sent
+
+
 async def test_sse_refuses_bad_channels_with_a_problem(gateway):
     async with httpx.AsyncClient(base_url=gateway.url, timeout=HANG_GUARD_S) as client:
         r = await client.get("/v1/stream/sse", params={"channels": "bybit:ticker,kraken:ticker"})

@@ -102,6 +102,26 @@ class RedisBus(Bus):
         args = [self.maxlen, *(part for pair in fields.items() for part in pair)]
         return _text(await self._call("XADD", lambda: self._publish(keys=[key], args=args)))
 
+    async def publish_many(self, venue: str, kind: EventKind,
+                           items: list[tuple[dict[str, Any], str | None, str | None]], *,
+                           name: str | None = None) -> list[str]:
+        """See :meth:`Bus.publish_many`: one pipeline of the publish script."""
+        kind = EventKind(kind)
+        key, now = stream_key(venue, kind), self.clock()
+        batches = [[self.maxlen, *(part for pair in event_fields(
+            venue, kind, data, symbol=symbol, asset=asset, name=name or venue, ts_ms=now).items() for part in pair)]
+            for data, symbol, asset in items]
+        if not batches:
+            return []
+
+        async def op() -> list[Any]:
+            pipe = self.client.pipeline(transaction=False)
+            for args in batches:
+                await self._publish(keys=[key], args=args, client=pipe)
+            return list(await pipe.execute())
+
+        return [_text(i) for i in await self._call("XADD (batch)", op)]
+
     async def read_after(self, stream_cursors: dict[str, str], count: int, block_ms: int) -> list[tuple[str, Event]]:
         """See :meth:`Bus.read_after`. On a Redis Cluster several streams (different slots)
         are read one ``XREAD`` each, concurrently; the call returns when all have answered."""

@@ -98,7 +98,7 @@ class ClientSession:
         try:
             self._live.put_nowait((stream, event))
         except asyncio.QueueFull:
-            self._mark_slow()
+            self.mark_slow()
         self._wake.set()
 
     def lost(self, stream: str, after_id: str, upto_id: str) -> None:
@@ -106,7 +106,8 @@ class ClientSession:
         self._reply(self._gap_frame(stream, after_id, upto_id))
         self._floor[stream] = max(self._floor.get(stream, (0, 0)), parse_id(upto_id))
 
-    def _mark_slow(self) -> None:
+    def mark_slow(self) -> None:
+        """Treat the client as a slow consumer: leave every feed; its next frame is the error."""
         if not self.slow:
             self.slow = True
             self.became_slow.set()
@@ -117,7 +118,7 @@ class ClientSession:
 
     def _reply(self, frame: dict[str, Any]) -> None:
         if len(self._replies) >= MAX_REPLIES:
-            self._mark_slow()
+            self.mark_slow()
             return
         self._replies.append(frame)
         self._wake.set()

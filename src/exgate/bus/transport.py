@@ -101,7 +101,7 @@ async def _write(ws: WebSocket, session: ClientSession, clock: Callable[[], int]
         try:
             await _send(ws, frame if frame is not None else {"op": "ping", "ts": clock()}, options.send_timeout_s)
         except TimeoutError:
-            session._mark_slow()  # the next round sends the error and closes
+            session.mark_slow()  # the next round sends the error and closes
 
 
 async def serve_websocket(ws: WebSocket, session: ClientSession, *, clock: Callable[[], int] = _now_ms) -> None:

@@ -56,8 +56,12 @@ async def _load_markets(adapter: ExchangeAdapter) -> None:
 async def open_stream_bus(app: FastAPI, stack: contextlib.AsyncExitStack, settings: Settings, cache: Cache) -> None:
     """Put the event bus on ``app.state.bus`` (one set before start-up is kept; else a
     :class:`~exgate.bus.RedisBus` on ``redis_url`` sharing the cache's breaker, or a
-    :class:`~exgate.bus.MemoryBus`) and its fan-out on ``app.state.stream_hub``, both closed with ``stack``."""
+    :class:`~exgate.bus.MemoryBus`) and its fan-out on ``app.state.stream_hub``, both closed with ``stack``;
+    ``app.state.control`` is what :func:`~exgate.bus.control.publish_control` and
+    :class:`~exgate.bus.control.ControlListener` take: the bus's Redis client, or a
+    :class:`~exgate.bus.control.LocalControl` without Redis."""
     from exgate.bus import Hub, MemoryBus, RedisBus
+    from exgate.bus.control import LocalControl
 
     bus = getattr(app.state, "bus", None)
     if bus is None:
@@ -66,6 +70,7 @@ async def open_stream_bus(app: FastAPI, stack: contextlib.AsyncExitStack, settin
                        breaker=l2.breaker if l2 is not None else None) if settings.redis_url else MemoryBus()
         stack.push_async_callback(bus.close)
     app.state.bus = bus
+    app.state.control = bus.client if isinstance(bus, RedisBus) else LocalControl()
     app.state.stream_hub = await stack.enter_async_context(Hub(bus))
 
 

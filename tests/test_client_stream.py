@@ -204,6 +204,10 @@ async def test_a_client_that_never_reads_is_cut_off_and_the_other_gets_everythin
         await asyncio.wait_for(done.wait(), HANG_GUARD_S)
         await reader
         assert received == sent  # every event, in order, none lost to the slow one
+        metrics = httpx.get(f"{gateway.url}/metrics", timeout=HANG_GUARD_S).text
+        assert 'exgate_stream_subscribers{stream="bybit:book"} 1.0' in metrics
+        slow_cut = next(line for line in metrics.splitlines() if line.startswith("exgate_stream_slow_consumers_total"))
+        assert float(slow_cut.split()[-1]) >= 1
         assert frames[-1]["op"] == "error" and "slow consumer" in frames[-1]["detail"]
         assert len([f for f in frames if f["op"] == "event"]) < len(sent)
     finally:

@@ -74,6 +74,8 @@ class Hub:
         self.backoff_s = backoff_s
         self._sleep = sleep
         self._feeds: dict[str, Feed] = {}
+        self.events_read: dict[str, int] = {}  # stream → events its feeds read (across restarts)
+        self.slow_consumers = 0  # clients cut off (see ClientSession.mark_slow)
         self._group: asyncio.TaskGroup | None = None
 
     async def __aenter__(self) -> Hub:
@@ -89,6 +91,11 @@ class Hub:
         group, self._group = self._group, None
         if group is not None:
             await group.__aexit__(*exc)
+
+    @property
+    def feeds(self) -> dict[str, Feed]:
+        """The feeds running now, by stream key."""
+        return dict(self._feeds)
 
     @property
     def streams(self) -> dict[str, int]:
@@ -157,6 +164,8 @@ class Hub:
                 broken = True
             else:
                 wait = self.backoff_s[0]
+                if batch:
+                    self.events_read[feed.stream] = self.events_read.get(feed.stream, 0) + len(batch)
                 for _, event in batch:
                     feed.position = event.id
                     feed.events += 1

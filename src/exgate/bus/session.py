@@ -111,6 +111,7 @@ class ClientSession:
         if not self.slow:
             self.slow = True
             self.became_slow.set()
+            self.hub.slow_consumers += 1
             log.info("stream_slow_consumer", channels=[c.name for c in self.channels][:10],
                      queued=self._live.qsize(), replies=len(self._replies))
             self.close()  # off the feeds at once: nothing more queues up while the error is sent

@@ -72,6 +72,13 @@ async def open_stream_bus(app: FastAPI, stack: contextlib.AsyncExitStack, settin
     app.state.bus = bus
     app.state.control = bus.client if isinstance(bus, RedisBus) else LocalControl()
     app.state.stream_hub = await stack.enter_async_context(Hub(bus))
+    collector = getattr(app.state, "stream_metrics", None)
+    if collector is None:  # registered once per app, whatever the number of lifespans
+        from exgate.bus.metrics import StreamCollector
+
+        collector = app.state.stream_metrics = StreamCollector()
+        app.state.metrics.registry.register(collector)
+    collector.hub = app.state.stream_hub
 
 
 def build_connectors(settings: Settings, store: object | None, cache: Cache) -> ConnectorState | None:

@@ -8,7 +8,7 @@ stream; the in-process bus makes the same ids.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Final
 
@@ -101,10 +101,11 @@ class Event:
         return stream_key(self.venue, self.kind)
 
     def to_dict(self) -> dict[str, Any]:
-        """The event as a JSON-ready dict (``kind`` as its string value)."""
-        out = asdict(self)
-        out["kind"] = self.kind.value
-        return out
+        """The event as a JSON-ready dict (``kind`` as its string value; ``data`` is the event's
+        own dict, not a copy: read it, do not change it)."""
+        return {"id": self.id, "venue": self.venue, "kind": self.kind.value, "symbol": self.symbol,
+                "asset": self.asset, "data": self.data, "source_exchange_id": self.source_exchange_id,
+                "source_exchange_name": self.source_exchange_name, "ts_ms": self.ts_ms}
 
     def to_json(self) -> str:
         """The event as a JSON text: :meth:`to_dict` encoded."""

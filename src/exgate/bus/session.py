@@ -184,6 +184,9 @@ class ClientSession:
                     if stream in self.cursor or stream in joined:
                         continue
                     position = await self.hub.join(stream, self)
+                    if self.closed:  # cut off (or gone) while joining: leave what it just joined
+                        self.hub.leave(stream, self)
+                        continue
                     joined.append(stream)
                     self.cursor[stream] = position
                     self._floor[stream] = parse_id(position)
@@ -241,9 +244,7 @@ class ClientSession:
             self._reply({"op": "unsubscribed", "channels": [c.name for c in good]})
 
     def close(self) -> None:
-        """Leave every feed (idempotent)."""
-        if self.closed:
-            return
+        """Leave every feed; nothing is queued any more (idempotent)."""
         self.closed = True
         for stream in list(self.cursor):
             self.hub.leave(stream, self)

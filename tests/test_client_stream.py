@@ -85,6 +85,23 @@ async def test_asset_and_symbol_filters_deliver_only_their_market(gateway, bus):
             [("bybit:trades:ETH", 2), ("bybit:trades:ETH", 5), ("hyperliquid:trades:SOL/USDC:USDC", 3)])
 
 
+async def test_overlapping_channels_deliver_each_event_once(gateway, bus):
+    async with await open_ws(gateway) as ws:
+        await subscribe(ws, ["*:ticker", "hyperliquid:ticker:ETH", "hyperliquid:ticker"])
+        first = await publish(bus, "hyperliquid", "ticker", {"n": 1}, asset="ETH")
+        [frame] = await events(ws, 1)  # matches all three: sent once, named by the first subscribed
+        assert (frame["event"]["id"], frame["channel"]) == (first, "*:ticker")
+        await send(ws, {"op": "unsubscribe", "channels": ["*:ticker"]})  # the other two still need the stream
+        await frame_with(ws, "unsubscribed")
+        second = await publish(bus, "hyperliquid", "ticker", {"n": 2}, asset="BTC")
+        await publish(bus, "bybit", "ticker", {"n": 3})  # only *:ticker wanted it
+        third = await publish(bus, "hyperliquid", "ticker", {"n": 4}, asset="ETH")
+        got = await events(ws, 2)
+        assert [(f["event"]["id"], f["channel"]) for f in got] == [(second, "hyperliquid:ticker"),
+                                                                  (third, "hyperliquid:ticker:ETH")]
+        assert first not in (second, third)
+
+
 async def test_unsubscribe_stops_a_channel(gateway, bus):
     async with await open_ws(gateway) as ws:
         await subscribe(ws, ["pacifica:candle", "pacifica:status"])

@@ -14,6 +14,10 @@ import httpx
 import pytest
 import uvicorn
 
+# Gateways built by tests (and the ones they spawn) stream nothing unless a test says so: the
+# stream tests turn it on; every other test counts the REST calls it causes exactly.
+os.environ.setdefault("EXGATE_STREAMS", "off")
+
 
 def fixtures_dir() -> Path | None:
     """The recorded payloads (``EXGATE_FIXTURES`` or ``../shared/fixtures``), or ``None``."""

@@ -350,11 +350,9 @@ async def test_the_openapi_document_describes_both_streams(gateway):
 
 # -- without Redis --------------------------------------------------------------------------------
 async def test_the_in_process_bus_serves_the_same_stream():
-    from exgate.bus.control import LocalControl
-
     memory = MemoryBus()
     with stream_gateway(None, OPTIONS, bus=memory) as server:
-        assert isinstance(server.app.state.control, LocalControl)  # the supervisor's channel without Redis
+        assert server.app.state.control.local  # the supervisor's channel without Redis: in-process
         async with await open_ws(server) as ws:
             await subscribe(ws, ["*:status"])
 

@@ -11,8 +11,10 @@ import pytest
 import redis.asyncio as aioredis
 from typer.testing import CliRunner
 
-from exgate.bus.control import CONTROL_CHANNEL, ControlCommand, ControlListener, ControlOp, LocalControl, publish_control
-from exgate.bus.status import StreamStatus, read_statuses, status_key, write_status
+from exgate.bus.control import ControlCommand, ControlListener, ControlOp, LocalControl, control_channel, publish_control
+from exgate.cli_streams import read_statuses
+from exgate.streams import StreamState, StreamStatus
+from exgate.streams.status import status_key
 from exgate.errors import BadRequest
 from tests.conftest import flush_redis
 
@@ -51,6 +53,15 @@ async def _ready(*listeners: ControlListener) -> None:
             await listener.ready.wait()
 
 
+def test_each_database_has_its_own_control_channel(redis_url):
+    """Redis pub/sub is server-wide: gateways on another database must not hear these commands."""
+    import redis.asyncio as r
+
+    assert control_channel() == "exgate:control"
+    assert control_channel(r.Redis.from_url("redis://127.0.0.1:6379/0")) == "exgate:control"
+    assert control_channel(r.Redis.from_url("redis://127.0.0.1:6379/13")) == "exgate:control:db13"
+
+
 async def test_a_command_reaches_every_listener_on_the_redis(redis_url, client):
     one, two = Inbox(), Inbox()
     async with ControlListener(redis_url, one) as a, ControlListener(redis_url, two) as b:
@@ -71,7 +82,7 @@ async def test_malformed_messages_are_ignored_and_the_listener_goes_on(redis_url
         await _ready(listener)
         for raw in (b"not json", b"[1, 2]", b'{"op": "dance"}', b'{"op": "start", "exchange": 7}',
                     b'{"op": "lifecycle", "venue": "bybit"}'):
-            await client.publish(CONTROL_CHANNEL, raw)
+            await client.publish(control_channel(client), raw)
         await publish_control(client, {"op": "lifecycle", "instance": "host-a:42", "venue": "bybit",
                                        "stream": "ticker:BTC/USDT:USDT", "state": "connected"})
         [command] = await inbox.wait_for(1)  # messages are handled in order: the bad ones went first
@@ -138,16 +149,21 @@ async def test_the_in_process_channel_has_the_same_interface():
 
 
 # -- status records and the CLI ---------------------------------------------------------------
-async def test_status_records_round_trip_and_expire(client):
+async def write_status(client, status: StreamStatus, ttl_ms: int = 60_000) -> None:
+    """What the supervisor's heartbeat writes (exgate.streams.supervisor)."""
+    await client.set(status_key(status.venue, status.kind), status.model_dump_json(), px=ttl_ms)
+
+
+async def test_status_records_are_read_back_and_bad_ones_skipped(client):
     now = time.time_ns() // 1_000_000
-    record = StreamStatus("bybit", "liquidation", "host-a:1", "connected", connected_since_ms=now - 60_000,
-                          last_message_ms=now - 500, reconnects=2, gaps=1, msgs_per_s=12.5, updated_ms=now)
-    await write_status(client, record, ttl_ms=60_000)
-    await write_status(client, StreamStatus("binanceusdm", "liquidation", "host-b:2", "reconnecting"), ttl_ms=60_000)
-    await client.set(status_key("pacifica", "broken"), b"not json", px=60_000)
+    record = StreamStatus(venue="bybit", kind="trades", state=StreamState.LIVE, owner="host-a:1",
+                          connected_since_ms=now - 60_000, last_message_ms=now - 500, reconnects=2, gaps=1,
+                          messages_per_s=12.5)
+    await write_status(client, record)
+    await write_status(client, StreamStatus(venue="binanceusdm", kind="book", state=StreamState.RECONNECTING))
+    await client.set(status_key("pacifica", "book"), b"not json", px=60_000)
     assert [r.venue for r in await read_statuses(client)] == ["binanceusdm", "bybit"]
     assert await read_statuses(client, venue="bybit") == [record]
-    assert 0 < await client.pttl(status_key("bybit", "liquidation")) <= 60_000
 
 
 def _cli(args: list[str], env: dict[str, str]):
@@ -184,14 +200,51 @@ async def test_cli_streams_status_shows_the_records(redis_url, client):
     result = await asyncio.to_thread(_cli, ["streams", "status"], {"EXGATE_REDIS_URL": redis_url})
     assert result.exit_code == 0 and "no stream status records" in result.output
     now = time.time_ns() // 1_000_000
-    await write_status(client, StreamStatus("bybit", "liquidation", "host-a:1", "connected",
+    await write_status(client, StreamStatus(venue="bybit", kind="trades", state=StreamState.LIVE, owner="host-a:1",
                                             connected_since_ms=now - 60_000, last_message_ms=now - 1_500,
-                                            reconnects=3, gaps=1, msgs_per_s=42.0, updated_ms=now), ttl_ms=60_000)
+                                            reconnects=3, gaps=1, messages_per_s=42.0))
     result = await asyncio.to_thread(_cli, ["streams", "status"], {"EXGATE_REDIS_URL": redis_url})
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if "bybit" in line)
-    for cell in ("liquidation", "host-a:1", "connected", "UTC", "ago", "3", "1", "42.0"):
+    for cell in ("trades", "host-a:1", "live", "UTC", "ago", "3", "1", "42.0"):
         assert cell in row, (cell, row)
     for header in ("venue", "stream", "owner", "state", "connected since", "last message", "reconnects", "gaps",
                    "msgs/s"):
         assert header in result.output
+
+
+async def test_exgate_streams_start_and_stop_reach_an_idle_gateways_supervisor(redis_url, client):
+    """End to end: `exgate streams start|stop` on Redis → the gateway's listener → its supervisor."""
+    from exgate.config import Settings
+    from exgate.http.app import create_app
+    from exgate.venues.registry import build_adapters
+    from tests.conftest import ServerThread
+
+    venues = ["bybit", "pacifica"]
+    adapters = build_adapters(venues, {v: f"http://127.0.0.1:9/{v}" for v in venues})  # nothing answers there
+    app = create_app(adapters, preload=False, settings=Settings(redis_url=redis_url, exchanges=",".join(venues),
+                                                                streams="idle"))
+    with ServerThread(app):
+        supervisor = app.state.streams
+        assert supervisor.running == set()
+
+        async def until(check) -> None:  # the supervisor lives in the server's thread: no event to await here
+            async with asyncio.timeout(HANG_GUARD_S):
+                while not await check():
+                    await asyncio.sleep(0.01)
+
+        async def listening() -> bool:
+            return bool((await client.pubsub_numsub(control_channel(client)))[0][1])
+
+        async def running(expected: set[str]) -> bool:
+            return supervisor.running == expected
+
+        await until(listening)
+        result = await asyncio.to_thread(_cli, ["streams", "start", "--exchange", "bybit"],
+                                         {"EXGATE_REDIS_URL": redis_url})
+        assert result.exit_code == 0, result.output
+        await until(lambda: running({"bybit"}))
+        result = await asyncio.to_thread(_cli, ["streams", "stop"], {"EXGATE_REDIS_URL": redis_url})
+        assert result.exit_code == 0, result.output
+        await until(lambda: running(set()))
+

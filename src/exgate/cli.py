@@ -18,7 +18,7 @@ import typer
 import uvicorn
 from uvicorn.config import LOG_LEVELS
 
-from exgate.config import load_settings
+from exgate.config import StreamsMode, load_settings
 from exgate.errors import ExgateError
 from exgate.venues.upstream import parse_upstreams
 
@@ -120,11 +120,13 @@ async def _open_store(settings, sandbox: bool):
 
 
 async def _serve(host: str, port: int, sandbox: bool, upstream: list[str], sandbox_data: Path | None,
-                 log_level: str, history_lag_ms: int = 1500, sandbox_port: int = 0) -> None:
+                 log_level: str, history_lag_ms: int = 1500, sandbox_port: int = 0, idle: bool = False) -> None:
     from exgate.http.app import create_app
     from exgate.venues.registry import build_adapters
 
     settings = load_settings()
+    if idle and settings.streams is StreamsMode.ON:
+        settings = settings.model_copy(update={"streams": StreamsMode.IDLE})
     store, private_unavailable = await _open_store(settings, sandbox)
     upstreams = parse_upstreams(settings.upstreams)
     upstreams.update(parse_upstreams(upstream))
@@ -169,8 +171,11 @@ def serve(
     sandbox_port: Annotated[int, typer.Option(help="--sandbox: its port on 127.0.0.1 (0: a free one)",
                                               min=0, max=65535)] = 0,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    idle: Annotated[bool, typer.Option("--idle", help="start with no streams until a start command"
+                                       " (POST /v1/streams/start, exgate streams start)")] = False,
 ) -> None:
-    """Run the gateway (HTTP API on HOST:PORT)."""
+    """Run the gateway (HTTP API on HOST:PORT); it ingests the venues' WebSocket streams unless
+    --idle or EXGATE_STREAMS=idle|off."""
     _check_log_level(log_level)
     try:
         parse_upstreams(upstream or [])
@@ -182,7 +187,7 @@ def serve(
         # the loop uvicorn.run would pick (uvloop when installed); asyncio.run would give the stdlib loop
         with asyncio.Runner(loop_factory=uvicorn.Config(app=None, loop="auto").get_loop_factory()) as runner:
             runner.run(_serve(host, port, sandbox, upstream or [], sandbox_data, log_level, history_lag_ms,
-                              sandbox_port))
+                              sandbox_port, idle))
     except ExgateError as exc:
         raise _fail(exc.detail) from None
     except KeyboardInterrupt:

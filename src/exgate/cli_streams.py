@@ -1,7 +1,7 @@
 """``exgate streams start|stop|status``: the ingest streams from the command line.
 
 ``start``/``stop`` publish a control command on the Redis channel ``exgate:control``
-(``EXGATE_REDIS_URL``), which every gateway instance's ingest supervisor listens to; with
+(``exgate:control:db{N}`` on database N; ``EXGATE_REDIS_URL``), which every gateway instance's ingest supervisor listens to; with
 ``--url http://gateway`` they call that gateway's ``POST /v1/streams/start|stop`` instead
 (``EXGATE_ADMIN_TOKEN`` sent as the bearer token when set). ``status`` shows the status
 records the supervisors keep in Redis (``exgate:stream:status:*``).
@@ -34,19 +34,19 @@ def _send(op: str, exchange: str | None, url: str | None) -> None:
     if not settings.redis_url:
         raise _fail(_NO_REDIS)
 
-    async def work() -> int:
-        from exgate.bus.control import publish_control
+    async def work() -> tuple[str, int]:
+        from exgate.bus.control import control_channel, publish_control
         from exgate.cache.client import redis_client
 
         client = redis_client(settings.redis_url, timeout_ms=settings.redis_timeout_ms)
         try:
-            return await publish_control(client, {"op": op, "exchange": exchange})
+            return control_channel(client), await publish_control(client, {"op": op, "exchange": exchange})
         finally:
             await client.aclose()
 
-    receivers = _run(work)
+    channel, receivers = _run(work)
     target = exchange.lower() if exchange else "every venue"
-    typer.echo(f"{op} ({target}) sent on exgate:control: {receivers} listener{'s' if receivers != 1 else ''}"
+    typer.echo(f"{op} ({target}) sent on {channel}: {receivers} listener{'s' if receivers != 1 else ''}"
                " received it")
     if receivers == 0:
         typer.echo("no gateway is listening on this Redis (is `exgate serve` running with the same"
@@ -67,7 +67,8 @@ def _send_http(op: str, exchange: str | None, url: str) -> None:
         headers["Authorization"] = f"Bearer {token}"
     endpoint = f"{url.rstrip('/')}/v1/streams/{op}"
     try:
-        response = httpx.post(endpoint, json={"exchange": exchange}, headers=headers, timeout=10)
+        response = httpx.post(endpoint, params={"exchange": exchange} if exchange else None, headers=headers,
+                              timeout=10)
     except httpx.HTTPError as exc:
         raise _fail(f"--url: {endpoint} did not answer ({type(exc).__name__})") from None
     if response.status_code >= 400:
@@ -118,7 +119,6 @@ def status(exchange: ExchangeOption = None) -> None:
         raise _fail("stream status records live in Redis: set EXGATE_REDIS_URL")
 
     async def work():
-        from exgate.bus.status import read_statuses
         from exgate.cache.client import redis_client
 
         from redis.exceptions import RedisError
@@ -144,10 +144,48 @@ def status(exchange: ExchangeOption = None) -> None:
                    "msgs/s"):
         table.add_column(column, justify="right" if column in ("reconnects", "gaps", "msgs/s") else "left")
     for r in records:
-        table.add_row(r.venue, r.stream, r.instance, r.state, _since(r.connected_since_ms),
+        table.add_row(r.venue, r.kind, r.owner or "-", r.state.value, _since(r.connected_since_ms),
                       _age(now, r.last_message_ms) + (" ago" if r.last_message_ms is not None else ""),
-                      str(r.reconnects), str(r.gaps), f"{r.msgs_per_s:.1f}")
+                      str(r.reconnects), str(r.gaps), f"{r.messages_per_s:.1f}")
     Console(width=200).print(table)
+
+
+STATUS_PATTERN = "exgate:stream:status:*"
+"""The supervisors' status records (:func:`exgate.streams.status.status_key`)."""
+
+
+async def read_statuses(client, *, venue: str | None = None, limit: int = 10_000, timeout_ms: int = 5_000) -> list:
+    """Every live :class:`~exgate.streams.StreamStatus` record in Redis (of ``venue`` only when
+    given), sorted by venue and kind; unreadable records are skipped. ``SCAN`` (a cluster client
+    scans every primary), then one ``GET`` per key.
+
+    Raises:
+        redis.RedisError, TimeoutError: Redis failed.
+    """
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from exgate.streams import StreamStatus
+
+    out = []
+    async with asyncio.timeout(timeout_ms / 1000):
+        keys = []
+        async for key in client.scan_iter(match=STATUS_PATTERN, count=500):
+            keys.append(key)
+            if len(keys) >= limit:
+                break
+        for key in keys:
+            raw = await client.get(key)
+            if raw is None:
+                continue  # expired between the scan and the read
+            try:
+                record = StreamStatus.model_validate_json(raw)
+            except ValidationError:
+                continue
+            if venue is None or record.venue == venue:
+                out.append(record)
+    return sorted(out, key=lambda s: (s.venue, s.kind))
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,14 @@ class CacheMode(enum.StrEnum):
     OFF = "off"
 
 
+class StreamsMode(enum.StrEnum):
+    """``EXGATE_STREAMS``: whether ``exgate serve`` ingests WebSocket streams."""
+
+    ON = "on"
+    IDLE = "idle"
+    OFF = "off"
+
+
 class Settings(BaseSettings):
     """Settings of ``exgate serve``; each field reads ``EXGATE_<NAME>``.
 
@@ -63,6 +71,14 @@ class Settings(BaseSettings):
         time_offset_ttl_ms: life of a venue's stored clock offset (:mod:`exgate.connectors`),
             ms; default 15 min.
         markets_snapshot_ttl_ms: life of a venue's stored markets snapshot, ms; default 1 h.
+        streams: ``on`` (default): ``exgate serve`` ingests the venues' public WebSocket streams
+            (:mod:`exgate.streams`); ``idle``: nothing until a start command; ``off``: never.
+        stream_top_n: tier-1 markets per venue by 24 h quote volume (default 20).
+        stream_symbols: comma-separated bases every venue streams (its main perpetual), e.g. ``BTC,ETH``.
+        stream_lease_ms: a demand (tier-2) subscription's lease, renewed by reads (default 5 min).
+        stream_owner_lease_ms: the ownership lease of a stream across instances (default 5 s).
+        stream_stall_ms: silence after which a book stream counts as stalled (others: scaled).
+        stream_interval: the candle interval streamed (default ``1m``).
     """
 
     model_config = SettingsConfigDict(env_prefix="EXGATE_", extra="ignore")
@@ -90,6 +106,13 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     time_offset_ttl_ms: int = Field(default=900_000, gt=0)
     markets_snapshot_ttl_ms: int = Field(default=3_600_000, gt=0)
+    streams: StreamsMode = StreamsMode.ON
+    stream_top_n: int = Field(default=20, ge=0, le=500)
+    stream_symbols: str = ""
+    stream_lease_ms: int = Field(default=300_000, gt=0)
+    stream_owner_lease_ms: int = Field(default=5_000, ge=500)
+    stream_stall_ms: int = Field(default=5_000, ge=100)
+    stream_interval: str = "1m"
 
     def lease_ms(self) -> int:
         """The fetch-lock lease: configured, or the upstream timeout plus 1 s."""

@@ -74,6 +74,10 @@ class Metrics:
         self.registry.register(self.live)
         self.connectors = ConnectorCollector()
         self.registry.register(self.connectors)
+        from exgate.streams.metrics import StreamCollector  # the streams package imports nothing from here
+
+        self.streams = StreamCollector()
+        self.registry.register(self.streams)
         self._lookups = {(t, s): self.cache_lookups.labels(t.value, s.value) for t in Tier for s in CacheStatus}
         self.circuit(CircuitState.CLOSED)
 

@@ -181,3 +181,7 @@ class ExchangeInfo(_Frozen):
     budget: dict[str, Any] | None = None
     """Upstream budget: each limit's use in the current window, ``banned_until_ms`` after a
     429/418, and how many requests wait."""
+    streams: list[dict[str, Any]] | None = None
+    """Each public stream kind's status (:class:`exgate.streams.StreamStatus`: state, owner,
+    connected since, last message age, reconnects, gaps, messages/s); ``None`` when the gateway
+    does not stream."""

@@ -8,7 +8,8 @@ with a clear :class:`~exgate.errors.BadRequest` before any upstream call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -17,7 +18,7 @@ from exgate import readkeys
 from exgate.cache import (DEFAULT_FRESHNESS, Cache, CacheResult, CacheStatus, DataType, Fetched, Freshness,
                           exchange_tag, market_tag)
 from exgate.cache.circuit import CircuitState
-from exgate.errors import BadRequest, UnknownExchange, UnknownSymbol, echo
+from exgate.errors import BadRequest, UnknownExchange, UnknownSymbol, UpstreamUnavailable, echo
 from exgate.models import Candle, ExchangeInfo, Market, Ticker, Trade, VenueStatus
 from exgate.readkeys import Read
 from exgate.venues.base import ExchangeAdapter
@@ -84,6 +85,25 @@ class MarketData:
             if adapter.calls is not None:
                 adapter.calls.observers["health"] = self.health[venue].record
         self._started = False
+        self.live: Any = None
+        """The stream-fed entries (:class:`exgate.streams.LiveView`) reads try first, or ``None``."""
+        self._note_read: Callable[..., None] | None = None
+        self._streamable: Callable[[str, str], bool] = lambda venue, method: False
+
+    def attach_streams(self, supervisor: Any) -> None:
+        """Serve reads from ``supervisor``'s healthy streams first (``X-Cache-Source: stream``)
+        and tell it what is read (its tier-2 demand). A read no stream answers goes the REST way."""
+        self.live = supervisor.view
+        self._note_read = supervisor.note_read
+        self._streamable = supervisor.streamable
+
+    async def _streamed(self, venue: str, symbol: str, read: Callable[[], Awaitable[CacheResult | None]]
+                        ) -> CacheResult | None:
+        if self.live is None:
+            return None
+        assert self._note_read is not None
+        self._note_read(venue, symbol)
+        return await read()
 
     def _fetched(self, body: bytes, kind: DataType) -> Fetched:
         return Fetched(body, self.freshness[kind])
@@ -180,6 +200,13 @@ class MarketData:
             return await self.cache.get_or_fetch(all_key, fetch_all, tags=tags)
         wanted = readkeys.unique([await adapter.resolve(item) for item in items])
         names = [m.symbol for m in wanted]
+        if self.live is not None:
+            assert self._note_read is not None
+            for name in names:
+                self._note_read(adapter.id, name)
+            live = await self.live.prices(adapter.id, names)
+            if live is not None:
+                return live
 
         def cut(whole: CacheResult) -> bytes:
             by_symbol = {t["symbol"]: t for t in orjson.loads(whole.body)["prices"]}
@@ -207,6 +234,10 @@ class MarketData:
         adapter = self.adapter(exchange)
         depth = readkeys.book_depth(adapter, depth)
         market = await adapter.resolve(symbol)
+        live = await self._streamed(adapter.id, market.symbol,
+                                    lambda: self.live.order_book(adapter.id, market.symbol, depth))
+        if live is not None:
+            return live
 
         async def fetch() -> Fetched:
             book = await adapter.order_book(market, depth)
@@ -220,6 +251,15 @@ class MarketData:
         adapter = self.adapter(exchange)
         limit = readkeys.trades_limit(adapter, limit)
         market = await adapter.resolve(symbol)
+        live = await self._streamed(adapter.id, market.symbol,
+                                    lambda: self.live.trades(adapter.id, market.symbol, limit))
+        if live is not None:
+            return live
+        if not adapter.capabilities.trades and self._note_read is not None \
+                and self._streamable(adapter.id, "watchTrades"):
+            self._note_read(adapter.id, market.symbol, force=True)  # only its trades stream can answer
+            raise UpstreamUnavailable(f"{adapter.id} publishes trades on its WebSocket only: subscribing to"
+                                      f" {market.symbol}'s trades; retry in a moment", retry_after_s=1)
 
         async def fetch() -> Fetched:
             trades = await adapter.trades(market, limit)
@@ -236,6 +276,11 @@ class MarketData:
         limit = readkeys.candles_limit(adapter, interval, start, end, limit)
         assert interval is not None  # checked by readkeys.candles_limit
         market = await adapter.resolve(symbol)
+        if start is None and end is None:
+            live = await self._streamed(adapter.id, market.symbol,
+                                        lambda: self.live.candles(adapter.id, market.symbol, interval, limit))
+            if live is not None:
+                return live
 
         async def fetch() -> Fetched:
             candles = await adapter.candles(

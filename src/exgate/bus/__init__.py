@@ -11,7 +11,7 @@ Read: :meth:`Bus.read_after` (live, blocking), :meth:`Bus.range_after` (replay);
 :class:`Hub` (one reader per stream per process) and a :class:`ClientSession` per client.
 
 Control: :func:`publish_control` / :class:`ControlListener` on ``exgate:control``
-(:mod:`exgate.bus.control`); stream status records: :mod:`exgate.bus.status`.
+(:mod:`exgate.bus.control`; ``app.state.control`` is a :class:`~exgate.bus.control.ControlChannel`).
 """
 
 from exgate.bus.base import DEFAULT_MAXLEN, Bus, BusUnavailable, StreamInfo

@@ -1,6 +1,8 @@
 """The control channel: start/stop commands for the ingest supervisor, and its lifecycle events.
 
-Redis pub/sub channel ``exgate:control`` (every instance's :class:`ControlListener` hears each
+Redis pub/sub channel ``exgate:control`` (``exgate:control:db{N}`` for a database N other than 0:
+Redis pub/sub is server-wide, and gateways on different databases are different deployments;
+see :func:`control_channel`) (every instance's :class:`ControlListener` hears each
 message once; pub/sub keeps nothing, so a command sent while no instance listens is lost:
 :func:`publish_control` returns how many received it). Messages are JSON objects:
 
@@ -32,6 +34,16 @@ from exgate.errors import BadRequest, echo
 log = structlog.get_logger("exgate.bus")
 
 CONTROL_CHANNEL: Final = "exgate:control"
+
+
+def control_channel(client: Client | None = None) -> str:
+    """The control channel of ``client``'s database: ``exgate:control`` on database 0 (and on a
+    cluster), ``exgate:control:db{N}`` on database N."""
+    from exgate.cache.client import client_db
+
+    db = client_db(client) if client is not None else 0
+    return CONTROL_CHANNEL if db == 0 else f"{CONTROL_CHANNEL}:db{db}"
+
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _TEXT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@-]{0,127}$")
 _ERRORS: Final = (RedisError, RedisClusterException, OSError, asyncio.TimeoutError)
@@ -136,7 +148,7 @@ class LocalControl:
 
 
 async def publish_control(target: Client | LocalControl, command: dict[str, Any], *, timeout_ms: int = 1_000) -> int:
-    """Publish one control message on ``exgate:control``; returns how many listeners received it
+    """Publish one control message on the control channel (:func:`control_channel`); returns how many listeners received it
     (Redis: subscribers of every instance; :class:`LocalControl`: this process's listeners).
 
     Args:
@@ -154,7 +166,7 @@ async def publish_control(target: Client | LocalControl, command: dict[str, Any]
         return target.publish(payload)
     try:
         async with asyncio.timeout(timeout_ms / 1000):
-            return int(await target.publish(CONTROL_CHANNEL, payload))
+            return int(await target.publish(control_channel(target), payload))
     except _ERRORS as exc:
         raise BusUnavailable(f"control channel unavailable: Redis did not take the message ({type(exc).__name__})"
                              ) from None
@@ -184,13 +196,14 @@ class ControlListener:
         received / ignored / dropped: valid messages handled, malformed ones, ones dropped.
     """
 
-    def __init__(self, source: Client | LocalControl | str, callback: Callback, *, channel: str = CONTROL_CHANNEL,
+    def __init__(self, source: Client | LocalControl | str, callback: Callback, *, channel: str | None = None,
                  queue_size: int = 256, backoff_s: tuple[float, float] = (0.1, 5.0), ping_every_s: float = 5.0,
                  timeout_ms: int = 1_000, callback_timeout_s: float = 30.0) -> None:
         self._owned = isinstance(source, str)
         self.source = redis_client(source, timeout_ms=timeout_ms) if isinstance(source, str) else source
         self.callback = callback
-        self.channel = channel
+        self.channel = channel or (control_channel(self.source) if not isinstance(self.source, LocalControl)
+                                   else CONTROL_CHANNEL)
         self.backoff_s = backoff_s
         self.ping_every_s = ping_every_s
         self.timeout_s = timeout_ms / 1000
@@ -298,3 +311,50 @@ class ControlListener:
                     await self.callback(command)
             except Exception:  # noqa: BLE001 - one failed command must not stop the listener
                 log.exception("control_callback_failed", op=command.op.value, exchange=command.exchange)
+
+
+class ControlChannel:
+    """``app.state.control``: the control channel over a Redis client or a :class:`LocalControl`.
+
+    ``await channel.publish({"op": "start", "exchange": "bybit"})`` → receivers (see
+    :func:`publish_control`); ``async with channel.listen(callback)`` → a :class:`ControlListener`.
+    """
+
+    def __init__(self, target: Client | LocalControl) -> None:
+        self.target = target
+
+    @property
+    def local(self) -> bool:
+        """Whether it reaches this process only (no Redis)."""
+        return isinstance(self.target, LocalControl)
+
+    async def publish(self, command: dict[str, Any]) -> int:
+        """See :func:`publish_control` (raises ``BadRequest``, ``BusUnavailable``)."""
+        return await publish_control(self.target, command)
+
+    def listen(self, callback: Callback, **options: Any) -> ControlListener:
+        """A :class:`ControlListener` on this channel (enter it to start listening)."""
+        return ControlListener(self.target, callback, **options)
+
+
+def supervisor_commands(supervisor: Any) -> Callback:
+    """The listener callback that applies start/stop commands to a
+    :class:`~exgate.streams.StreamSupervisor` (``start(exchange)``/``stop(exchange)``), except the
+    ones this instance published itself (``origin`` equal to ``supervisor.instance``: it has
+    applied them already); lifecycle events are left to other listeners. A venue this
+    instance does not serve is logged and skipped."""
+    from exgate.errors import UnknownExchange
+
+    async def apply(command: ControlCommand) -> None:
+        if command.op is ControlOp.LIFECYCLE or command.get("origin") == getattr(supervisor, "instance", None):
+            return
+        try:
+            if command.op is ControlOp.START:
+                await supervisor.start(command.exchange)
+            else:
+                await supervisor.stop(command.exchange)
+        except UnknownExchange:
+            log.info("control_command_skipped", op=command.op.value, exchange=command.exchange,
+                     reason="venue not served here")
+
+    return apply

@@ -32,6 +32,15 @@ class CacheStatus(StrEnum):
     STALE = "stale"
 
 
+class Source(StrEnum):
+    """What fed the value a read returned (the ``X-Cache-Source`` header)."""
+
+    REST = "rest"
+    """An upstream REST response, kept for its TTL."""
+    STREAM = "stream"
+    """A healthy WebSocket stream's latest state (see :mod:`exgate.streams`)."""
+
+
 class Tier(StrEnum):
     """Where a read was answered from (the ``tier`` label of ``exgate_cache_lookups_total``)."""
 
@@ -123,3 +132,4 @@ class CacheResult:
     age_s: int
     expires_ms: int
     tier: Tier = Tier.L1
+    source: Source = Source.REST

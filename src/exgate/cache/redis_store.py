@@ -164,6 +164,22 @@ class RedisStore:
 
         return await self.call(op) is not DOWN
 
+    async def put(self, key: str, entry: Entry, now_ms: int) -> bool:
+        """Store ``entry`` until its last window ends, with no tag and no fill event: what a
+        stream pushes many times a second (readers on other instances read it here). Returns
+        ``False`` when Redis is down."""
+        px = entry.stale_until_ms - now_ms
+        if px <= 0:
+            return True
+        return await self.call(lambda: self.client.set(key, entry.encode(), px=px)) is not DOWN
+
+    async def delete(self, keys: Iterable[str]) -> bool:
+        """Delete ``keys`` (no event: readers find them gone). ``False`` when Redis is down."""
+        keys = list(keys)
+        if not keys:
+            return True
+        return await self.call(lambda: self.client.delete(*keys)) is not DOWN
+
     async def _execute_then_publish(self, pipe: Any, event: bytes) -> list[Any]:
         """Run ``pipe``, then publish ``event``: in the same round trip on one server; after it
         on a cluster, where redis-py refuses PUBLISH in a pipeline. Never before: the event

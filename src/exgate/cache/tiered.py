@@ -194,6 +194,26 @@ class Cache:
             return self._result(remote, CacheStatus.HIT, Tier.L2, now)
         return None
 
+    async def push(self, key: str, body: bytes, freshness: Freshness, *, shared: bool = True) -> None:
+        """Store ``body`` under ``key`` as a pushed value (a stream's latest state): in L1,
+        fresh for its whole TTL, and with ``shared`` in L2 for the other instances, without tags
+        or fill events. Readers get it through :meth:`lookup`. A Redis failure only leaves the
+        L2 copy out (and is counted by the breaker)."""
+        now = self.clock()
+        entry = Entry.new(body, freshness, now)
+        self.l1.put(key, entry, entry.expires_ms)
+        if shared and self.l2 is not None:
+            await self.l2.put(key, entry, now)
+
+    async def withdraw(self, keys: Iterable[str]) -> None:
+        """Drop pushed values here and in L2 at once (the stream behind them stopped being
+        healthy): the next read of them is an upstream read."""
+        keys = list(keys)
+        for key in keys:
+            self.l1.drop(key)
+        if self.l2 is not None:
+            await self.l2.delete(keys)
+
     async def get_or_fetch(self, key: str, fetch: Fetch, *, tags: Iterable[str] = (),
                            shared: bool = True, local_copy: bool = True) -> CacheResult:
         """The value of ``key``: from L1, L2, a fetch already running here or elsewhere, or

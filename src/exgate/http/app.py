@@ -18,17 +18,19 @@ from exgate.budget import BudgetGate, MemoryBudgetStore, RedisBudgetStore
 from exgate.budget.model import parse_limit_overrides
 from exgate.cache import Cache, CircuitBreaker, MemoryStore, RedisStore, load_freshness, wall_clock_ms
 from exgate.cache.passthrough import PassThroughCache
-from exgate.config import CacheMode, Settings
+from exgate.config import CacheMode, Settings, StreamsMode
 from exgate.connectors import ClockOffsets, ConnectorState, MarketsSnapshots
 from exgate.errors import ConfigError, ExgateError
 from exgate.http import manners, openapi, problems
 from exgate.http.fastpath import FastPath, FastPathStats
 from exgate.http.connector_routes import router as connector_router
+from exgate.http.ingest_routes import router as ingest_router
 from exgate.http.private_routes import router as private_router
 from exgate.http.routes import router
 from exgate.http.stream_routes import router as stream_router
 from exgate.metrics import Metrics, RequestMetrics
 from exgate.service import MarketData
+from exgate.streams import StreamConfig, StreamSupervisor
 from exgate.venues.base import ExchangeAdapter
 from exgate.venues.metering import metering_for, with_override
 
@@ -57,11 +59,10 @@ async def open_stream_bus(app: FastAPI, stack: contextlib.AsyncExitStack, settin
     """Put the event bus on ``app.state.bus`` (one set before start-up is kept; else a
     :class:`~exgate.bus.RedisBus` on ``redis_url`` sharing the cache's breaker, or a
     :class:`~exgate.bus.MemoryBus`) and its fan-out on ``app.state.stream_hub``, both closed with ``stack``;
-    ``app.state.control`` is what :func:`~exgate.bus.control.publish_control` and
-    :class:`~exgate.bus.control.ControlListener` take: the bus's Redis client, or a
-    :class:`~exgate.bus.control.LocalControl` without Redis."""
+    ``app.state.control`` is the :class:`~exgate.bus.control.ControlChannel` (``exgate:control``
+    on the bus's Redis client, or in-process without Redis)."""
     from exgate.bus import Hub, MemoryBus, RedisBus
-    from exgate.bus.control import LocalControl
+    from exgate.bus.control import ControlChannel, LocalControl
 
     bus = getattr(app.state, "bus", None)
     if bus is None:
@@ -70,7 +71,7 @@ async def open_stream_bus(app: FastAPI, stack: contextlib.AsyncExitStack, settin
                        breaker=l2.breaker if l2 is not None else None) if settings.redis_url else MemoryBus()
         stack.push_async_callback(bus.close)
     app.state.bus = bus
-    app.state.control = bus.client if isinstance(bus, RedisBus) else LocalControl()
+    app.state.control = ControlChannel(bus.client if isinstance(bus, RedisBus) else LocalControl())
     app.state.stream_hub = await stack.enter_async_context(Hub(bus))
     collector = getattr(app.state, "stream_metrics", None)
     if collector is None:  # registered once per app, whatever the number of lifespans
@@ -140,6 +141,22 @@ async def open_budgets(stack: contextlib.AsyncExitStack, adapters: Mapping[str, 
         attach(await stack.enter_async_context(gate))
 
 
+def build_streams(settings: Settings, market_data: MarketData, bus: object | None = None) -> StreamSupervisor | None:
+    """The stream supervisor the settings describe (``EXGATE_STREAMS``: ``on`` streams from
+    the start, ``idle`` waits for a start command, ``off`` builds none), attached to
+    ``market_data`` so reads try healthy streams first."""
+    if settings.streams is StreamsMode.OFF:
+        return None
+    config = StreamConfig(
+        top_n=settings.stream_top_n,
+        symbols=tuple(dict.fromkeys(b.strip().upper() for b in settings.stream_symbols.split(",") if b.strip())),
+        lease_ms=settings.stream_lease_ms, owner_lease_ms=settings.stream_owner_lease_ms,
+        stall_ms=settings.stream_stall_ms, interval=settings.stream_interval)
+    supervisor = StreamSupervisor(market_data, config, bus=bus, autostart=settings.streams is StreamsMode.ON)
+    market_data.attach_streams(supervisor)
+    return supervisor
+
+
 def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], int] = wall_clock_ms,
                settings: Settings | None = None, preload: bool = True, fast_path: bool = True,
                store: object | None = None, private_unavailable: str | None = None) -> FastAPI:
@@ -197,8 +214,16 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
             for adapter in adapters.values():
                 if adapter.calls is not None:  # count only the calls that reached the exchange
                     adapter.calls.observers["metrics"] = metrics.upstream_call
+            streams = build_streams(settings, app.state.market_data, getattr(app.state, "bus", None))
+            app.state.streams = streams
+            metrics.streams.supervisor = streams
+            if streams is not None:  # start/stop commands of every instance (and `exgate streams`)
+                from exgate.bus.control import supervisor_commands
+
+                await budgets.enter_async_context(app.state.control.listen(supervisor_commands(streams)))
             try:
-                async with asyncio.TaskGroup() as loads:
+                async with streams if streams is not None else contextlib.nullcontext(), \
+                        asyncio.TaskGroup() as loads:
                     pending = [loads.create_task(_load_markets(a)) for a in adapters.values()] if preload else []
                     try:
                         yield
@@ -223,6 +248,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     app.include_router(router)
     app.include_router(private_router)
     app.include_router(connector_router)
+    app.include_router(ingest_router)
     app.include_router(stream_router)
     app.state.fast_path = FastPathStats()
     if fast_path:  # inside RequestMetrics: its answers are timed and labelled like the routes'

@@ -15,7 +15,7 @@ when it knows the slow path would answer it with exactly these bytes:
   under it (:meth:`Cache.peek`, counted in ``exgate_cache_lookups_total`` as the read counts
   its L1 hits).
 
-It then sends the same status, headers (``X-Cache: hit``, ``X-Cache-Tier: l1``, ``Age``,
+It then sends the same status, headers (``X-Cache: hit``, ``X-Cache-Tier: l1``, ``X-Cache-Source: rest``, ``Age``,
 ``content-length``, ``content-type: application/json``) and body as the route, and sets
 ``scope["route"]`` to that route, so the request-metrics middleware outside it records the
 same ``exgate_request_duration_seconds`` labels. Everything else (a miss, a stale copy, an
@@ -34,7 +34,7 @@ from urllib.parse import parse_qsl
 from starlette.convertors import Convertor, PathConvertor, StringConvertor
 from starlette.routing import BaseRoute
 
-from exgate.cache import CacheStatus, Tier
+from exgate.cache import CacheStatus, Source, Tier
 from exgate.http import routes
 from exgate.readkeys import Read
 
@@ -58,6 +58,7 @@ _READS: dict[Callable[..., Any], tuple[Read, dict[str, bool]]] = {
 
 _X_CACHE = (b"x-cache", CacheStatus.HIT.value.encode())
 _X_CACHE_TIER = (b"x-cache-tier", Tier.L1.value.encode())  # Cache.peek answers only fresh L1 hits
+_X_CACHE_SOURCE = (b"x-cache-source", Source.REST.value.encode())  # stream-fed reads go through the routes
 _JSON = (b"content-type", b"application/json")
 
 
@@ -144,7 +145,7 @@ class FastPath:
         self.stats.answered += 1
         body = result.body
         await send({"type": "http.response.start", "status": 200, "headers": [
-            _X_CACHE, _X_CACHE_TIER, (b"age", str(result.age_s).encode()), (b"content-length", str(len(body)).encode()),
+            _X_CACHE, _X_CACHE_TIER, _X_CACHE_SOURCE, (b"age", str(result.age_s).encode()), (b"content-length", str(len(body)).encode()),
             _JSON]})
         await send({"type": "http.response.body", "body": body})
 

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from exgate.errors import BadRequest
 from exgate.metrics import ORIGINAL_METHOD
 
-EXPOSED_HEADERS = ("X-Cache", "X-Cache-Tier", "Age", "Retry-After")
+EXPOSED_HEADERS = ("X-Cache", "X-Cache-Tier", "X-Cache-Source", "Age", "Retry-After")
 """Response headers a browser script may read cross-origin."""
 
 CORS_METHODS = ("GET", "HEAD")

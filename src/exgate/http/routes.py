@@ -88,9 +88,10 @@ _SYMBOL = Path(description="ccxt unified (BTC/USDT:USDT), dashed (BTC-USDT-PERP)
 
 def cached_response(result: CacheResult, body: bytes | None = None) -> Response:
     """A cached read's answer: ``body`` (default: the cached bytes as they are) with
-    ``X-Cache``, ``X-Cache-Tier`` and ``Age``."""
+    ``X-Cache``, ``X-Cache-Tier``, ``X-Cache-Source`` and ``Age``."""
     return Response(result.body if body is None else body, media_type=_JSON,
-                    headers={"X-Cache": result.status.value, "X-Cache-Tier": result.tier.value, "Age": str(result.age_s)})
+                    headers={"X-Cache": result.status.value, "X-Cache-Tier": result.tier.value,
+                             "X-Cache-Source": result.source.value, "Age": str(result.age_s)})
 
 
 
@@ -103,6 +104,9 @@ _CACHE_HEADERS = {
                 "schema": {"type": "string", "enum": ["hit", "miss", "coalesced", "stale"]}},
     "X-Cache-Tier": {"description": "l1: this process, l2: Redis", "required": True,
                      "schema": {"type": "string", "enum": ["l1", "l2"]}},
+    "X-Cache-Source": {"description": "stream: a healthy WebSocket stream's latest state; rest: an upstream REST"
+                                      " response kept for its TTL", "required": True,
+                       "schema": {"type": "string", "enum": ["stream", "rest"]}},
     "Age": {"description": "seconds since the data was fetched upstream", "required": True,
             "schema": {"type": "integer", "minimum": 0}},
 }
@@ -153,7 +157,7 @@ async def metrics(request: Request) -> Response:
 _TAG_KINDS = ("exchange:", "market:", "account:")
 
 
-def _refuse_admin(request: Request) -> Response | None:
+def refuse_admin(request: Request) -> Response | None:
     """``None`` when the request carries the operator token; else the 403 (no token set) or 401."""
     token = getattr(request.app.state, "admin_token", None)
     if not token:
@@ -177,7 +181,7 @@ async def invalidate(request: Request,
     """Drop cached keys and tagged groups on every instance sharing this Redis (operators only:
     ``Authorization: Bearer <EXGATE_ADMIN_TOKEN>``). Tags take any symbol form the routes accept;
     ``invalidated`` lists the keys that existed."""
-    refused = _refuse_admin(request)
+    refused = refuse_admin(request)
     if refused is not None:
         return refused
     if not key and not tag:
@@ -196,9 +200,14 @@ async def invalidate(request: Request,
 
 @router.get("/v1/exchanges", tags=["market data"], responses={200: {"model": ExchangesPage}})
 async def exchanges(request: Request) -> Response:
-    """Venues served, with capabilities, whether their markets are loaded, and their upstream
-    budget (use of each limit in the current window, bans after a 429/418)."""
+    """Venues served, with capabilities, whether their markets are loaded, their upstream
+    budget (use of each limit in the current window, bans after a 429/418) and the status of
+    their WebSocket streams."""
     infos = await _service(request).exchanges_with_budget()
+    streams = getattr(request.app.state, "streams", None)
+    if streams is not None:
+        infos = [i.model_copy(update={"streams": [s.model_dump(mode="json") for s in await streams.statuses(i.id)]})
+                 for i in infos]
     return Response(orjson.dumps({"exchanges": [i.model_dump(mode="json") for i in infos]}), media_type=_JSON)
 
 

@@ -118,14 +118,28 @@ class CcxtAdapter(ExchangeAdapter):
         Raises:
             errors.UpstreamUnavailable: the venue's markets are not loaded yet.
         """
+        exchange = type(self.exchange)({"enableRateLimit": True, "timeout": self.timeout_ms, **credentials})
+        return self.sibling(exchange, dict(self.profile.private_options))
+
+    def sibling(self, exchange: Any, options: dict[str, Any] | None = None) -> Any:
+        """Make ``exchange`` (a new ccxt or ccxt.pro instance of this venue) work as the public
+        instance does: the profile's options (then ``options``), the JSON check, the upstream
+        override of every REST and WebSocket URL, the shared TLS context, the loaded markets
+        (shared objects) and the budget. Returns ``exchange``.
+
+        Raises:
+            errors.UpstreamUnavailable: the venue's markets are not loaded yet.
+        """
         base = self.exchange
         if not base.markets:
             raise errors.UpstreamUnavailable(f"{self.id}: markets are not loaded yet", retry_after_s=2)
-        exchange = type(base)({"enableRateLimit": True, "timeout": self.timeout_ms, **credentials})
-        exchange.options = exchange.deep_extend(exchange.options, dict(self.profile.ccxt_options),
-                                                dict(self.profile.private_options))
+        exchange.options = exchange.deep_extend(exchange.options, dict(self.profile.ccxt_options), options or {})
         exchange.fetch = CallMeter.wrap_transport(json_only(exchange.fetch, self.id))
-        exchange.urls["api"] = base.urls["api"]
+        if "ws" in exchange.urls["api"]:  # ccxt.pro: its own REST and WebSocket URLs, overridden alike
+            if self.upstream:
+                exchange.urls["api"] = rewrite_urls(exchange.urls["api"], self.upstream, exchange.hostname)
+        else:
+            exchange.urls["api"] = base.urls["api"]
         keep_error_tables(exchange, self._url_pairs)
         share_tls(exchange)
         for name in ("markets", "markets_by_id", "symbols", "ids", "currencies", "currencies_by_id", "codes",

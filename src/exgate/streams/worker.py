@@ -1,0 +1,223 @@
+"""One stream of one symbol: watch, keep its state, push it, publish it; reconnect on failure.
+
+A :class:`SymbolStream` runs as one owned task per (venue, kind, symbol) under the
+supervisor's TaskGroup. Each update from the venue's :class:`~exgate.venues.streaming.StreamClient`
+is folded into the kept state (whole book, recent trades, candle history, ticker), pushed into
+the cache (:class:`~exgate.streams.live.LiveView`) with the stream's stall time as TTL, and
+published on the bus. The watchdog is a deadline on each wait: no message for the stall time
+means the socket is silent, the entries are withdrawn at once (reads go to REST), the socket
+is failed so ccxt opens a new one, and the stream backs off and resubscribes. Any error does
+the same, with exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+
+from exgate import errors
+from exgate.models import Market
+from exgate.streams.kinds import StreamKind
+from exgate.streams.live import LiveView
+
+log = structlog.get_logger("exgate.streams")
+
+KEPT_DEPTH = 100
+"""Levels per side a streamed book keeps (served at any depth up to it)."""
+
+KEPT_TRADES = 500
+"""Trades a streamed buffer keeps."""
+
+KEPT_CANDLES = 500
+"""Candles a streamed history keeps."""
+
+
+class StreamSilent(Exception):
+    """No message within the stall time (the watchdog fired)."""
+
+
+class Counters:
+    """What one venue's stream kind did, summed over its symbols (the status record)."""
+
+    def __init__(self) -> None:
+        self.messages = 0
+        self.reconnects = 0
+        self.gaps = 0
+        self.stalls = 0
+        self.connected_since_ms: int | None = None
+        self.last_message_ms: int | None = None
+        self.last_error: str | None = None
+        self.live: set[str] = set()
+
+
+class SymbolStream:
+    """The stream of one (venue, kind, symbol); see the module doc.
+
+    Args:
+        client: the venue's stream client (ccxt.pro behind it).
+        adapter: the venue's REST adapter, for the one-off history a trades buffer or candle
+            history starts from (through the budget).
+        market: what is streamed.
+        kind: which stream.
+        view: where its state goes.
+        publish: ``async (kind, symbol, data)`` onto the bus (errors are logged, never fatal).
+        counters: the venue kind's shared counters.
+        stall_ms: the watchdog's deadline.
+        clock: ms since the epoch.
+        interval: the candle interval (candles only).
+        backoff_ms: ``(first, most)`` reconnect delay; each failure doubles it, with jitter.
+    """
+
+    def __init__(self, client: Any, adapter: Any, market: Market, kind: StreamKind, view: LiveView,
+                 publish: Callable[[StreamKind, str, dict], Awaitable[None]], counters: Counters, *,
+                 stall_ms: int, clock: Callable[[], int], interval: str = "1m",
+                 backoff_ms: tuple[int, int] = (250, 30_000)) -> None:
+        self.client = client
+        self.adapter = adapter
+        self.market = market
+        self.symbol = market.symbol
+        self.kind = kind
+        self.view = view
+        self.publish = publish
+        self.counters = counters
+        self.stall_ms = stall_ms
+        self.clock = clock
+        self.interval = interval
+        self.backoff_ms = backoff_ms
+        self._trades: list[dict] = []
+        self._candles: dict[int, dict] = {}
+        self._complete = False
+        self._last_book_publish = 0
+
+    async def run(self) -> None:
+        """Stream until cancelled."""
+        failures = 0
+        while True:
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                await self._withdraw()
+                raise
+            except StreamSilent:
+                self.counters.stalls += 1
+                self.counters.last_error = f"no message for {self.stall_ms} ms"
+                self._fail_sockets(StreamSilent(self.counters.last_error))
+            except errors.ExgateError as exc:
+                if "sequence broken" in str(exc):
+                    self.counters.gaps += 1
+                self.counters.last_error = str(exc)
+            await self._withdraw()
+            failures += 1
+            self.counters.reconnects += 1
+            first, most = self.backoff_ms
+            delay = min(most, first * 2 ** min(failures - 1, 16))
+            await asyncio.sleep(delay * (0.5 + random.random() / 2) / 1000)  # jitter: 50-100% of it
+            if self.counters.last_message_ms is not None and self.clock() - self.counters.last_message_ms < 1000:
+                failures = 0  # it worked again between failures: start the backoff over
+
+    async def _withdraw(self) -> None:
+        self.counters.live.discard(self.symbol)
+        interval = self.interval if self.kind is StreamKind.CANDLE else None
+        try:
+            await self.view.withdraw(self.adapter.id, self.kind, [self.symbol], interval=interval)
+        except Exception as exc:  # noqa: BLE001 - the TTL ends the entry anyway
+            log.warning("stream_withdraw_failed", venue=self.adapter.id, kind=self.kind.value, error=repr(exc))
+
+    def _fail_sockets(self, error: Exception) -> None:
+        """Fail the ccxt sockets that carry this symbol, so the next watch reconnects."""
+        exchange = self.client.exchange
+        for client in list(getattr(exchange, "clients", {}).values()):
+            hashes = list(getattr(client, "subscriptions", {})) + list(getattr(client, "futures", {}))
+            if any(self.symbol in str(h) or self.market.id.lower() in str(h).lower() for h in hashes):
+                client.on_error(error)
+
+    async def _next(self, watch: Callable[[], Awaitable[Any]]) -> Any:
+        try:
+            async with asyncio.timeout(self.stall_ms / 1000):
+                return await watch()
+        except TimeoutError:
+            raise StreamSilent from None
+
+    async def _session(self) -> None:
+        """One connection's life: seed what needs history, then fold updates in."""
+        self._complete = False
+        if self.kind is StreamKind.TRADES:
+            await self._seed_trades()
+        elif self.kind is StreamKind.CANDLE:
+            await self._seed_candles()
+        first = True
+        while True:
+            data = await self._next(self._watch)
+            now = self.clock()
+            if first:
+                self.counters.connected_since_ms = self.counters.connected_since_ms or now
+                first = False
+            self.counters.messages += 1
+            self.counters.last_message_ms = now
+            self.counters.live.add(self.symbol)
+            await self._fold(data, now)
+
+    async def _watch(self) -> Any:
+        if self.kind is StreamKind.BOOK:
+            return await self.client.watch_order_book(self.market)
+        if self.kind is StreamKind.TRADES:
+            return await self.client.watch_trades(self.market)
+        if self.kind is StreamKind.TICKER:
+            return await self.client.watch_ticker(self.market)
+        return await self.client.watch_candles(self.market, self.interval, self.clock())
+
+    async def _seed_trades(self) -> None:
+        self._trades = []
+        if not self.adapter.capabilities.trades:
+            self._complete = False  # the stream's buffer is all there is (Hyperliquid)
+            return
+        trades = await self.adapter.trades(self.market, min(KEPT_TRADES, self.adapter.profile.max_trades))
+        self._trades = [t.model_dump(mode="json") for t in trades]
+
+    async def _seed_candles(self) -> None:
+        limit = min(KEPT_CANDLES, self.adapter.profile.max_candles)
+        candles = await self.adapter.candles(self.market, self.interval, start=None, end=None, limit=limit,
+                                             now_ms=self.clock())
+        self._candles = {c.open_time: c.model_dump(mode="json") for c in candles}
+
+    async def _fold(self, data: Any, now: int) -> None:
+        venue = self.adapter.id
+        ttl = self.stall_ms
+        if self.kind is StreamKind.BOOK:
+            book = data.model_copy(update={"bids": data.bids[:KEPT_DEPTH], "asks": data.asks[:KEPT_DEPTH]})
+            value = book.model_dump(mode="json")
+            await self.view.push(venue, self.kind, self.symbol, {"book": value, "depth": KEPT_DEPTH}, ttl)
+            if now - self._last_book_publish >= 250:  # the bus gets at most 4 books a second per symbol
+                self._last_book_publish = now
+                await self.publish(self.kind, self.symbol, {**value, "bids": value["bids"][:20],
+                                                            "asks": value["asks"][:20]})
+        elif self.kind is StreamKind.TRADES:
+            seen = {t["id"] for t in self._trades[-KEPT_TRADES:] if t.get("id") is not None}
+            new = [t.model_dump(mode="json") for t in data if t.id is None or t.id not in seen]
+            if new:
+                self._trades = (self._trades + new)[-KEPT_TRADES:]
+            await self.view.push(venue, self.kind, self.symbol, {"trades": self._trades, "complete": self._complete},
+                                 ttl)
+            for trade in new:
+                await self.publish(self.kind, self.symbol, trade)
+        elif self.kind is StreamKind.TICKER:
+            value = data.model_dump(mode="json")
+            await self.view.push(venue, self.kind, self.symbol, {"ticker": value}, ttl)
+            await self.publish(self.kind, self.symbol, value)
+        else:
+            changed = []
+            for candle in data:
+                value = candle.model_dump(mode="json")
+                if self._candles.get(candle.open_time) != value:
+                    self._candles[candle.open_time] = value
+                    changed.append(value)
+            for old in sorted(self._candles)[:-KEPT_CANDLES]:
+                del self._candles[old]
+            ordered = [self._candles[k] for k in sorted(self._candles)]
+            await self.view.push(venue, self.kind, self.symbol, {"candles": ordered}, ttl, interval=self.interval)
+            for value in changed:
+                await self.publish(self.kind, self.symbol, {**value, "interval": self.interval})

@@ -1,0 +1,94 @@
+"""A venue's public WebSocket streams through ccxt.pro, parsed to exgate's models.
+
+:class:`StreamClient` is the adapter side of streaming: one ``ccxt.pro`` instance per venue,
+configured as the REST instance is (upstream override of every WebSocket URL, shared markets,
+the budget for the REST snapshots ccxt fetches, the shared TLS context), with the
+:class:`~exgate.venues.sequence.SequenceGuard` on its order books. Each ``watch_*`` waits for
+the venue's next update and returns it as models; it never touches a cache (the supervisor in
+:mod:`exgate.streams` does). ccxt errors become exgate errors (:func:`exgate.venues.transport.translate`),
+a sequence break :class:`~exgate.venues.sequence.SequenceGap`'s translation, ``UpstreamUnavailable``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ccxt.pro as ccxt_pro
+
+from exgate import errors
+from exgate.models import Candle, Market, OrderBook, Ticker, Trade
+from exgate.venues import parse
+from exgate.venues.sequence import SequenceGap, SequenceGuard
+from exgate.venues.transport import translate
+
+
+class StreamClient:
+    """Public streams of one venue (ccxt.pro ``watch_order_book``, ``watch_trades``,
+    ``watch_ticker``, ``watch_ohlcv``).
+
+    Args:
+        adapter: the venue's :class:`~exgate.venues.ccxt_adapter.CcxtAdapter`, markets loaded.
+        exchange: a ready ccxt.pro instance (tests); built from the adapter's profile otherwise.
+
+    Raises:
+        errors.NotSupported: ccxt.pro has no class for the venue.
+        errors.UpstreamUnavailable: the venue's markets are not loaded yet.
+    """
+
+    def __init__(self, adapter: Any, *, exchange: Any | None = None) -> None:
+        self.adapter = adapter
+        self.id = adapter.id
+        if exchange is None:
+            cls = getattr(ccxt_pro, adapter.profile.exchange_class, None)
+            if cls is None:
+                raise errors.NotSupported(f"{adapter.id}: ccxt.pro has no WebSocket client for this venue")
+            exchange = adapter.sibling(cls({"enableRateLimit": True, "timeout": adapter.timeout_ms}))
+        self.exchange = exchange
+        self.family = exchange.id
+        self.guard = SequenceGuard(exchange, self.family)
+
+    def supports(self, method: str) -> bool:
+        """Whether ccxt.pro implements ``method`` (``watchOrderBook``...) for this venue."""
+        return bool(self.exchange.has.get(method))
+
+    async def _watch(self, operation: str, call: Any) -> Any:
+        try:
+            return await call()
+        except SequenceGap as exc:
+            raise errors.UpstreamUnavailable(f"{self.id} {operation}: {exc}") from exc
+        except errors.ExgateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - ccxt's tree and parse errors, translated once here
+            raise translate(exc, self.id, operation) from exc
+
+    async def watch_order_book(self, market: Market, limit: int | None = None) -> OrderBook:
+        """The venue's order book after its next update, whole as ccxt keeps it from the
+        snapshot and deltas (``limit``: levels to subscribe to where the venue offers depths)."""
+        raw = await self._watch("watch_order_book", lambda: self.exchange.watch_order_book(market.symbol, limit))
+        return parse.parse_order_book(self.id, market.symbol, raw)
+
+    async def watch_trades(self, market: Market) -> list[Trade]:
+        """The public trades of the next update(s), oldest first."""
+        raw = await self._watch("watch_trades", lambda: self.exchange.watch_trades(market.symbol))
+        trades = [parse.parse_trade(self.id, t) for t in raw]
+        trades.sort(key=lambda t: t.timestamp)
+        return trades
+
+    async def watch_ticker(self, market: Market) -> Ticker:
+        """The market's ticker after its next update."""
+        raw = await self._watch("watch_ticker", lambda: self.exchange.watch_ticker(market.symbol))
+        return parse.parse_ticker(self.id, raw, family=self.family)
+
+    async def watch_candles(self, market: Market, interval: str, now_ms: int) -> list[Candle]:
+        """The candles of ``interval`` the venue updated (the forming one last), ``closed``
+        judged at ``now_ms``."""
+        step = int(self.exchange.parse_timeframe(interval) * 1000)
+        raw = await self._watch("watch_ohlcv", lambda: self.exchange.watch_ohlcv(market.symbol, interval))
+        return [parse.parse_candle(row, step, now_ms) for row in raw]
+
+    async def close(self) -> None:
+        """Close every socket (ccxt.pro ``close``); errors on the way out are ignored."""
+        try:
+            await self.exchange.close()
+        except Exception:  # noqa: BLE001 - closing a broken socket must not fail shutdown
+            pass

@@ -159,3 +159,12 @@ async def test_redis_down_is_a_typed_error_not_a_redis_one():
             await bus.read_after({stream_key("bybit", "ticker"): "0-0"}, 10, 100)
     finally:
         await bus.close()
+
+
+async def test_book_streams_are_kept_shorter_by_default_and_lengths_can_be_chosen(make_bus):
+    bus = make_bus()
+    assert bus.maxlen_of(EventKind.BOOK) == 2_000 and bus.maxlen_of(EventKind.TICKER) == 10_000
+    small = make_bus(maxlen=50)
+    assert small.maxlen_of(EventKind.BOOK) == 50  # never longer than maxlen
+    with pytest.raises(ValueError):
+        make_bus(maxlen=0)

@@ -13,6 +13,9 @@ from exgate.errors import ExgateError
 DEFAULT_MAXLEN = 10_000
 """Events kept per stream (about: Redis trims with ``MAXLEN ~``, a little over it)."""
 
+DEFAULT_MAXLEN_BY_KIND: dict[EventKind, int] = {EventKind.BOOK: 2_000}
+"""Kinds kept shorter by default: a book event is ~2-3 KB (20 levels a side), ten times a ticker."""
+
 
 class BusUnavailable(ExgateError):
     """The bus could not be used: Redis errored, timed out, or its circuit is open (503).
@@ -48,10 +51,15 @@ class Bus(abc.ABC):
     """Exchange-scoped event streams: publish normalized events, read them after a cursor.
 
     One stream per (venue, kind), :func:`~exgate.bus.events.stream_key`; each keeps the last
-    ``maxlen`` events. Ids are ``"<ms>-<seq>"`` and increase along a stream.
+    ``maxlen`` events (``maxlen_by_kind`` for the kinds it names). Ids are ``"<ms>-<seq>"`` and increase along a stream.
     """
 
     maxlen: int
+    maxlen_by_kind: dict[EventKind, int]
+
+    def maxlen_of(self, kind: EventKind) -> int:
+        """Events kept in a stream of ``kind``."""
+        return self.maxlen_by_kind.get(kind, self.maxlen)
 
     @staticmethod
     def stream_key(venue: str, kind: EventKind | str) -> str:
@@ -118,3 +126,16 @@ class Bus(abc.ABC):
 
     async def close(self) -> None:  # noqa: B027 - the memory bus has nothing to close
         """Release connections (a closed bus is not used again)."""
+
+
+def check_maxlen(maxlen: int, by_kind: dict[EventKind, int] | None) -> dict[EventKind, int]:
+    """``by_kind`` over :data:`DEFAULT_MAXLEN_BY_KIND` (``None``: the defaults, each at most ``maxlen``).
+
+    Raises:
+        ValueError: a length below 1.
+    """
+    chosen = {k: min(v, maxlen) for k, v in DEFAULT_MAXLEN_BY_KIND.items()} if by_kind is None \
+        else {EventKind(k): v for k, v in by_kind.items()}
+    if maxlen < 1 or any(v < 1 for v in chosen.values()):
+        raise ValueError("maxlen must be at least 1")
+    return chosen

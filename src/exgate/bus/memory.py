@@ -7,7 +7,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from exgate.bus.base import DEFAULT_MAXLEN, Bus, StreamInfo
+from exgate.bus.base import DEFAULT_MAXLEN, Bus, StreamInfo, check_maxlen
 from exgate.bus.events import ZERO_ID, Event, EventKind, format_id, parse_id, stream_key
 from exgate.cache.entry import wall_clock_ms
 
@@ -40,21 +40,22 @@ class MemoryBus(Bus):
 
     Args:
         maxlen: events kept per stream (exactly; the oldest go first).
+        maxlen_by_kind: per-kind lengths (default :data:`~exgate.bus.base.DEFAULT_MAXLEN_BY_KIND`).
         clock: current time in ms (the ids' first part and ``ts_ms``).
     """
 
-    def __init__(self, maxlen: int = DEFAULT_MAXLEN, *, clock: Callable[[], int] = wall_clock_ms) -> None:
-        if maxlen < 1:
-            raise ValueError("maxlen must be at least 1")
+    def __init__(self, maxlen: int = DEFAULT_MAXLEN, *, maxlen_by_kind: dict[EventKind, int] | None = None,
+                 clock: Callable[[], int] = wall_clock_ms) -> None:
+        self.maxlen_by_kind = check_maxlen(maxlen, maxlen_by_kind)
         self.maxlen = maxlen
         self.clock = clock
         self._streams: dict[str, _Stream] = {}
         self._changed = asyncio.Condition()
 
-    def _stream(self, key: str) -> _Stream:
+    def _stream(self, key: str, kind: EventKind) -> _Stream:
         stream = self._streams.get(key)
         if stream is None:
-            stream = self._streams[key] = _Stream(self.maxlen)
+            stream = self._streams[key] = _Stream(self.maxlen_of(kind))
         return stream
 
     async def publish(self, venue: str, kind: EventKind, data: dict[str, Any], *, symbol: str | None = None,
@@ -64,7 +65,7 @@ class MemoryBus(Bus):
 
         kind = EventKind(kind)
         data = orjson.loads(orjson.dumps(data))  # a copy, and the same TypeError as the Redis bus
-        stream = self._stream(stream_key(venue, kind))
+        stream = self._stream(stream_key(venue, kind), kind)
         now = self.clock()
         ms, seq = (now, 0) if now > stream.last[0] else (stream.last[0], stream.last[1] + 1)
         event = Event(id=format_id(ms, seq), venue=venue, kind=kind, symbol=symbol, asset=asset, data=data,

@@ -24,7 +24,7 @@ from typing import Any, Final
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
-from exgate.bus.base import DEFAULT_MAXLEN, Bus, BusUnavailable, StreamInfo
+from exgate.bus.base import DEFAULT_MAXLEN, Bus, BusUnavailable, StreamInfo, check_maxlen
 from exgate.bus.events import ZERO_ID, Event, EventKind, event_fields, event_from_fields, parse_id, stream_key
 from exgate.cache.circuit import CircuitBreaker
 from exgate.cache.client import Client, redis_client
@@ -64,16 +64,17 @@ class RedisBus(Bus):
         redis: a redis-py asyncio client (one server or a cluster) or a Redis URL (then the
             bus owns the client it builds and closes it).
         maxlen: events kept per stream (approximately, ``MAXLEN ~``).
+        maxlen_by_kind: per-kind lengths (default :data:`~exgate.bus.base.DEFAULT_MAXLEN_BY_KIND`).
         timeout_ms: a call slower than this (beyond its own ``block_ms``) fails.
         breaker: the circuit breaker guarding the calls (default: the bus's own).
         clock: current time in ms (``ts_ms``; Redis makes the ids).
     """
 
-    def __init__(self, redis: Client | str, *, maxlen: int = DEFAULT_MAXLEN, timeout_ms: int = 500,
+    def __init__(self, redis: Client | str, *, maxlen: int = DEFAULT_MAXLEN,
+                 maxlen_by_kind: dict[EventKind, int] | None = None, timeout_ms: int = 500,
                  breaker: CircuitBreaker | None = None, clock: Callable[[], int] = wall_clock_ms,
                  max_connections: int = 64) -> None:
-        if maxlen < 1:
-            raise ValueError("maxlen must be at least 1")
+        self.maxlen_by_kind = check_maxlen(maxlen, maxlen_by_kind)
         self._owned = isinstance(redis, str)
         self.client: Client = redis_client(redis, timeout_ms=timeout_ms, max_connections=max_connections) \
             if isinstance(redis, str) else redis
@@ -99,7 +100,7 @@ class RedisBus(Bus):
         kind = EventKind(kind)
         fields = event_fields(venue, kind, data, symbol=symbol, asset=asset, name=name or venue, ts_ms=self.clock())
         key = stream_key(venue, kind)
-        args = [self.maxlen, *(part for pair in fields.items() for part in pair)]
+        args = [self.maxlen_of(kind), *(part for pair in fields.items() for part in pair)]
         return _text(await self._call("XADD", lambda: self._publish(keys=[key], args=args)))
 
     async def publish_many(self, venue: str, kind: EventKind,
@@ -108,7 +109,7 @@ class RedisBus(Bus):
         """See :meth:`Bus.publish_many`: one pipeline of the publish script."""
         kind = EventKind(kind)
         key, now = stream_key(venue, kind), self.clock()
-        batches = [[self.maxlen, *(part for pair in event_fields(
+        batches = [[self.maxlen_of(kind), *(part for pair in event_fields(
             venue, kind, data, symbol=symbol, asset=asset, name=name or venue, ts_ms=now).items() for part in pair)]
             for data, symbol, asset in items]
         if not batches:

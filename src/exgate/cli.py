@@ -245,6 +245,10 @@ from exgate.cli_connectors import register as _register_connectors  # noqa: E402
 
 _register_connectors(app)
 
+from exgate.cli_streams import register as _register_streams  # noqa: E402
+
+_register_streams(app)
+
 
 def main() -> None:
     """Entry point of ``exgate`` and ``python -m exgate``: a bad flag prints one plain line

@@ -27,6 +27,7 @@ from exgate.http.connector_routes import router as connector_router
 from exgate.http.ingest_routes import router as ingest_router
 from exgate.http.private_routes import router as private_router
 from exgate.http.routes import router
+from exgate.http.stream_routes import router as stream_router
 from exgate.metrics import Metrics, RequestMetrics
 from exgate.service import MarketData
 from exgate.streams import StreamConfig, StreamSupervisor
@@ -52,6 +53,33 @@ async def _load_markets(adapter: ExchangeAdapter) -> None:
         log.info("venue_ready", exchange=adapter.id, markets=adapter.market_count)
     except ExgateError as exc:
         log.warning("venue_unavailable", exchange=adapter.id, error=exc.detail)
+
+
+async def open_stream_bus(app: FastAPI, stack: contextlib.AsyncExitStack, settings: Settings, cache: Cache) -> None:
+    """Put the event bus on ``app.state.bus`` (one set before start-up is kept; else a
+    :class:`~exgate.bus.RedisBus` on ``redis_url`` sharing the cache's breaker, or a
+    :class:`~exgate.bus.MemoryBus`) and its fan-out on ``app.state.stream_hub``, both closed with ``stack``;
+    ``app.state.control`` is the :class:`~exgate.bus.control.ControlChannel` (``exgate:control``
+    on the bus's Redis client, or in-process without Redis)."""
+    from exgate.bus import Hub, MemoryBus, RedisBus
+    from exgate.bus.control import ControlChannel, LocalControl
+
+    bus = getattr(app.state, "bus", None)
+    if bus is None:
+        l2 = getattr(cache, "l2", None)
+        bus = RedisBus(settings.redis_url, timeout_ms=settings.redis_timeout_ms,
+                       breaker=l2.breaker if l2 is not None else None) if settings.redis_url else MemoryBus()
+        stack.push_async_callback(bus.close)
+    app.state.bus = bus
+    app.state.control = ControlChannel(bus.client if isinstance(bus, RedisBus) else LocalControl())
+    app.state.stream_hub = await stack.enter_async_context(Hub(bus))
+    collector = getattr(app.state, "stream_metrics", None)
+    if collector is None:  # registered once per app, whatever the number of lifespans
+        from exgate.bus.metrics import StreamCollector
+
+        collector = app.state.stream_metrics = StreamCollector()
+        app.state.metrics.registry.register(collector)
+    collector.hub = app.state.stream_hub
 
 
 def build_connectors(settings: Settings, store: object | None, cache: Cache) -> ConnectorState | None:
@@ -172,6 +200,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
                 offsets = ClockOffsets(connectors)
             app.state.connectors = connectors
             metrics.connectors.state = connectors
+            await open_stream_bus(app, budgets, settings, cache)
             app.state.market_data = MarketData(adapters, cache, freshness=freshness, clock=clock)
             metrics.live.market_data = app.state.market_data
             from exgate.accounts import AccountService, Idempotency, OrderDesk
@@ -188,6 +217,10 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
             streams = build_streams(settings, app.state.market_data, getattr(app.state, "bus", None))
             app.state.streams = streams
             metrics.streams.supervisor = streams
+            if streams is not None:  # start/stop commands of every instance (and `exgate streams`)
+                from exgate.bus.control import supervisor_commands
+
+                await budgets.enter_async_context(app.state.control.listen(supervisor_commands(streams)))
             try:
                 async with streams if streams is not None else contextlib.nullcontext(), \
                         asyncio.TaskGroup() as loads:
@@ -216,6 +249,7 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
     app.include_router(private_router)
     app.include_router(connector_router)
     app.include_router(ingest_router)
+    app.include_router(stream_router)
     app.state.fast_path = FastPathStats()
     if fast_path:  # inside RequestMetrics: its answers are timed and labelled like the routes'
         app.add_middleware(FastPath, stats=app.state.fast_path)

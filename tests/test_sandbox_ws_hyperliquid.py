@@ -219,15 +219,15 @@ async def test_stats_count_sockets_subscriptions_and_messages(box):
     server, clock = box
     before = ws_stats(server, VENUE)
     async with raw_socket(server, "/hyperliquid/ws") as ws:
-        for sub in ({"type": "allMids"}, {"type": "activeAssetCtx", "coin": "ATOM"}):
+        for sub in ({"type": "allMids"}, {"type": "activeAssetCtx", "coin": "ETH"}):
             await ws.send({"method": "subscribe", "subscription": sub})
             await ws.recv()
             assert (await ws.recv())["channel"] == sub["type"]
         snap = ws_stats(server, VENUE)
         assert snap["sockets_total"] == before["sockets_total"] + 1
         assert snap["by_path"].get("/ws", 0) >= 1
-        assert snap["by_topic"]["allMids"] >= 1 and snap["by_topic"]["activeAssetCtx:ATOM"] >= 1
+        assert snap["by_topic"]["allMids"] >= 1 and snap["by_topic"]["activeAssetCtx:ETH"] >= 1
         assert snap["messages_by_topic"]["allMids"] == before["messages_by_topic"].get("allMids", 0) + 1
         assert snap["messages"] >= before["messages"] + 4  # two acks, two snapshots
-    after = await wait_stats(server, VENUE, lambda s: "activeAssetCtx:ATOM" not in s["by_topic"])
+    after = await wait_stats(server, VENUE, lambda s: "activeAssetCtx:ETH" not in s["by_topic"])
     assert after["sockets_open"] == before["sockets_open"]

@@ -118,7 +118,7 @@ class HyperliquidWs(WsProtocol):
         except _Refused as refused:
             await self._error(session, str(refused))
             return
-        now = self.venue.now()
+        now = self.venue.now()  # the subscription's start: what follows its acknowledgement is new
         if method == "unsubscribe":
             if not session.unsubscribe(topic):
                 await self._error(session, f"Already unsubscribed: {_dumps(canonical)}")
@@ -133,6 +133,7 @@ class HyperliquidWs(WsProtocol):
         session.subscribe(topic, feed)
         await session.send({"channel": "subscriptionResponse", "data": {"method": "subscribe", "subscription": canonical}})
         await self._push(session, topic, feed, now, first=True)
+        feed.ready = True
 
     async def _error(self, session: WsSession, text: str) -> None:
         await session.send({"channel": "error", "data": text})
@@ -178,7 +179,8 @@ class HyperliquidWs(WsProtocol):
     async def tick(self, session: WsSession, now_ms: int) -> None:
         """Push what each subscription is due at ``now_ms`` (see the module's description)."""
         for topic, feed in list(session.subscriptions.items()):
-            await self._push(session, topic, feed, now_ms, first=False)
+            if feed.ready:
+                await self._push(session, topic, feed, now_ms, first=False)
 
     async def _push(self, session: WsSession, topic: str, feed: Feed, now: int, *, first: bool) -> None:
         forced = feed.take_reset(session) or first

@@ -99,6 +99,7 @@ class PacificaWs(WsProtocol):
         except _Refused as refused:
             await session.send({"code": 400, "data": None, "err": str(refused), "t": self.venue.now()})
             return
+        now = self.venue.now()  # the subscription's start: what follows its acknowledgement is new
         if method == "unsubscribe":
             session.unsubscribe(topic)
             await session.send({"channel": "unsubscribe", "data": params})
@@ -106,7 +107,8 @@ class PacificaWs(WsProtocol):
         feed.take_reset(session)  # faults before the subscription do not apply to it
         session.subscribe(topic, feed)
         await session.send({"channel": "subscribe", "data": params})
-        await self._push(session, topic, feed, self.venue.now(), first=True)
+        await self._push(session, topic, feed, now, first=True)
+        feed.ready = True
 
     def _parse(self, params: object) -> tuple[str, Feed]:
         """``(topic, feed)`` of a subscription's ``params``; raises :class:`_Refused`."""
@@ -143,7 +145,8 @@ class PacificaWs(WsProtocol):
     async def tick(self, session: WsSession, now_ms: int) -> None:
         """Push what each subscription is due at ``now_ms`` (see the module's description)."""
         for topic, feed in list(session.subscriptions.items()):
-            await self._push(session, topic, feed, now_ms, first=False)
+            if feed.ready:
+                await self._push(session, topic, feed, now_ms, first=False)
 
     async def _push(self, session: WsSession, topic: str, feed: Feed, now: int, *, first: bool) -> None:
         forced = feed.take_reset(session) or first

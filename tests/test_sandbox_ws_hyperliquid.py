@@ -56,6 +56,9 @@ async def test_the_streamed_book_is_the_rest_book_at_the_same_sandbox_time(box):
         book = await within(ex.watch_order_book(SYMBOL))
         assert book["timestamp"] == clock.now
         assert (book["bids"], book["asks"]) == rest_book(server)
+        await within(ex.un_watch_order_book(SYMBOL))  # resolved by the unsubscribe acknowledgement
+        assert SYMBOL not in ex.orderbooks
+        await wait_stats(server, VENUE, lambda s: "l2Book:BTC" not in s["by_topic"])
     finally:
         await ex.close()
 

@@ -74,7 +74,8 @@ async def test_trades_candles_and_prices_parse_and_match_rest(box):
         trades = await within(watching)
         assert trades and all(start < t["timestamp"] <= clock.now for t in trades)
         assert all(t["symbol"] == SYMBOL and t["side"] in ("buy", "sell") for t in trades)
-        listed = {(r["created_at"], r["price"], r["amount"], r["side"]) for r in rest(server, "/trades", symbol="BTC")["data"]}
+        listed = {(r["created_at"], r["price"], r["amount"], r["side"])
+                  for r in rest(server, "/trades", symbol="BTC")["data"]}
         normal = [t["info"] for t in trades if t["info"]["tc"] == "normal"]
         assert normal and {(i["t"], i["p"], i["a"], i["d"]) for i in normal} <= listed
 

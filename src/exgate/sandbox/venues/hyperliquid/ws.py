@@ -131,7 +131,8 @@ class HyperliquidWs(WsProtocol):
             return
         feed.take_reset(session)  # faults before the subscription do not apply to it
         session.subscribe(topic, feed)
-        await session.send({"channel": "subscriptionResponse", "data": {"method": "subscribe", "subscription": canonical}})
+        await session.send({"channel": "subscriptionResponse",
+                            "data": {"method": "subscribe", "subscription": canonical}})
         await self._push(session, topic, feed, now, first=True)
         feed.ready = True
 
@@ -167,8 +168,8 @@ class HyperliquidWs(WsProtocol):
             interval = sub.get("interval")
             if interval not in _INTERVALS:
                 raise _Refused(_parse_error(text))
-            canonical, topic, params = {"type": kind, "interval": interval, "coin": coin}, f"candle:{coin}:{interval}", \
-                {"interval": interval}
+            canonical = {"type": kind, "interval": interval, "coin": coin}
+            topic, params = f"candle:{coin}:{interval}", {"interval": interval}
         else:
             canonical, topic, params = {"type": kind, "coin": coin}, f"{kind}:{coin}", {}
         if sim is None:

@@ -53,6 +53,8 @@ class Feed:
         sent: per-key payloads already sent (candles: open time → row).
         tape: the trade feed's :class:`TradeTape`.
         reset_seen: the ``reset`` fault epoch this feed last applied.
+        ready: the subscription's first push is done (ticks leave the feed alone until then, so
+            a tick running while the acknowledgement is sent neither pushes twice nor first).
     """
 
     kind: str
@@ -63,6 +65,7 @@ class Feed:
     sent: dict = field(default_factory=dict)
     tape: TradeTape | None = None
     reset_seen: int = 0
+    ready: bool = False
 
     def due(self, now_ms: int, every_ms: int) -> bool:
         """Whether ``every_ms`` of sandbox time have passed since the last push."""

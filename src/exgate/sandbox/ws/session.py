@@ -78,5 +78,5 @@ class WsSession:
         if self.websocket.application_state is WebSocketState.CONNECTED:
             try:
                 await self.websocket.close(code=code)
-            except (RuntimeError, OSError, WebSocketDisconnect):  # the peer is already gone
+            except (RuntimeError, OSError, WebSocketDisconnect):  # starlette raises this when the peer is gone
                 pass

@@ -42,8 +42,9 @@ unknown coin <coin>`` (sandbox wording), the user channels (``webData2``, ``user
 Faults (``POST /__sandbox/ws``): ``drop`` and ``stall`` come from the hub; ``reset`` makes every
 snapshot feed (``l2Book``, ``allMids``, ``activeAssetCtx``, ``candle``) send a fresh snapshot
 at once; ``gap`` does nothing: Hyperliquid's feeds are full snapshots without sequence numbers,
-so there is nothing to skip. What a stall withholds is lost, not queued: after ``resume``
-trades continue from the stall's end.
+so there is nothing to skip. During a stall a due snapshot is tried each tick (each try
+counts as withheld) and the current one goes out on ``resume``; trades withheld are lost, not
+queued: after ``resume`` they continue from the stall's end.
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class HyperliquidWs(WsProtocol):
         except _Refused as refused:
             await self._error(session, str(refused))
             return
-        now = self.venue.now()
+        now = self.venue.now()  # the subscription's start: what follows its acknowledgement is new
         if method == "unsubscribe":
             if not session.unsubscribe(topic):
                 await self._error(session, f"Already unsubscribed: {_dumps(canonical)}")
@@ -130,8 +131,10 @@ class HyperliquidWs(WsProtocol):
             return
         feed.take_reset(session)  # faults before the subscription do not apply to it
         session.subscribe(topic, feed)
-        await session.send({"channel": "subscriptionResponse", "data": {"method": "subscribe", "subscription": canonical}})
+        await session.send({"channel": "subscriptionResponse",
+                            "data": {"method": "subscribe", "subscription": canonical}})
         await self._push(session, topic, feed, now, first=True)
+        feed.ready = True
 
     async def _error(self, session: WsSession, text: str) -> None:
         await session.send({"channel": "error", "data": text})
@@ -165,8 +168,8 @@ class HyperliquidWs(WsProtocol):
             interval = sub.get("interval")
             if interval not in _INTERVALS:
                 raise _Refused(_parse_error(text))
-            canonical, topic, params = {"type": kind, "interval": interval, "coin": coin}, f"candle:{coin}:{interval}", \
-                {"interval": interval}
+            canonical = {"type": kind, "interval": interval, "coin": coin}
+            topic, params = f"candle:{coin}:{interval}", {"interval": interval}
         else:
             canonical, topic, params = {"type": kind, "coin": coin}, f"{kind}:{coin}", {}
         if sim is None:
@@ -177,27 +180,27 @@ class HyperliquidWs(WsProtocol):
     async def tick(self, session: WsSession, now_ms: int) -> None:
         """Push what each subscription is due at ``now_ms`` (see the module's description)."""
         for topic, feed in list(session.subscriptions.items()):
-            await self._push(session, topic, feed, now_ms, first=False)
+            if feed.ready:
+                await self._push(session, topic, feed, now_ms, first=False)
 
     async def _push(self, session: WsSession, topic: str, feed: Feed, now: int, *, first: bool) -> None:
         forced = feed.take_reset(session) or first
         kind, sim, venue = feed.kind, feed.sim, self.venue
-        if kind == "l2Book":
+        if kind == "l2Book":  # a snapshot withheld by a stall stays due: the current one follows the resume
             if forced or feed.due(now, BOOK_EVERY_MS):
-                feed.last_ms = now
-                await session.send({"channel": "l2Book", "data": self.book(sim, now, **feed.params)}, topic)
+                if await session.send({"channel": "l2Book", "data": self.book(sim, now, **feed.params)}, topic):
+                    feed.last_ms = now
         elif kind in ("allMids", "activeAssetCtx"):
             if forced or feed.due(now, CHECK_EVERY_MS):
-                feed.last_ms = now
                 data = ({"mids": {coin: num(venue._mid(s, now)) for coin, s in venue.sims.items()}} if kind == "allMids"
                         else {"coin": sim.instrument.venue_id, "ctx": venue._ctx(sim, now)})
-                if forced or data != feed.last:
-                    feed.last = data
-                    await session.send({"channel": kind, "data": data}, topic)
+                if (forced or data != feed.last) and not await session.send({"channel": kind, "data": data}, topic):
+                    return
+                feed.last_ms, feed.last = now, data
         elif kind == "candle":
             if forced or now != feed.last_ms:
-                feed.last_ms = now
-                await self._push_candles(session, topic, feed, now, first=first, forced=forced)
+                if await self._push_candles(session, topic, feed, now, first=first, forced=forced):
+                    feed.last_ms = now
         elif kind == "trades":
             if first:
                 feed.tape = TradeTape(sim, venue.name, now)
@@ -208,9 +211,10 @@ class HyperliquidWs(WsProtocol):
                 await session.send({"channel": "trades", "data": rows}, topic)
 
     async def _push_candles(self, session: WsSession, topic: str, feed: Feed, now: int, *, first: bool,
-                            forced: bool) -> None:
+                            forced: bool) -> bool:
         """The previous and the forming candle, each sent when it differs from what was sent
-        (the forming one alone on subscribe; both again after a ``reset``)."""
+        (the forming one alone on subscribe; both again after a ``reset``); ``False`` when a
+        stall withheld one (it is sent again on the next tick)."""
         interval = feed.params["interval"]
         span = 31 * _DAY_MS if interval == "1M" else interval_ms(interval)
         rows = self.venue._candles(feed.sim, interval, max(0, now - span), now, now)
@@ -218,10 +222,12 @@ class HyperliquidWs(WsProtocol):
             if (first and i < len(rows) - 1) or (not forced and feed.sent.get(row["t"]) == row):
                 feed.sent[row["t"]] = row
                 continue
+            if not await session.send({"channel": "candle", "data": row}, topic):
+                return False
             feed.sent[row["t"]] = row
-            await session.send({"channel": "candle", "data": row}, topic)
         for key in sorted(feed.sent)[:-2]:
             del feed.sent[key]
+        return True
 
     def book(self, sim, now: int, nSigFigs: int | None = None, mantissa: int | None = None) -> dict:  # noqa: N803
         """The ``l2Book`` snapshot at ``now``: the ``/info`` ``l2Book`` answer's body."""

@@ -261,7 +261,8 @@ class Pacifica(AccountReads, SignedOperations, SandboxVenue):
         if agg not in _AGG_LEVELS:
             return _error(f"Invalid agg_level: {request.query_params.get('agg_level')}")
         now = self.now()
-        side = [[{"p": _num(p), "a": _num(a), "n": n} for p, a, n in levels] for levels in self.book_levels(sim, now, agg)]
+        side = [[{"p": _num(p), "a": _num(a), "n": n} for p, a, n in levels]
+                for levels in self.book_levels(sim, now, agg)]
         return _ok({"s": sim.instrument.venue_id, "l": side, "t": str(now)})
 
     def book_levels(self, sim: InstrumentSim, now: int, agg: int = 1) -> tuple[list[Level], list[Level]]:

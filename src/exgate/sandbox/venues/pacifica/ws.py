@@ -36,7 +36,8 @@ acknowledged (Pacifica's answer is not documented). Never a closed socket.
 Faults (``POST /__sandbox/ws``): ``drop`` and ``stall`` come from the hub; ``reset`` makes the
 snapshot feeds (``book``, ``prices``, ``candle``) send a fresh snapshot at once; ``gap`` does
 nothing: the feeds are full snapshots and ``li`` is an exchange-wide id, not a per-stream
-sequence, so there is nothing to skip. What a stall withholds is lost, not queued.
+sequence, so there is nothing to skip. During a stall a due snapshot is tried each tick (each try counts
+as withheld) and the current one goes out on ``resume``; trades withheld are lost, not queued.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class PacificaWs(WsProtocol):
         except _Refused as refused:
             await session.send({"code": 400, "data": None, "err": str(refused), "t": self.venue.now()})
             return
+        now = self.venue.now()  # the subscription's start: what follows its acknowledgement is new
         if method == "unsubscribe":
             session.unsubscribe(topic)
             await session.send({"channel": "unsubscribe", "data": params})
@@ -105,7 +107,8 @@ class PacificaWs(WsProtocol):
         feed.take_reset(session)  # faults before the subscription do not apply to it
         session.subscribe(topic, feed)
         await session.send({"channel": "subscribe", "data": params})
-        await self._push(session, topic, feed, self.venue.now(), first=True)
+        await self._push(session, topic, feed, now, first=True)
+        feed.ready = True
 
     def _parse(self, params: object) -> tuple[str, Feed]:
         """``(topic, feed)`` of a subscription's ``params``; raises :class:`_Refused`."""
@@ -142,27 +145,28 @@ class PacificaWs(WsProtocol):
     async def tick(self, session: WsSession, now_ms: int) -> None:
         """Push what each subscription is due at ``now_ms`` (see the module's description)."""
         for topic, feed in list(session.subscriptions.items()):
-            await self._push(session, topic, feed, now_ms, first=False)
+            if feed.ready:
+                await self._push(session, topic, feed, now_ms, first=False)
 
     async def _push(self, session: WsSession, topic: str, feed: Feed, now: int, *, first: bool) -> None:
         forced = feed.take_reset(session) or first
         sim, venue = feed.sim, self.venue
-        if feed.kind == "book":
+        if feed.kind == "book":  # a snapshot withheld by a stall stays due: the current one follows the resume
             if forced or feed.due(now, BOOK_EVERY_MS):
-                feed.last_ms = now
-                await session.send({"channel": "book", "data": self.book(sim, now, feed.params["agg"])}, topic)
+                if await session.send({"channel": "book", "data": self.book(sim, now, feed.params["agg"])}, topic):
+                    feed.last_ms = now
         elif feed.kind == "prices":
             if forced or feed.due(now, CHECK_EVERY_MS):
-                feed.last_ms = now
                 records = [venue._price_record(s, now) for s in venue.sims.values()]
                 unstamped = [{k: v for k, v in r.items() if k != "timestamp"} for r in records]
-                if forced or unstamped != feed.last:
-                    feed.last = unstamped
-                    await session.send({"channel": "prices", "data": records}, topic)
+                if (forced or unstamped != feed.last) and not await session.send({"channel": "prices", "data": records},
+                                                                                 topic):
+                    return
+                feed.last_ms, feed.last = now, unstamped
         elif feed.kind == "candle":
             if forced or now != feed.last_ms:
-                feed.last_ms = now
-                await self._push_candles(session, topic, feed, now, first=first, forced=forced)
+                if await self._push_candles(session, topic, feed, now, first=first, forced=forced):
+                    feed.last_ms = now
         elif feed.kind == "trades":
             if first:
                 feed.tape = TradeTape(sim, venue.name, now)
@@ -172,9 +176,10 @@ class PacificaWs(WsProtocol):
                 await session.send({"channel": "trades", "data": rows}, topic)
 
     async def _push_candles(self, session: WsSession, topic: str, feed: Feed, now: int, *, first: bool,
-                            forced: bool) -> None:
+                            forced: bool) -> bool:
         """The previous and the forming candle, each sent when it differs from what was sent
-        (the forming one alone on subscribe; both again after a ``reset``)."""
+        (the forming one alone on subscribe; both again after a ``reset``); ``False`` when a
+        stall withheld one (it is sent again on the next tick)."""
         interval = feed.params["interval"]
         if interval == "1M":
             spans = month_spans(now - 62 * _DAY_MS, now)
@@ -187,10 +192,12 @@ class PacificaWs(WsProtocol):
             if (first and i < len(rows) - 1) or (not forced and feed.sent.get(row["t"]) == row):
                 feed.sent[row["t"]] = row
                 continue
+            if not await session.send({"channel": "candle", "data": row}, topic):
+                return False
             feed.sent[row["t"]] = row
-            await session.send({"channel": "candle", "data": row}, topic)
         for key in sorted(feed.sent)[:-2]:
             del feed.sent[key]
+        return True
 
     def book(self, sim, now: int, agg: int = 1) -> dict:
         """The ``book`` snapshot at ``now``: ``/book``'s levels (``n`` as an integer) and ``li``."""

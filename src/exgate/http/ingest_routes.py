@@ -88,14 +88,14 @@ _EXCHANGE_Q = Query(None, description="one venue id (default: every venue)", max
 
 
 @router.post("/v1/streams/start", tags=["streams"], openapi_extra={"security": [{"adminToken": []}]},
-             responses={200: {"model": StreamsCommand}, **problem_responses(401, 403, 404)})
+             responses={200: {"model": StreamsCommand}, **problem_responses(401, 403, 404, 422)})
 async def streams_start(request: Request, exchange: str | None = _EXCHANGE_Q) -> Response:
     """Start streaming ``exchange`` (default: every venue) on every instance (operators only)."""
     return await _command(request, "start", exchange)
 
 
 @router.post("/v1/streams/stop", tags=["streams"], openapi_extra={"security": [{"adminToken": []}]},
-             responses={200: {"model": StreamsCommand}, **problem_responses(401, 403, 404)})
+             responses={200: {"model": StreamsCommand}, **problem_responses(401, 403, 404, 422)})
 async def streams_stop(request: Request, exchange: str | None = _EXCHANGE_Q) -> Response:
     """Stop streaming ``exchange`` (default: every venue) on every instance (operators only);
     its reads go back to REST at once."""

@@ -5,8 +5,9 @@ Modes (each on a fresh sandbox counter):
 - ``direct``: the gateway with caching and coalescing off (``EXGATE_CACHE=off``): what the app
   does today, one exchange call per read;
 - ``cached``: the TTL cache as configured;
-- ``streams``: the cache fed by the venues' streams. The hook is here (:data:`MODES`); it
-  runs once the gateway has streams (issue 12) and is reported as skipped until then.
+- ``streams``: the cache fed by the venues' public streams (``EXGATE_STREAMS=on``; tier 1:
+  the top markets by volume and the markets the users read, tier 2: whatever is read often):
+  market reads become stream hits, account reads stay REST (user streams come later).
 
 With ``--targets`` the deployment is whatever it is: its mode is only a label
 (``--mode``), and its TTLs are not scaled by ``K``.
@@ -42,21 +43,15 @@ class Mode:
     name: str
     cache_on: bool
     available: Callable[[], str | None]
+    streams: bool = False
+    """Whether the gateways ingest the venues' public WebSocket streams."""
     """``None`` when the mode can run here, else why not."""
-
-
-def _streams_available() -> str | None:
-    try:
-        import exgate.streams  # noqa: F401  (the streams issue adds it)
-    except ImportError:
-        return "no streams in this build yet (issue 12); hook: exgate.loadtest.runner.MODES"
-    return None
 
 
 MODES: dict[str, Mode] = {
     "direct": Mode("direct", cache_on=False, available=lambda: None),
     "cached": Mode("cached", cache_on=True, available=lambda: None),
-    "streams": Mode("streams", cache_on=True, available=_streams_available),
+    "streams": Mode("streams", cache_on=True, available=lambda: None, streams=True),
 }
 
 
@@ -209,7 +204,7 @@ async def run_spawned(plan: Plan, instances: int, workdir: Path, progress: Progr
                 result["runs"].append({"mode": name, "status": "skipped", "reason": why_not})
                 log(f"{name}: skipped ({why_not})")
                 continue
-            targets = await stack.start_gateways(mode.cache_on)
+            targets = await stack.start_gateways(mode.cache_on, streams=mode.streams)
             result["targets"]["urls"] = targets
             if not provisioned:
                 log(f"connecting {sum(u.connected for u in users)} accounts through {len(targets)} gateway(s)")

@@ -202,9 +202,10 @@ class SpawnedStack:
             await asyncio.sleep(0.1)
         raise ConfigError(f"{name} did not start within {deadline_s:.0f} s; see {self.logs / name}.log")
 
-    def gateway_env(self, cache_on: bool) -> dict[str, str]:
+    def gateway_env(self, cache_on: bool, streams: bool = False) -> dict[str, str]:
         """The environment of one gateway: shared Redis and store, the sandbox as every venue's
-        upstream, the scaled cache config, lease, soft deadline and budgets."""
+        upstream, the scaled cache config, lease, soft deadline and budgets, and streams on or
+        off (never inherited: a mode says)."""
         timeout_ms = 10_000
         return {
             "EXGATE_EXCHANGES": ",".join(self.venues),
@@ -220,14 +221,16 @@ class SpawnedStack:
             "EXGATE_UPSTREAM_TIMEOUT_MS": str(timeout_ms),
             "EXGATE_BUDGETS": _limits_spec(self.limits),
             "EXGATE_BUDGET_MAX_WAITERS": "5000",
+            "EXGATE_STREAMS": "on" if streams else "off",
         }
 
-    async def start_gateways(self, cache_on: bool) -> list[str]:
+    async def start_gateways(self, cache_on: bool, streams: bool = False) -> list[str]:
         """Stop the running gateways (if any), empty Redis, and start ``instances`` new ones with
-        the cache on or off; returns their base URLs once every one is ready."""
+        the cache on or off and streams on or off; returns their base URLs once every one is
+        ready (with streams: once every venue's streams are live, or after 60 s)."""
         await self.stop_gateways()
         await self.flush_redis()
-        env = self.gateway_env(cache_on)
+        env = self.gateway_env(cache_on, streams)
         self.gateway_urls = []
         for index in range(self.instances):
             port = free_port()
@@ -237,6 +240,10 @@ class SpawnedStack:
             self.gateway_urls.append(f"http://127.0.0.1:{port}")
         for (name, proc), url in zip(self._gateways, self.gateway_urls, strict=True):
             await self._ready(name, proc, lambda url=url: _venues_ready(url))
+        if streams:
+            end = time.monotonic() + 60
+            while time.monotonic() < end and not await _streams_live(self.gateway_urls[0], self.venues):
+                await asyncio.sleep(0.2)
         return list(self.gateway_urls)
 
     async def flush_redis(self) -> None:
@@ -276,6 +283,21 @@ async def _venues_ready(url: str) -> bool:
         return False
     statuses = set(body.get("exchanges", {}).values())
     return bool(statuses) and statuses == {"ready"}
+
+
+async def _streams_live(url: str, venues: list[str]) -> bool:
+    """Whether every stream kind of every venue is live (``GET /v1/{venue}/streams``)."""
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+            for venue in venues:
+                async with session.get(f"{url}/v1/{venue}/streams") as r:
+                    body = await r.json() if r.status == 200 else {}
+                states = {s.get("state") for s in body.get("streams", [])}
+                if not states or states != {"live"}:
+                    return False
+    except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+        return False
+    return True
 
 
 async def _stop(procs: list[tuple[str, asyncio.subprocess.Process]]) -> None:

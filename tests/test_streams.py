@@ -103,3 +103,31 @@ def test_a_dropped_socket_is_reopened_on_the_first_attempt(sandbox, gateway, clo
     counts = {k: s["messages"] for k, s in after.items()}
     wait_for(lambda: fresh_messages(gateway, venue, counts), f"{venue} messages after the clock moved")
     until_streamed(gateway, venue)
+
+
+def test_stream_updates_reach_the_client_stream_with_their_source(gateway):
+    import asyncio
+
+    from tests.stream_harness import events, open_ws, subscribe
+
+    async def scenario() -> list[dict]:
+        ws = await open_ws(gateway, max_queue=256)
+        try:
+            await subscribe(ws, ["hyperliquid:book:BTC", "*:trades:BTC", "pacifica:ticker"])
+            return await events(ws, 40)
+        finally:
+            await ws.close()
+
+    frames = asyncio.run(scenario())
+    seen = {(f["event"]["source_exchange_id"], f["event"]["kind"]) for f in frames}
+    assert ("hyperliquid", "book") in seen and ("hyperliquid", "trades") in seen and ("pacifica", "trades") in seen
+    for frame in frames:
+        event = frame["event"]
+        assert event["source_exchange_name"].startswith(("Hyperliquid", "Pacifica"))
+        assert event["asset"] == "BTC" and event["symbol"] == "BTC/USDC:USDC"
+        if event["kind"] == "book":
+            assert event["data"]["bids"][0][0] < event["data"]["asks"][0][0]
+        if event["kind"] == "trades":
+            assert event["data"]["exchange"] == event["source_exchange_id"] and event["data"]["price"]
+    assert len({f["event"]["id"] for f in frames if f["event"]["kind"] == "trades"}) == sum(
+        f["event"]["kind"] == "trades" for f in frames)  # every trade published once

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -92,7 +93,7 @@ class SymbolStream:
         self._trades: list[dict] = []
         self._candles: dict[int, dict] = {}
         self._complete = False
-        self._last_book_publish = 0
+        self._last_book_publish = 0.0
 
     async def run(self) -> None:
         """Stream until cancelled."""
@@ -196,8 +197,9 @@ class SymbolStream:
             book = data.model_copy(update={"bids": data.bids[:KEPT_DEPTH], "asks": data.asks[:KEPT_DEPTH]})
             value = book.model_dump(mode="json")
             await self.view.push(venue, self.kind, self.symbol, {"book": value, "depth": KEPT_DEPTH}, ttl)
-            if now - self._last_book_publish >= 250:  # the bus gets at most 4 books a second per symbol
-                self._last_book_publish = now
+            beat = time.monotonic()
+            if beat - self._last_book_publish >= 0.25:  # the bus gets at most 4 books a second per symbol
+                self._last_book_publish = beat
                 await self.publish(self.kind, self.symbol, {**value, "bids": value["bids"][:20],
                                                             "asks": value["asks"][:20]})
         elif self.kind is StreamKind.TRADES:

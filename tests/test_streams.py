@@ -131,3 +131,25 @@ def test_stream_updates_reach_the_client_stream_with_their_source(gateway):
             assert event["data"]["exchange"] == event["source_exchange_id"] and event["data"]["price"]
     assert len({f["event"]["id"] for f in frames if f["event"]["kind"] == "trades"}) == sum(
         f["event"]["kind"] == "trades" for f in frames)  # every trade published once
+
+
+def test_a_symbol_read_often_is_streamed_on_a_lease_and_dropped_when_idle(sandbox, gateway, clock):
+    venue, symbol = "hyperliquid", "ETH/USDC:USDC"
+    for _ in range(4):  # more than 3 reads within a minute
+        assert httpx.get(f"{gateway.url}/v1/{venue}/markets/ETH/orderbook", timeout=10).status_code == 200
+
+    def tier2() -> list[dict]:
+        body = httpx.get(f"{gateway.url}/v1/{venue}/streams", timeout=10).json()
+        return [t for t in body["tiers"] if t["symbol"] == symbol]
+
+    entry = wait_for(tier2, "ETH to be leased")[0]
+    assert entry["tier"] == 2 and entry["reason"].startswith("demand")
+    lease_end = entry["lease_expires_ms"]
+    assert lease_end == pytest.approx(clock() + 300_000, abs=5_000)
+    wait_for(lambda: ws_stats(sandbox, venue)["by_topic"].get("l2Book:ETH"), "ETH's book subscribed")
+    wait_for(lambda: httpx.get(f"{gateway.url}/v1/{venue}/markets/ETH/orderbook", timeout=10)
+             .headers["x-cache-source"] == "stream", "ETH's book read from its stream")
+    clock.advance(300_001)  # no read for the whole lease: the lease lapses and the stream goes
+    wait_for(lambda: not tier2(), "ETH's lease to lapse")
+    wait_for(lambda: "l2Book:ETH" not in ws_stats(sandbox, venue)["by_topic"], "ETH's book unsubscribed")
+    assert ws_stats(sandbox, venue)["by_topic"].get("l2Book:BTC") == 1  # tier 1 stays

@@ -97,6 +97,16 @@ class MarketData:
         self._note_read = supervisor.note_read
         self._streamable = supervisor.streamable
 
+    def note_read(self, exchange: str, symbol: str) -> None:
+        """Count a read of ``symbol`` that the HTTP fast path answered (stream demand, tier 2);
+        nothing when no streams are attached or the symbol names no loaded market."""
+        if self._note_read is None:
+            return
+        adapter = self._find(exchange)
+        market = adapter.loaded_market(symbol) if adapter is not None else None
+        if market is not None:
+            self._note_read(adapter.id, market.symbol)
+
     async def _streamed(self, venue: str, symbol: str, read: Callable[[], Awaitable[CacheResult | None]]
                         ) -> CacheResult | None:
         if self.live is None:

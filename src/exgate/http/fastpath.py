@@ -183,8 +183,13 @@ class FastPath:
                     values[name] = int(value)
                 else:
                     values[name] = value
-        key = service.cached_key(entry.read, values.pop("exchange"), values.pop("symbol", None), **values)
+        exchange, symbol = values.pop("exchange"), values.pop("symbol", None)
+        key = service.cached_key(entry.read, exchange, symbol, **values)
         if key is None:
             return None
         result = service.cache.peek(key)
-        return None if result is None else (entry.route, result)
+        if result is None:
+            return None
+        if symbol is not None:
+            service.note_read(exchange, symbol)  # a stream's demand counts every read, fast or not
+        return entry.route, result

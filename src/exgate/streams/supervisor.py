@@ -71,6 +71,7 @@ class _Venue:
     leases: dict[StreamKind, OwnerLease] = field(default_factory=dict)
     counters: dict[StreamKind, Counters] = field(default_factory=dict)
     tasks: dict[tuple[StreamKind, str], asyncio.Task[None]] = field(default_factory=dict)
+    streams: dict[tuple[StreamKind, str], SymbolStream] = field(default_factory=dict)
     plan: list[TierEntry] = field(default_factory=list)
     top: TopVolume | None = None
     messages_at_beat: dict[StreamKind, tuple[int, int]] = field(default_factory=dict)
@@ -182,6 +183,9 @@ class StreamSupervisor:
 
     async def _cancel(self, venue: _Venue, key: tuple[StreamKind, str]) -> None:
         task = venue.tasks.pop(key, None)
+        stream = venue.streams.pop(key, None)
+        if stream is not None:
+            stream.unsubscribe_on_cancel = True
         if task is not None:
             task.cancel()
             try:
@@ -285,8 +289,8 @@ class StreamSupervisor:
                         market = adapter.loaded_market(symbol)
                         if market is None:
                             continue
-                        venue.tasks[(kind, symbol)] = self._group.create_task(
-                            self._stream(venue, market, kind, counters).run())
+                        stream = venue.streams[(kind, symbol)] = self._stream(venue, market, kind, counters)
+                        venue.tasks[(kind, symbol)] = self._group.create_task(stream.run())
             if owned:
                 await self._beat(venue, kind, counters, sorted(wanted))
 

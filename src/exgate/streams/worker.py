@@ -94,6 +94,9 @@ class SymbolStream:
         self._candles: dict[int, dict] = {}
         self._complete = False
         self._last_book_publish = 0.0
+        self.unsubscribe_on_cancel = False
+        """Set by the supervisor before it cancels a stream it no longer wants (a lapsed lease,
+        a stop): the venue subscription is then given up too, not only the task."""
 
     async def run(self) -> None:
         """Stream until cancelled."""
@@ -103,6 +106,8 @@ class SymbolStream:
                 await self._session()
             except asyncio.CancelledError:
                 await self._withdraw()
+                if self.unsubscribe_on_cancel:
+                    await self.client.unwatch(self.kind.value, self.market, self.interval)
                 raise
             except StreamSilent:
                 self.counters.stalls += 1

@@ -11,6 +11,7 @@ a sequence break :class:`~exgate.venues.sequence.SequenceGap`'s translation, ``U
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -117,6 +118,31 @@ class StreamClient:
         step = int(self.exchange.parse_timeframe(interval) * 1000)
         raw = await self._watch("watch_ohlcv", lambda: self.exchange.watch_ohlcv(market.symbol, interval))
         return [parse.parse_candle(row, step, now_ms) for row in raw]
+
+    async def unwatch(self, kind: str, market: Market, interval: str = "1m", timeout_s: float = 2.0) -> bool:
+        """Unsubscribe ``kind`` (``book``, ``trades``, ``ticker``, ``candle``) of ``market`` at the
+        venue with ccxt.pro's ``un_watch_*`` (or its ``*_for_symbols`` form). Returns whether it
+        was unsubscribed: ``False`` when ccxt has no such method for the venue (the subscription
+        then stays on the socket until it closes; its messages are no longer read) or it did
+        not finish within ``timeout_s``. Never raises."""
+        ex, symbol = self.exchange, market.symbol
+        calls = {
+            "book": [("un_watch_order_book", (symbol,)), ("un_watch_order_book_for_symbols", ([symbol],))],
+            "trades": [("un_watch_trades", (symbol,)), ("un_watch_trades_for_symbols", ([symbol],))],
+            "ticker": [("un_watch_ticker", (symbol,)), ("un_watch_tickers", ([symbol],))],
+            "candle": [("un_watch_ohlcv", (symbol, interval))],
+        }.get(kind, [])
+        for name, args in calls:
+            method = getattr(ex, name, None)
+            if method is None or getattr(type(ex), name, None) is getattr(ccxt_pro.Exchange, name, None):
+                continue  # not implemented for this venue (the base class only raises NotSupported)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await method(*args)
+                return True
+            except Exception:  # noqa: BLE001 - an unsubscribe that fails leaves a subscription we ignore
+                return False
+        return False
 
     async def close(self) -> None:
         """Close every socket (ccxt.pro ``close``); errors on the way out are ignored."""

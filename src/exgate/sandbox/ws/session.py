@@ -6,7 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from starlette.websockets import WebSocket, WebSocketState
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 if TYPE_CHECKING:
     from exgate.sandbox.ws.hub import WsHub
@@ -64,7 +64,7 @@ class WsSession:
         text = payload if isinstance(payload, str) else orjson.dumps(payload).decode()
         try:
             await self.websocket.send_text(text)
-        except (RuntimeError, OSError):  # the peer went away between the check and the send
+        except (RuntimeError, OSError, WebSocketDisconnect):  # the peer went away between the check and the send
             self.closed.set()
             return False
         self.hub.count_message(self.venue, topic)
@@ -78,5 +78,5 @@ class WsSession:
         if self.websocket.application_state is WebSocketState.CONNECTED:
             try:
                 await self.websocket.close(code=code)
-            except (RuntimeError, OSError):
+            except (RuntimeError, OSError, WebSocketDisconnect):  # starlette raises this when the peer is gone
                 pass

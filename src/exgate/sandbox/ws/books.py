@@ -63,6 +63,15 @@ class BookCache:
         return found
 
 
+def venue_books(venue: object) -> BookCache:
+    """The venue's :class:`BookCache`, shared by its REST routes and its sockets."""
+    cache = getattr(venue, "_book_cache", None)
+    if cache is None:
+        cache = BookCache()
+        setattr(venue, "_book_cache", cache)
+    return cache
+
+
 def _side_diff(before: list[Level], after: list[Level]) -> list[Level]:
     old = dict(before)
     new = dict(after)

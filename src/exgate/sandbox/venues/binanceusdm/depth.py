@@ -13,7 +13,7 @@ https://developers.binance.com/docs/derivatives/usds-margined-futures/websocket-
 from __future__ import annotations
 
 from exgate.sandbox.sim import InstrumentSim
-from exgate.sandbox.ws.books import GRID_MS, Book, BookCache, grid_ms, grid_steps
+from exgate.sandbox.ws.books import GRID_MS, Book, grid_ms, grid_steps, venue_books
 
 UPDATE_ID_BASE = 35263532345
 """``lastUpdateId`` at the sandbox's start (a plausible fapi value; ids only rise from it)."""
@@ -31,15 +31,6 @@ def update_id(sim: InstrumentSim, at_ms: int) -> int:
 def version_ms(sim: InstrumentSim, update: int) -> int:
     """The grid point (ms) whose book has version ``update`` (the inverse of :func:`update_id`)."""
     return (sim.t0_ms // GRID_MS + update - UPDATE_ID_BASE) * GRID_MS
-
-
-def venue_books(venue: object) -> BookCache:
-    """The venue's :class:`BookCache`, shared by its REST routes and its sockets."""
-    cache = getattr(venue, "_book_cache", None)
-    if cache is None:
-        cache = BookCache()
-        setattr(venue, "_book_cache", cache)
-    return cache
 
 
 def book_at(venue: object, sim: InstrumentSim, now_ms: int, depth: int) -> tuple[int, int, Book]:

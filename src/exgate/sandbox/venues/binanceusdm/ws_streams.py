@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from exgate.sandbox.data import fmt
 from exgate.sandbox.market.liquidations import LiquidatedSide, liquidations
 from exgate.sandbox.sim import InstrumentSim
-from exgate.sandbox.venues.binanceusdm.depth import DIFF_DEPTH, update_id, venue_books, version_ms
-from exgate.sandbox.ws.books import GRID_MS, Book, book_diff, grid_ms
+from exgate.sandbox.venues.binanceusdm.depth import DIFF_DEPTH, update_id, version_ms
+from exgate.sandbox.ws.books import GRID_MS, Book, book_diff, grid_ms, venue_books
 from exgate.sandbox.ws.hub import WsFault
 from exgate.sandbox.ws.streams import Stream
 

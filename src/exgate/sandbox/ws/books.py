@@ -8,7 +8,9 @@ the stream's diffs to a REST snapshot holds exactly the book REST serves at that
 - :func:`grid_ms`: the grid point at or before a time;
 - :class:`BookCache`: the book of ``(market, grid point, depth)``, computed once for every
   socket and REST call reading it (the model's book costs a few ms at 1000 levels);
-- :func:`book_diff`: the levels that changed between two books, removed ones with size 0.
+- :func:`book_diff`: the levels that changed between two books, removed ones with size 0;
+  :func:`merged_diff` those of a run of books (every level touched on the way, at its last
+  size): the one event a client may apply to a snapshot of any book in the run.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class BookCache:
         size: entries kept (least recently used go first).
     """
 
-    def __init__(self, size: int = 256) -> None:
+    def __init__(self, size: int = 64) -> None:
         self.size = size
         self._books: OrderedDict[tuple[str, int, int], Book] = OrderedDict()
 
@@ -85,3 +87,22 @@ def book_diff(before: Book, after: Book) -> tuple[list[Level], list[Level]]:
     whose size differs (or is new), and every level of ``before`` gone from ``after`` with
     size ``0`` (how Binance and Bybit print a removed level)."""
     return _side_diff(before[0], after[0]), _side_diff(before[1], after[1])
+
+
+def merged_diff(books: list[Book]) -> tuple[list[Level], list[Level]]:
+    """One diff covering the run ``books`` (oldest first, at least two): every level that
+    changed between any two consecutive books, with its size in the last (``0`` when gone).
+    Applied to any book of the run it gives the last, as a Binance event covering updates
+    ``U..u`` must: a level that came and went in between is in it too (as ``0``)."""
+    if len(books) == 2:
+        return book_diff(books[0], books[1])
+    last = books[-1]
+    out = []
+    for side in (0, 1):
+        touched: set[Decimal] = set()
+        for before, after in zip(books, books[1:]):
+            touched.update(p for p, _ in _side_diff(before[side], after[side]))
+        final = dict(last[side])
+        ordered = sorted(touched, reverse=side == 0)  # bids best (highest) first, asks lowest first
+        out.append([(p, final.get(p, Decimal(0))) for p in ordered])
+    return out[0], out[1]

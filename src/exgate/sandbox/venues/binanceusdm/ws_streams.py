@@ -15,13 +15,17 @@ from exgate.sandbox.data import fmt
 from exgate.sandbox.market.liquidations import LiquidatedSide, liquidations
 from exgate.sandbox.sim import InstrumentSim
 from exgate.sandbox.venues.binanceusdm.depth import DIFF_DEPTH, update_id, version_ms
-from exgate.sandbox.ws.books import GRID_MS, Book, book_diff, grid_ms, venue_books
+from exgate.sandbox.ws.books import GRID_MS, Book, grid_ms, merged_diff, venue_books
 from exgate.sandbox.ws.hub import WsFault
 from exgate.sandbox.ws.streams import Stream
 
 if TYPE_CHECKING:
     from exgate.sandbox.venues.binanceusdm.venue import BinanceUsdm
     from exgate.sandbox.ws.session import WsSession
+
+MAX_CATCH_UP_STEPS = 50
+"""Grid steps (5 s) a depth poll replays one by one after the clock jumped; beyond, one event
+carries the net change (a snapshot taken in between may then disagree)."""
 
 MAX_CATCH_UP_S = 120
 """Most seconds of liquidations one poll reads after the clock jumped (older ones are skipped)."""
@@ -68,8 +72,13 @@ class DepthStream(Stream):
         before = _book(venue, sim, now_ms - GRID_MS, depth) if top is None else ([], [])
         self.first: dict | None = self._event(now_ms, self.last_u - 1, self.last_u, self.last_book, before)
 
-    def _event(self, now_ms: int, previous: int, u: int, book: Book, before: Book) -> dict:
-        bids, asks = book if self.top is not None else book_diff(before, book)
+    def _event(self, now_ms: int, previous: int, u: int, book: Book, before: Book | list[Book]) -> dict:
+        """The ``depthUpdate`` covering ``previous+1..u``: the top of ``book`` (partial
+        streams), else the diff from ``before`` (a book, or the run of books in between)."""
+        if self.top is not None:
+            bids, asks = book
+        else:
+            bids, asks = merged_diff(before if isinstance(before, list) else [before, book])
         return {"e": "depthUpdate", "E": now_ms, "T": version_ms(self.sim, u), "s": self.sim.instrument.venue_id,
                 "U": previous + 1, "u": u, "pu": previous, "b": levels(bids, self.sim), "a": levels(asks, self.sim)}
 
@@ -81,15 +90,35 @@ class DepthStream(Stream):
             self.stage(lambda: setattr(self, "first", None))
             return out
         epoch = self.session.hub.fault_epoch(self.session.venue, WsFault.GAP)
-        book = _book(self.venue, self.sim, now_ms, self.top or DIFF_DEPTH)
+        if self.top is not None:
+            book = _book(self.venue, self.sim, now_ms, self.top)
+            events = [self._event(now_ms, self.last_u, u, book, book)]
+        else:
+            events, book = self._diffs(now_ms, u)
 
         def advance() -> None:
             self.last_u, self.last_slot, self.last_book, self.gap_epoch, self.first = u, slot, book, epoch, None
 
         self.stage(advance)
         if epoch != self.gap_epoch and self.top is None:
-            return out  # the gap fault: this update is lost
-        return out + [self._event(now_ms, self.last_u, u, book, self.last_book)]
+            events = events[1:]  # the gap fault: one update is lost
+        return out + events
+
+    def _diffs(self, now_ms: int, u: int) -> tuple[list[dict], Book]:
+        """The events from the last sent version to ``u`` and the book at ``u``: one per grid
+        step on ``@100ms``, else one covering them all (every level touched on the way: a
+        snapshot of any version in between takes it); after a jump of more than
+        :data:`MAX_CATCH_UP_STEPS`, one event of the net change."""
+        versions = list(range(self.last_u + 1, u + 1))
+        if len(versions) > MAX_CATCH_UP_STEPS:
+            versions = [u]
+        books = [self.last_book] + [_book(self.venue, self.sim, version_ms(self.sim, k), DIFF_DEPTH) for k in versions]
+        if self.cadence_ms <= GRID_MS:
+            previous = [self.last_u] + versions[:-1]
+            events = [self._event(now_ms, p, k, books[i + 1], books[i]) for i, (p, k) in enumerate(zip(previous, versions))]
+        else:
+            events = [self._event(now_ms, self.last_u, u, books[-1], books)]
+        return events, books[-1]
 
 
 class TradeStream(Stream):

@@ -43,7 +43,7 @@ def _levels(side: list[tuple[Decimal, Decimal]]) -> list[list[str]]:
 class BookTopic(Stream):
     """``orderbook.{depth}.{symbol}``: a ``snapshot`` at subscription, then one ``delta`` per
     100 ms grid step (empty when nothing changed), ``u`` rising by one per message and equal
-    to REST's ``u`` at that step (:mod:`.depth`). Faults: ``reset`` sends a snapshot with
+    to REST's ``u`` at that step (:mod:`.depth`); ``ts`` and ``cts`` are the step's time. Faults: ``reset`` sends a snapshot with
     ``u = 1`` (Bybit's service restart; later deltas count on from it), ``gap`` loses one delta
     (``u`` jumps by two). After a clock jump of more than :data:`MAX_CATCH_UP_STEPS` a fresh
     snapshot replaces the deltas."""
@@ -62,7 +62,7 @@ class BookTopic(Stream):
     def _message(self, kind: str, now_ms: int, u: int, book: Book, wire_u: int | None = None) -> dict:
         bids, asks = book
         at = version_ms(self.sim, u)
-        return {"topic": self.topic, "type": kind, "ts": now_ms,
+        return {"topic": self.topic, "type": kind, "ts": at,
                 "data": {"s": self.sim.instrument.venue_id, "b": _levels(bids), "a": _levels(asks),
                          "u": wire_u if wire_u is not None else u + self.offset, "seq": cross_seq(self.sim, at)},
                 "cts": at}

@@ -40,6 +40,20 @@ async def drive(awaitable: Awaitable, clock: ManualClock | None = None, step_ms:
         return task.result()
 
 
+async def watch_through_network_errors(watch: Callable[[], Awaitable], clock: ManualClock | None = None,
+                                       attempts: int = 5) -> Any:
+    """``watch()``'s first answer, calling it again after each ``ccxt.NetworkError`` (the watch
+    pending when the server closed the socket fails; the next one opens a new connection)."""
+    import ccxt
+
+    for _ in range(attempts - 1):
+        try:
+            return await drive(watch(), clock)
+        except ccxt.NetworkError:
+            continue
+    return await drive(watch(), clock)
+
+
 async def until(check: Callable[[], Any], what: str) -> Any:
     """Poll ``check()`` (sync) until it is truthy; its value."""
     async with asyncio.timeout(WAIT_S):

@@ -228,7 +228,7 @@ def sandbox_cmd(
         sandbox_app = create_sandbox_app(data, seed=seed, limits=limits, ban_after=ban_after, ban_ms=ban_ms,
                                          history_lag_ms=history_lag_ms, clock_skew=skews, replay=replay)
     except (ValueError, FileNotFoundError) as exc:
-        raise _fail(f"--replay: {exc}" if replay is not None else str(exc)) from None
+        raise _fail(str(exc).replace("replay:", "--replay:", 1) if replay is not None else str(exc)) from None
     typer.echo(f"sandbox serving {', '.join(sandbox_app.state.venues)} on http://{host}:{port}"
                f" (data: {sandbox_app.state.data_dir or 'synthetic'})")
     uvicorn.run(sandbox_app, host=host, port=port, log_level=log_level, access_log=False)

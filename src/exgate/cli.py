@@ -208,6 +208,9 @@ def sandbox_cmd(
     clock_skew: Annotated[list[str] | None, typer.Option(
         help="VENUE=[+|-]MS: the venue's server clock runs MS ms ahead (or behind) of the sandbox's; "
              "repeatable; change it at run time with POST /__sandbox/clock")] = None,
+    replay: Annotated[Path | None, typer.Option(
+        help="a recorded Binance USD-M capture (cryptofeed's BINANCE_FUTURES.ws.1.0, its .http and .0 files "
+             "beside it) binanceusdm serves instead, released with POST /__sandbox/replay?step=N")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Run the exchange sandbox: each venue's real REST paths under /{venue}/ (public and, for
@@ -226,8 +229,11 @@ def sandbox_cmd(
         skews = parse_clock_skew(clock_skew or [], VENUES, "--clock-skew")
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    sandbox_app = create_sandbox_app(data, seed=seed, limits=limits, ban_after=ban_after, ban_ms=ban_ms,
-                                     history_lag_ms=history_lag_ms, clock_skew=skews)
+    try:
+        sandbox_app = create_sandbox_app(data, seed=seed, limits=limits, ban_after=ban_after, ban_ms=ban_ms,
+                                         history_lag_ms=history_lag_ms, clock_skew=skews, replay=replay)
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc).replace("replay:", "--replay:", 1) if replay is not None else str(exc)) from None
     typer.echo(f"sandbox serving {', '.join(sandbox_app.state.venues)} on http://{host}:{port}"
                f" (data: {sandbox_app.state.data_dir or 'synthetic'})")
     uvicorn.run(sandbox_app, host=host, port=port, log_level=log_level, access_log=False)

@@ -20,6 +20,7 @@ from exgate.sandbox.sim import Clock, wall_clock_ms
 from exgate.sandbox.stats import SandboxStats, StatsMiddleware
 from exgate.sandbox.venue import SandboxVenue, json_response
 from exgate.sandbox.venues import VENUES
+from exgate.sandbox.venues.binanceusdm.replay import Recording, Replay, replay_routes, replay_venue_class
 from exgate.sandbox.ws import WsHub
 
 DEFAULT_SEED = 7
@@ -36,6 +37,7 @@ def create_sandbox_app(
     ban_ms: int | None = None,
     history_lag_ms: int = DEFAULT_HISTORY_LAG_MS,
     clock_skew: Mapping[str, int] | None = None,
+    replay: Path | str | None = None,
 ) -> Starlette:
     """Build the sandbox app.
 
@@ -50,10 +52,16 @@ def create_sandbox_app(
         history_lag_ms: how long a fill takes to show in a venue's trade history.
         clock_skew: venue → ms its server clock runs ahead of ``clock`` (negative: behind), see
             :mod:`exgate.sandbox.clock`; changed later with ``POST /__sandbox/clock``.
+        replay: a recorded Binance USD-M capture (cryptofeed's ``BINANCE_FUTURES.ws.1.0``, its
+            ``.http`` and ``.0`` files beside it) the ``binanceusdm`` venue serves instead of
+            its recorded markets, paced by ``POST /__sandbox/replay?step=N``
+            (:mod:`exgate.sandbox.venues.binanceusdm.replay`).
 
     Raises:
         ValueError: a ``clock_skew`` venue that is not served, or a skew that is not an int
-            within ±1 day.
+            within ±1 day; a ``replay`` without ``binanceusdm`` served, or a capture without
+            messages, snapshots or exchangeInfo.
+        FileNotFoundError: a file of the ``replay`` capture is missing.
 
     The app's ``state.venues`` maps names to :class:`SandboxVenue`, ``state.stats`` is the
     :class:`SandboxStats`, ``state.ws`` the :class:`~exgate.sandbox.ws.WsHub` (each venue's
@@ -61,13 +69,20 @@ def create_sandbox_app(
     """
     served = [name for name in VENUES if venues is None or name in venues]
     skews = check_skews(dict(clock_skew or {}), served, "clock_skew")  # before the costly set-up
+    player = None
+    classes = dict(VENUES)
+    if replay is not None:
+        if "binanceusdm" not in served:
+            raise ValueError("replay: the capture is Binance USD-M's: serve binanceusdm with it")
+        player = Replay(Recording(replay))
+        classes["binanceusdm"] = replay_venue_class(player)
     root = data_dir if data_dir is not None else default_data_dir()
     recordings = Recordings(root)
     t0 = clock()
     model = MarketModel(seed, recordings)  # one fair price per asset, shared by every venue
     sims: dict[str, SandboxVenue] = {
         name: cls(recordings, seed=seed, clock=clock, t0_ms=t0, model=model, history_lag_ms=history_lag_ms)
-        for name, cls in VENUES.items()
+        for name, cls in classes.items()
         if venues is None or name in venues
     }
     for name, skew in skews.items():
@@ -125,6 +140,7 @@ def create_sandbox_app(
         *clock_routes(sims, clock),
         *account_routes(sims),
         *hub.control_routes(list(sims)),
+        *replay_routes(player),
         *(Mount(f"/{name}", routes=venue.routes() + (hub.routes(protocols[name]) if protocols[name] else []))
           for name, venue in sims.items()),
     ]
@@ -136,6 +152,7 @@ def create_sandbox_app(
     app.state.stats = stats
     app.state.limiter = limiter
     app.state.ws = hub
+    app.state.replay = player
     app.state.clock = clock
     app.state.data_dir = root
     return app

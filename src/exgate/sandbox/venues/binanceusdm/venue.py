@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from exgate.sandbox.data import D, Recordings, fmt
 from exgate.sandbox.sim import Instrument, InstrumentSim, listing_ms
 from exgate.sandbox.venue import SandboxVenue, json_response
+from exgate.sandbox.venues.binanceusdm.depth import book_at
 from exgate.sandbox.venues.binanceusdm.errors import error as _error, missing
 from exgate.sandbox.venues.binanceusdm.general import GeneralEndpoints
 from exgate.sandbox.venues.binanceusdm.private import PrivateEndpoints
@@ -187,9 +188,9 @@ class BinanceUsdm(PrivateEndpoints, SideEndpoints, GeneralEndpoints, SandboxVenu
         if limit not in _DEPTH_LIMITS:
             return _error(-1100, f"Illegal characters found in parameter 'limit'; legal range is {_DEPTH_LIMITS}.")
         now = self.now()
-        bids, asks = sim.book(now, limit)
+        update, at, (bids, asks) = book_at(self, sim, now, limit)  # the diff stream's version (depth.py)
         return json_response({
-            "lastUpdateId": 35263532345 + sim.step_at(now), "E": now, "T": now,
+            "lastUpdateId": update, "E": now, "T": at,
             "bids": [[fmt(p), fmt(s)] for p, s in bids], "asks": [[fmt(p), fmt(s)] for p, s in asks],
         })
 
@@ -242,8 +243,9 @@ class BinanceUsdm(PrivateEndpoints, SideEndpoints, GeneralEndpoints, SandboxVenu
         return json_response(rows[:limit] if "start_ms" in bounds else rows[-limit:])
 
     def _book_ticker(self, sim: InstrumentSim, now: int) -> dict:
-        (bid, bid_qty), (ask, ask_qty) = (side[0] for side in sim.book(now, 1))  # the depth endpoint's best levels
-        return {"lastUpdateId": 35263532345 + sim.step_at(now), "symbol": sim.instrument.venue_id,
+        update, _, book = book_at(self, sim, now, 1)  # the depth endpoint's best levels and version
+        (bid, bid_qty), (ask, ask_qty) = (side[0] for side in book)
+        return {"lastUpdateId": update, "symbol": sim.instrument.venue_id,
                 "bidPrice": fmt(bid), "bidQty": fmt(bid_qty), "askPrice": fmt(ask), "askQty": fmt(ask_qty),
                 "time": now}
 
@@ -264,6 +266,12 @@ class BinanceUsdm(PrivateEndpoints, SideEndpoints, GeneralEndpoints, SandboxVenu
              "disclaimer": False}
             for s in self.sims.values() if s.instrument.venue_id == "BTCUSDT"
         ])
+
+    def ws_protocol(self):
+        """The market streams (:mod:`exgate.sandbox.venues.binanceusdm.ws`)."""
+        from exgate.sandbox.venues.binanceusdm.ws import BinanceUsdmWs
+
+        return BinanceUsdmWs(self)
 
     def routes(self) -> list[BaseRoute]:
         return [

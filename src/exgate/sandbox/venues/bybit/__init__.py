@@ -58,6 +58,12 @@ class Bybit(PrivateRoutes, ContractRoutes, MarketRoutes, SandboxVenue):
     def synthetic_instruments(self) -> list[Instrument]:
         return instruments.synthetic_perpetuals()
 
+    def ws_protocol(self):
+        """The public linear stream (:mod:`exgate.sandbox.venues.bybit.ws`)."""
+        from exgate.sandbox.venues.bybit.ws import BybitWs
+
+        return BybitWs(self)
+
     def routes(self) -> list[BaseRoute]:
         guard = answers_errors(self.server_now)
         return [

@@ -20,7 +20,8 @@ from starlette.responses import Response
 
 from exgate.sandbox.data import fmt
 from exgate.sandbox.sim import Instrument, InstrumentSim
-from exgate.sandbox.venues.bybit import candles
+from exgate.sandbox.venues.bybit import candles, depth
+from exgate.sandbox.ws.books import grid_ms
 from exgate.sandbox.venues.bybit.errors import (INVALID_PERIOD, PARAMS_ERROR, NOT_SUPPORTED_SYMBOLS, SYMBOL_INVALID, BybitError,
                                                 category, envelope, limit, ms, required)
 from exgate.sandbox.venues.bybit.instruments import record_at, status_at
@@ -158,12 +159,11 @@ class MarketRoutes:
         cat, sim = self._market(request, trading=True)
         size = limit(request.query_params, 25, 500)
         now = self.now()
-        bids, asks = sim.book(now, size)
-        step = sim.step_at(now)
+        bids, asks = depth.book_at(self, sim, now, size)  # the stream's book and version (depth.py)
         return self._ok({
             "s": sim.instrument.venue_id,
             "b": [[candles.trim(p), fmt(s)] for p, s in bids], "a": [[candles.trim(p), fmt(s)] for p, s in asks],
-            "ts": now, "u": 342690 + step, "seq": 429272667 + step * 7, "cts": now,
+            "ts": now, "u": depth.update_id(sim, now), "seq": depth.cross_seq(sim, now), "cts": grid_ms(now),
         })
 
     async def recent_trade(self, request: Request) -> Response:

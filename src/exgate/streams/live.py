@@ -58,6 +58,19 @@ class LiveView:
         """Drop the entries of ``symbols`` at once, here and in Redis."""
         await self.cache.withdraw([live_key(venue, kind, s, interval) for s in symbols])
 
+    def top_of_book(self, venue: str, symbol: str) -> tuple[str | None, str | None]:
+        """Best bid and ask prices (decimal strings) of this process's streamed book of
+        ``symbol``, or ``None`` each when not streamed here (tickers that lack them take them)."""
+        slot = self.cache.l1.get(live_key(venue, StreamKind.BOOK, symbol), self.cache.clock())
+        if slot is None:
+            return None, None
+        try:
+            book = orjson.loads(slot.entry.body)["book"]
+        except (orjson.JSONDecodeError, KeyError):
+            return None, None
+        bids, asks = book.get("bids") or [], book.get("asks") or []
+        return (bids[0][0] if bids else None), (asks[0][0] if asks else None)
+
     def forget_rest(self, venue: str, symbol: str) -> None:
         """Drop this process's REST copies of ``symbol`` (a stream of it went live): reads
         that the HTTP fast path would answer from them reach the stream instead."""

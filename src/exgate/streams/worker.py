@@ -218,6 +218,10 @@ class SymbolStream:
                 await self.publish(self.kind, self.symbol, trade)
         elif self.kind is StreamKind.TICKER:
             value = data.model_dump(mode="json")
+            if value.get("bid") is None or value.get("ask") is None:  # e.g. Binance miniTicker, Pacifica prices
+                bid, ask = self.view.top_of_book(venue, self.symbol)
+                value["bid"] = value.get("bid") or bid
+                value["ask"] = value.get("ask") or ask
             await self.view.push(venue, self.kind, self.symbol, {"ticker": value}, ttl)
             await self.publish(self.kind, self.symbol, value)
         else:

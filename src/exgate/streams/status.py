@@ -46,6 +46,8 @@ class StreamStatus(BaseModel):
     last_message_age_ms: int | None = None
     reconnects: int = 0
     gaps: int = 0
+    resets: int = 0
+    """Venue-sent book resets (Bybit ``u=1`` snapshots): applied, not counted as gaps."""
     stalls: int = 0
     messages: int = 0
     messages_per_s: float = 0.0

@@ -327,6 +327,8 @@ class StreamSupervisor:
                             symbols=symbols, connected_since_ms=counters.connected_since_ms, last_message_ms=last,
                             last_message_age_ms=None if last is None else max(0, now - last),
                             reconnects=counters.reconnects, gaps=counters.gaps, stalls=counters.stalls,
+                            resets=sum(venue.client.guard.resets.values())
+                            if kind is StreamKind.BOOK and venue.client is not None else 0,
                             messages=counters.messages, messages_per_s=round(rate, 1),
                             last_error=counters.last_error)
 

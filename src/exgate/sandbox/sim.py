@@ -166,6 +166,14 @@ class InstrumentSim:
         return core.price_of(max(1, round(core.index_value(now_ms) * (1 + core.premium(core.clamp(now_ms))))))
 
     # -- book and trades ------------------------------------------------------------------
+    def clients_on_book(self) -> bool:
+        """Whether client orders change this market's book now: some rest on it, or took
+        liquidity that has not refilled yet. Only then is the book the live one of the moment;
+        otherwise it is the model's, a pure function of time (what the WebSocket book streams'
+        grid of versions relies on)."""
+        overlay = self.overlay
+        return overlay is not None and (bool(overlay.resting) or bool(overlay.consumed))
+
     def book(self, now_ms: int, depth: int) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
         """Order book at ``now_ms``: up to ``depth`` (at most :data:`MAX_LEVELS`) levels per side,
         best first, ``(price, size)``: the book the next synthetic taker meets (empty once expired)."""

@@ -52,7 +52,7 @@ class BookCache:
     def book(self, sim: InstrumentSim, at_ms: int, depth: int) -> Book:
         """``sim.book(at_ms, depth)``: ``(bids, asks)`` best first, ``(price, size)`` Decimals.
         Not cached while client orders overlay the model (they change between reads)."""
-        if sim.overlay is not None:
+        if sim.clients_on_book():
             return sim.book(at_ms, depth)
         key = (sim.instrument.venue_id, at_ms, depth)
         found = self._books.get(key)

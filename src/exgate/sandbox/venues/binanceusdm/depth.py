@@ -38,5 +38,5 @@ def book_at(venue: object, sim: InstrumentSim, now_ms: int, depth: int) -> tuple
     side. With client orders on the book (a matching engine attached) the live book of ``now_ms``
     is read instead of the grid point's, so an order shows at once."""
     at = grid_ms(now_ms)
-    book = sim.book(now_ms, depth) if sim.overlay is not None else venue_books(venue).book(sim, at, depth)
+    book = sim.book(now_ms, depth) if sim.clients_on_book() else venue_books(venue).book(sim, at, depth)
     return update_id(sim, now_ms), at, book

@@ -42,7 +42,7 @@ def levels(side: list[tuple[Decimal, Decimal]], sim: InstrumentSim) -> list[list
 
 
 def _book(venue: BinanceUsdm, sim: InstrumentSim, now_ms: int, depth: int) -> Book:
-    if sim.overlay is not None:  # client orders: the live book (as REST depth reads it)
+    if sim.clients_on_book():  # client orders: the live book (as REST depth reads it)
         return sim.book(now_ms, depth)
     return venue_books(venue).book(sim, grid_ms(now_ms), depth)
 

@@ -45,6 +45,6 @@ def version_ms(sim: InstrumentSim, u: int) -> int:
 def book_at(venue: object, sim: InstrumentSim, at_ms: int, depth: int) -> Book:
     """``(bids, asks)`` of the grid point at or before ``at_ms`` (the live book while client
     orders overlay the model), ``depth`` levels a side."""
-    if sim.overlay is not None:
+    if sim.clients_on_book():
         return sim.book(at_ms, depth)
     return venue_books(venue).book(sim, grid_ms(at_ms), depth)

@@ -135,8 +135,8 @@ class TradeTopic(Stream):
 
 
 class TickerTopic(Stream):
-    """``tickers.{symbol}``: a ``snapshot`` (REST ``tickers``' fields plus ``tickDirection``)
-    at subscription, then every 100 ms a ``delta`` of the fields that changed; ``cs`` the cross
+    """``tickers.{symbol}``: a ``snapshot`` (REST ``tickers``' fields that apply, plus
+    ``tickDirection`` and a perpetual's ``fundingIntervalHour``) at subscription, then every 100 ms a ``delta`` of the fields that changed; ``cs`` the cross
     sequence."""
 
     PUSH_MS = 100
@@ -148,7 +148,7 @@ class TickerTopic(Stream):
         self.last_slot = -1
 
     def _fields(self, now_ms: int) -> dict:
-        row = {k: v for k, v in self.venue._ticker(self.sim, now_ms).items() if k not in _REST_ONLY}
+        row = {k: v for k, v in self.venue._ticker(self.sim, now_ms).items() if k not in _REST_ONLY and v != ""}
         last, before = self.sim.price(now_ms), self.sim.price(now_ms - 1000)
         row["tickDirection"] = "PlusTick" if last > before else "MinusTick" if last < before else "ZeroPlusTick"
         if self.sim.instrument.expiry_ms is None:

@@ -59,10 +59,17 @@ def not_from_stream(gateway: ServerThread, venue: str) -> dict[str, tuple[int, s
             if r.headers.get("x-cache-source") != "stream"}
 
 
-def until_streamed(gateway: ServerThread, venue: str) -> None:
-    """Wait until every read of :func:`read_all` is answered from a stream."""
-    wait_for(lambda: (not_from_stream(gateway, venue), streams_of(gateway, venue)), f"{venue} reads from the streams",
-             done=lambda v: not v[0])
+def until_streamed(gateway: ServerThread, venue: str, clock=None) -> None:
+    """Wait until every read of :func:`read_all` is answered from a stream. With the gateway's
+    manual ``clock``, each try moves it 1 s on (every 0.5 s): a REST answer kept while a stream
+    was briefly absent is served while fresh, and a frozen clock would keep it fresh forever."""
+    def check() -> tuple[dict, dict]:
+        if clock is not None:
+            clock.advance(1_000)
+            time.sleep(0.5)
+        return not_from_stream(gateway, venue), streams_of(gateway, venue)
+
+    wait_for(check, f"{venue} reads from the streams", done=lambda v: not v[0])
 
 
 def all_live(gateway: ServerThread, venue: str, kinds: tuple[str, ...] = KINDS) -> bool:

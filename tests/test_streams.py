@@ -86,7 +86,7 @@ def test_a_stalled_stream_falls_back_to_rest_then_recovers(sandbox, gateway, clo
     clock.advance(6_000)
     counts = {k: s["messages"] for k, s in streams_of(gateway, venue).items()}
     wait_for(lambda: fresh_messages(gateway, venue, counts), f"{venue} messages after the clock moved")
-    until_streamed(gateway, venue)
+    until_streamed(gateway, venue, clock)
 
 
 @pytest.mark.parametrize("venue", VENUES)
@@ -104,7 +104,7 @@ def test_a_dropped_socket_is_reopened_on_the_first_attempt(sandbox, gateway, clo
     clock.advance(6_000)
     counts = {k: s["messages"] for k, s in after.items()}
     wait_for(lambda: fresh_messages(gateway, venue, counts), f"{venue} messages after the clock moved")
-    until_streamed(gateway, venue)
+    until_streamed(gateway, venue, clock)
 
 
 def test_stream_updates_reach_the_client_stream_with_their_source(gateway):
@@ -190,7 +190,7 @@ def _same_book(gateway: ServerThread, sandbox: ServerThread, venue: str) -> dict
 
 
 @pytest.mark.parametrize("venue", ["binanceusdm", "bybit"])
-def test_a_sequence_gap_is_caught_and_the_book_resynced_to_the_venues_own(sandbox, gateway, venue):
+def test_a_sequence_gap_is_caught_and_the_book_resynced_to_the_venues_own(sandbox, gateway, clock, venue):
     before = streams_of(gateway, venue)["book"]
     httpx.post(f"{sandbox.url}/__sandbox/reset")
     httpx.post(f"{sandbox.url}/__sandbox/ws", params={"venue": venue, "fault": "gap"})
@@ -198,15 +198,17 @@ def test_a_sequence_gap_is_caught_and_the_book_resynced_to_the_venues_own(sandbo
     wait_for(lambda: all_live(gateway, venue), f"{venue} streams live again")
     if venue == "binanceusdm":  # the resync's snapshot is a REST depth read, through the budget
         assert rest_requests(sandbox, venue).get("GET /fapi/v1/depth", 0) >= 1
+    until_streamed(gateway, venue, clock)
     match = wait_for(lambda: _same_book(gateway, sandbox, venue), "a read of both books at one version")
     assert match["gateway"] == match["venue"]
     assert streams_of(gateway, venue)["book"]["gaps"] == before["gaps"] + 1
 
 
-def test_a_bybit_reset_snapshot_is_applied_not_taken_for_a_gap(sandbox, gateway):
+def test_a_bybit_reset_snapshot_is_applied_not_taken_for_a_gap(sandbox, gateway, clock):
     before = streams_of(gateway, "bybit")["book"]
     httpx.post(f"{sandbox.url}/__sandbox/ws", params={"venue": "bybit", "fault": "reset"})
     wait_for(lambda: streams_of(gateway, "bybit")["book"]["resets"] > before["resets"], "the u=1 snapshot")
+    until_streamed(gateway, "bybit", clock)
     match = wait_for(lambda: _same_book(gateway, sandbox, "bybit"), "a read of both books at one version")
     assert match["gateway"] == match["venue"]
     after = streams_of(gateway, "bybit")["book"]

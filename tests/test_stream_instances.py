@@ -351,3 +351,27 @@ def test_idle_instances_start_and_stop_together(sandbox, redis_url, logs, rclien
                 assert response.status_code == 200, (gateway.name, kind, response.text)
                 assert response.headers["x-cache-source"] == "rest", (gateway.name, kind)
         assert rest_calls(sandbox)["hyperliquid"], "the reads went to the venue's REST API"
+
+
+def test_a_short_owner_lease_is_renewed_before_it_expires(sandbox, redis_url, logs, rclient):
+    """``EXGATE_STREAM_OWNER_LEASE_MS`` accepts 500 ms, less than the supervisor's 1 s heartbeat:
+    the owner must still renew in time (every third of the lease), or its streams flap between
+    instances and their entries are withdrawn at each change."""
+    from exgate.streams.owner import owner_key
+
+    flush_redis(redis_url)
+    env = {**gateway_env(redis_url, sandbox), "EXGATE_EXCHANGES": "hyperliquid", "EXGATE_STREAM_OWNER_LEASE_MS": "500"}
+    with processes(logs) as procs:
+        pair = start_gateways(procs, logs, 2, env, prefix="short")
+        settled = wait_for(lambda: one_owner_each(sandbox, rclient, pair, "hyperliquid"),
+                           "one live owner per hyperliquid stream", timeout_s=HANG_GUARD_S, poll_s=0.2)
+        book = settled["owners"]["book"]
+        before = statuses(pair[0], "hyperliquid")["book"]["messages"]
+        samples = []
+        # some 6 lease lengths (more than 3 heartbeats), sampled ten times per lease: the lock never lapses nor moves
+        while statuses(pair[0], "hyperliquid")["book"]["messages"] < before + 5 or len(samples) < 60:
+            raw = rclient.get(owner_key("hyperliquid", "book"))
+            samples.append(raw.decode() if raw is not None else None)
+            threading.Event().wait(0.05)
+            assert len(samples) < 1_000, "the book stream stopped getting messages"
+        assert set(samples) == {book}, {o: samples.count(o) for o in set(samples)}

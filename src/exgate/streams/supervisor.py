@@ -235,8 +235,8 @@ class StreamSupervisor:
             except Exception as exc:  # noqa: BLE001 - demand reaches Redis next time
                 log.warning("stream_demand_flush_failed", error=repr(exc))
             self._wake.clear()
-            try:
-                async with asyncio.timeout(self.config.tick_ms / 1000):
+            try:  # at least every third of the owner lease, so the owner renews it before it lapses
+                async with asyncio.timeout(min(self.config.tick_ms, self.config.owner_lease_ms / 3) / 1000):
                     await self._wake.wait()
             except TimeoutError:
                 pass

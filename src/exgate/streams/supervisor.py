@@ -111,6 +111,9 @@ class StreamSupervisor:
         self._group: asyncio.TaskGroup | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._reconciling = asyncio.Lock()
+        """Held by each venue's reconcile and by a stop: a stop arriving mid-reconcile (a control
+        command) must not be followed by that reconcile starting tasks and writing a status."""
 
     # -- lifecycle ------------------------------------------------------------------------
     async def __aenter__(self) -> StreamSupervisor:
@@ -170,7 +173,8 @@ class StreamSupervisor:
         """
         for vid in self.venue_ids(exchange):
             self.running.discard(vid)
-            await self._stop_venue(self.venues[vid])
+            async with self._reconciling:
+                await self._stop_venue(self.venues[vid])
         return sorted(self.running)
 
     async def _stop_venue(self, venue: _Venue) -> None:
@@ -180,6 +184,18 @@ class StreamSupervisor:
             await lease.release()
         if self.store is not None:
             await self.store.delete([status_key(venue.adapter.id, k.value) for k in venue.leases])
+        await self._close_sockets(venue)
+
+    async def _close_sockets(self, venue: _Venue) -> None:
+        """Close the venue's sockets once no stream task of it runs here: a cancelled ccxt.pro
+        watch leaves its subscription on the socket, which would keep the venue streaming to
+        this instance after a stop or a lost lease. A new client is made when streams start again."""
+        if venue.tasks or venue.client is None:
+            return
+        clients = getattr(venue.client.exchange, "clients", {})
+        if any(not c.closed() for c in clients.values()):
+            client, venue.client = venue.client, None
+            await client.close()
 
     async def _cancel(self, venue: _Venue, key: tuple[StreamKind, str]) -> None:
         task = venue.tasks.pop(key, None)
@@ -211,7 +227,9 @@ class StreamSupervisor:
     async def _loop(self) -> None:
         while True:
             for vid, venue in self.venues.items():
-                if vid in self.running:
+                async with self._reconciling:
+                    if vid not in self.running:
+                        continue
                     try:
                         await self._reconcile(venue)
                     except errors.ExgateError as exc:
@@ -221,8 +239,8 @@ class StreamSupervisor:
             except Exception as exc:  # noqa: BLE001 - demand reaches Redis next time
                 log.warning("stream_demand_flush_failed", error=repr(exc))
             self._wake.clear()
-            try:
-                async with asyncio.timeout(self.config.tick_ms / 1000):
+            try:  # at least every third of the owner lease, so the owner renews it before it lapses
+                async with asyncio.timeout(min(self.config.tick_ms, self.config.owner_lease_ms / 3) / 1000):
                     await self._wake.wait()
             except TimeoutError:
                 pass
@@ -293,6 +311,7 @@ class StreamSupervisor:
                         venue.tasks[(kind, symbol)] = self._group.create_task(stream.run())
             if owned:
                 await self._beat(venue, kind, counters, sorted(wanted))
+        await self._close_sockets(venue)  # every lease of the venue lost (or nothing wanted)
 
     def _stream(self, venue: _Venue, market: Market, kind: StreamKind, counters: Counters) -> SymbolStream:
         adapter = venue.adapter

@@ -141,7 +141,8 @@ def test_stream_updates_reach_the_client_stream_with_their_source(gateway):
 def test_a_symbol_read_often_is_streamed_on_a_lease_and_dropped_when_idle(sandbox, gateway, clock):
     venue, symbol = "hyperliquid", "ETH/USDC:USDC"
     for _ in range(4):  # more than 3 reads within a minute
-        assert httpx.get(f"{gateway.url}/v1/{venue}/markets/ETH/orderbook", timeout=10).status_code == 200
+        answer = httpx.get(f"{gateway.url}/v1/{venue}/markets/ETH/orderbook", timeout=10)
+        assert answer.status_code == 200, answer.text
 
     def tier2() -> list[dict]:
         body = httpx.get(f"{gateway.url}/v1/{venue}/streams", timeout=10).json()

@@ -26,7 +26,7 @@ from exgate.models import Market, MarketType
 from exgate.streams.kinds import CCXT_METHOD, STALL_SCALE, StreamKind
 from exgate.streams.live import LiveView
 from exgate.streams.owner import OwnerLease
-from exgate.streams.status import StreamState, StreamStatus, status_key
+from exgate.streams.status import StreamState, StreamStatus, read_status, status_key, status_of, write_status
 from exgate.streams.tiers import Demand, TierEntry, TopVolume, top_by_volume
 from exgate.streams.worker import Counters, SymbolStream
 from exgate.venues.streaming import StreamClient
@@ -331,34 +331,16 @@ class StreamSupervisor:
 
     # -- status ---------------------------------------------------------------------------
     def _local_status(self, venue: _Venue, kind: StreamKind, counters: Counters, symbols: list[str]) -> StreamStatus:
-        now = self.clock()
-        before_ms, before_n = venue.messages_at_beat.get(kind, (now, counters.messages))
-        rate = (counters.messages - before_n) * 1000 / (now - before_ms) if now > before_ms else 0.0
-        last = counters.last_message_ms
-        stalled = last is not None and now - last > self.config.stall_ms * STALL_SCALE[kind]
-        if counters.live:
-            state = StreamState.STALLED if stalled else StreamState.LIVE
-        elif counters.reconnects:
-            state = StreamState.RECONNECTING
-        else:
-            state = StreamState.STARTING
-        return StreamStatus(venue=venue.adapter.id, kind=kind.value, state=state, owner=self.instance,
-                            symbols=symbols, connected_since_ms=counters.connected_since_ms, last_message_ms=last,
-                            last_message_age_ms=None if last is None else max(0, now - last),
-                            reconnects=counters.reconnects, gaps=counters.gaps, stalls=counters.stalls,
-                            resets=sum(venue.client.guard.resets.values())
-                            if kind is StreamKind.BOOK and venue.client is not None else 0,
-                            messages=counters.messages, messages_per_s=round(rate, 1),
-                            last_error=counters.last_error)
+        resets = sum(venue.client.guard.resets.values()) if kind is StreamKind.BOOK and venue.client is not None else 0
+        return status_of(venue.adapter.id, kind.value, counters, owner=self.instance, symbols=symbols,
+                         now_ms=self.clock(), stall_ms=self.config.stall_ms * STALL_SCALE[kind],
+                         since_beat=venue.messages_at_beat.get(kind), resets=resets)
 
     async def _beat(self, venue: _Venue, kind: StreamKind, counters: Counters, symbols: list[str]) -> None:
         status = self._local_status(venue, kind, counters, symbols)
         venue.messages_at_beat[kind] = (self.clock(), counters.messages)
         if self.store is not None:
-            client = self.store.client
-            body = status.model_dump_json().encode()
-            await self.store.call(lambda: client.set(status_key(venue.adapter.id, kind.value), body,
-                                                     px=3 * max(self.config.tick_ms, 1000)))
+            await write_status(self.store, status, 3 * max(self.config.tick_ms, 1000))
 
     def local_figures(self) -> list[tuple[str, str, StreamStatus]]:
         """``(venue, kind, status)`` of every stream kind this instance runs or
@@ -399,19 +381,5 @@ class StreamSupervisor:
             elif lease is not None and lease.held and counters is not None:
                 out.append(self._local_status(venue, kind, counters, sorted(e.symbol for e in venue.plan)))
             else:
-                out.append(await self._remote_status(vid, kind))
+                out.append(await read_status(self.store, vid, kind.value, self.clock()))
         return out
-
-    async def _remote_status(self, vid: str, kind: StreamKind) -> StreamStatus:
-        if self.store is not None:
-            client = self.store.client
-            raw = await self.store.call(lambda: client.get(status_key(vid, kind.value)))
-            if isinstance(raw, bytes):
-                try:
-                    status = StreamStatus.model_validate_json(raw)
-                    if status.last_message_ms is not None:
-                        status.last_message_age_ms = max(0, self.clock() - status.last_message_ms)
-                    return status
-                except ValueError:
-                    pass
-        return StreamStatus(venue=vid, kind=kind.value, state=StreamState.STANDBY)

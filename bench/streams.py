@@ -205,7 +205,8 @@ def report(results: dict[tuple[int, bool], dict], args: argparse.Namespace, venu
 async def main(args: argparse.Namespace) -> None:
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)  # SIGTERM stops every process like Ctrl-C does
+    for sig in (signal.SIGINT, signal.SIGTERM):  # either stops every process (also when SIGINT was ignored)
+        loop.add_signal_handler(sig, task.cancel)
     from tests.conftest import sandbox_data
 
     venues = list(args.venues)

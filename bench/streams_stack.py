@@ -115,6 +115,15 @@ class BenchStack(SpawnedStack):
         finally:
             await client.aclose()
 
+    async def close(self) -> None:
+        """Stop every process; a ``--redis-url`` database is emptied after the gateways stop."""
+        try:
+            await self.stop_gateways()
+            if self.external_redis is not None:
+                await self.flush_redis()
+        finally:
+            await super().close()
+
     async def start(self, instances: int, streams: bool, top_n: int, symbols: str = "") -> list[str]:
         """Stop the running gateways, empty Redis, start ``instances`` gateways with streams on
         (tier 1: top ``top_n`` per venue plus the bases ``symbols``) or off; their base URLs once

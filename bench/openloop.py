@@ -27,19 +27,29 @@ from urllib.parse import urlsplit
 import orjson
 
 
+IDLE_S = 2.0
+"""Longest an idle connection is reused: uvicorn closes keep-alive connections idle for 5 s,
+and a request written to one it just closed fails with no answer."""
+
+
 class _Pool:
-    """Idle keep-alive connections to one ``host:port``."""
+    """Idle keep-alive connections to one ``host:port`` (most recently used first)."""
 
     def __init__(self, host: str, port: int, limit: int):
         self.host, self.port = host, port
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self.open = 0
         self.slots = asyncio.Semaphore(limit)
 
     async def get(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         await self.slots.acquire()
-        if self.idle:
-            return self.idle.pop()
+        now = time.perf_counter()
+        while self.idle:
+            reader, writer, since = self.idle.pop()
+            if now - since < IDLE_S and not reader.at_eof():
+                return reader, writer
+            writer.close()
+            self.open -= 1
         try:
             conn = await asyncio.open_connection(self.host, self.port)
         except BaseException:
@@ -50,14 +60,14 @@ class _Pool:
 
     def put(self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], reusable: bool) -> None:
         if reusable:
-            self.idle.append(conn)
+            self.idle.append((*conn, time.perf_counter()))
         else:
             conn[1].close()
             self.open -= 1
         self.slots.release()
 
     def close(self) -> None:
-        for _, writer in self.idle:
+        for _, writer, _ in self.idle:
             writer.close()
         self.idle.clear()
 

@@ -30,6 +30,7 @@ bench: install
 	$(BIN)/python bench/sandbox_throughput.py
 	$(BIN)/python bench/accounts_load.py
 	$(BIN)/python bench/connector_start.py
+	$(BIN)/python bench/streams.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

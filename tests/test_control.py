@@ -248,3 +248,34 @@ async def test_exgate_streams_start_and_stop_reach_an_idle_gateways_supervisor(r
         assert result.exit_code == 0, result.output
         await until(lambda: running(set()))
 
+
+
+async def test_a_gateway_publishes_each_streams_state_changes_as_lifecycle_events(redis_url, client):
+    """A streaming gateway on this Redis tells every listener when its streams go live and stop."""
+    from exgate.sandbox.app import create_sandbox_app
+    from tests.conftest import ServerThread, sandbox_data
+    from tests.streams_harness import gateway_app, stream_settings
+
+    inbox = Inbox()
+    async with ControlListener(redis_url, inbox) as listener:
+        await _ready(listener)
+        settings = stream_settings(redis_url=redis_url, admin_token="op-token")
+        with ServerThread(create_sandbox_app(sandbox_data(), venues=["hyperliquid"])) as sandbox, \
+                ServerThread(gateway_app(sandbox.url, ("hyperliquid",), settings)) as gateway:
+            def live_kinds() -> set[str]:
+                return {c.get("stream") for c in inbox.commands
+                        if c.op is ControlOp.LIFECYCLE and c.get("state") == "live"}
+
+            async with asyncio.timeout(HANG_GUARD_S):
+                while live_kinds() != {"book", "trades", "ticker", "candle"}:
+                    await asyncio.sleep(0.05)
+            first = next(c for c in inbox.commands if c.op is ControlOp.LIFECYCLE)
+            assert first.exchange == "hyperliquid" and first.get("instance") and first.get("ts_ms")
+            seen = len(inbox.commands)
+            stop = await asyncio.to_thread(lambda: __import__("httpx").post(
+                f"{gateway.url}/v1/streams/stop", headers={"Authorization": "Bearer op-token"}))
+            assert stop.status_code == 200
+            async with asyncio.timeout(HANG_GUARD_S):
+                while {c.get("stream") for c in inbox.commands[seen:] if c.get("state") == "stopped"} != {
+                        "book", "trades", "ticker", "candle"}:
+                    await asyncio.sleep(0.05)

@@ -141,7 +141,8 @@ async def open_budgets(stack: contextlib.AsyncExitStack, adapters: Mapping[str, 
         attach(await stack.enter_async_context(gate))
 
 
-def build_streams(settings: Settings, market_data: MarketData, bus: object | None = None) -> StreamSupervisor | None:
+def build_streams(settings: Settings, market_data: MarketData, bus: object | None = None,
+                  control: object | None = None) -> StreamSupervisor | None:
     """The stream supervisor the settings describe (``EXGATE_STREAMS``: ``on`` streams from
     the start, ``idle`` waits for a start command, ``off`` builds none), attached to
     ``market_data`` so reads try healthy streams first."""
@@ -152,7 +153,8 @@ def build_streams(settings: Settings, market_data: MarketData, bus: object | Non
         symbols=tuple(dict.fromkeys(b.strip().upper() for b in settings.stream_symbols.split(",") if b.strip())),
         lease_ms=settings.stream_lease_ms, owner_lease_ms=settings.stream_owner_lease_ms,
         stall_ms=settings.stream_stall_ms, interval=settings.stream_interval)
-    supervisor = StreamSupervisor(market_data, config, bus=bus, autostart=settings.streams is StreamsMode.ON)
+    supervisor = StreamSupervisor(market_data, config, bus=bus, control=control,
+                                  autostart=settings.streams is StreamsMode.ON)
     market_data.attach_streams(supervisor)
     return supervisor
 
@@ -214,7 +216,8 @@ def create_app(adapters: Mapping[str, ExchangeAdapter], *, clock: Callable[[], i
             for adapter in adapters.values():
                 if adapter.calls is not None:  # count only the calls that reached the exchange
                     adapter.calls.observers["metrics"] = metrics.upstream_call
-            streams = build_streams(settings, app.state.market_data, getattr(app.state, "bus", None))
+            streams = build_streams(settings, app.state.market_data, getattr(app.state, "bus", None),
+                                    getattr(app.state, "control", None))
             app.state.streams = streams
             metrics.streams.supervisor = streams
             if streams is not None:  # start/stop commands of every instance (and `exgate streams`)

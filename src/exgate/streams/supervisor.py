@@ -75,6 +75,7 @@ class _Venue:
     plan: list[TierEntry] = field(default_factory=list)
     top: TopVolume | None = None
     messages_at_beat: dict[StreamKind, tuple[int, int]] = field(default_factory=dict)
+    states: dict[StreamKind, StreamState] = field(default_factory=dict)
 
 
 class StreamSupervisor:
@@ -86,6 +87,8 @@ class StreamSupervisor:
         config: :class:`StreamConfig`.
         bus: where updates are published (``async publish(venue, kind, data, *, symbol, asset,
             name)``), or ``None``.
+        control: the control channel (:class:`exgate.bus.control.ControlChannel`) on which
+            each stream kind's state changes are published as ``lifecycle`` events, or ``None``.
         instance: this instance's id (default: host name and pid).
         autostart: stream every venue from the start; ``False`` (``serve --idle``): nothing
             until :meth:`start`.
@@ -94,11 +97,12 @@ class StreamSupervisor:
     """
 
     def __init__(self, market_data: Any, config: StreamConfig | None = None, *, bus: Any = None,
-                 instance: str | None = None, autostart: bool = True,
+                 control: Any = None, instance: str | None = None, autostart: bool = True,
                  clock: Callable[[], int] | None = None) -> None:
         self.market_data = market_data
         self.config = config or StreamConfig()
         self.bus = bus
+        self.control = control
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock or market_data.clock
         self.cache = market_data.cache
@@ -185,6 +189,9 @@ class StreamSupervisor:
         if self.store is not None:
             await self.store.delete([status_key(venue.adapter.id, k.value) for k in venue.leases])
         await self._close_sockets(venue)
+        for kind in list(venue.states):
+            if venue.states.pop(kind) is not StreamState.STOPPED:
+                await self._lifecycle(venue.adapter.id, kind.value, StreamState.STOPPED)
 
     async def _close_sockets(self, venue: _Venue) -> None:
         """Close the venue's sockets once no stream task of it runs here: a cancelled ccxt.pro
@@ -341,6 +348,21 @@ class StreamSupervisor:
         venue.messages_at_beat[kind] = (self.clock(), counters.messages)
         if self.store is not None:
             await write_status(self.store, status, 3 * max(self.config.tick_ms, 1000))
+        if venue.states.get(kind) is not status.state:
+            venue.states[kind] = status.state
+            await self._lifecycle(venue.adapter.id, kind.value, status.state, status.last_error)
+
+    async def _lifecycle(self, vid: str, kind: str, state: StreamState, detail: str | None = None) -> None:
+        """Tell every instance a stream changed state (control channel ``lifecycle`` event);
+        best effort: a failed publish is logged."""
+        if self.control is None:
+            return
+        event = {"op": "lifecycle", "instance": self.instance, "venue": vid, "stream": kind, "state": state.value,
+                 "ts_ms": self.clock(), "detail": detail}
+        try:
+            await self.control.publish(event)
+        except Exception as exc:  # noqa: BLE001 - lifecycle events inform; streaming goes on without them
+            log.warning("stream_lifecycle_unpublished", venue=vid, stream=kind, error=repr(exc))
 
     def local_figures(self) -> list[tuple[str, str, StreamStatus]]:
         """``(venue, kind, status)`` of every stream kind this instance runs or

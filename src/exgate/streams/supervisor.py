@@ -48,7 +48,8 @@ class StreamConfig:
         interval: the candle interval streamed.
         kinds: the stream kinds run.
         tick_ms: how often the supervisor reconciles and heartbeats.
-        top_refresh_ms: how often the tier-1 pool is recomputed.
+        top_refresh_ms: how often the tier-1 pool is recomputed (one tickers read per venue:
+            the only REST read streams make while healthy, besides seeds and resyncs).
     """
 
     top_n: int = 20
@@ -60,7 +61,7 @@ class StreamConfig:
     interval: str = "1m"
     kinds: tuple[StreamKind, ...] = tuple(StreamKind)
     tick_ms: int = 1_000
-    top_refresh_ms: int = 60_000
+    top_refresh_ms: int = 300_000
 
 
 @dataclass
@@ -241,6 +242,8 @@ class StreamSupervisor:
                         await self._reconcile(venue)
                     except errors.ExgateError as exc:
                         log.warning("stream_reconcile_failed", venue=vid, error=str(exc))
+                    except Exception as exc:  # noqa: BLE001 - one venue's failure must not stop the others' streams
+                        log.error("stream_reconcile_failed", venue=vid, error=repr(exc), exc_info=True)
             try:
                 await self.demand.flush()
             except Exception as exc:  # noqa: BLE001 - demand reaches Redis next time

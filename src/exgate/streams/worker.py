@@ -24,6 +24,7 @@ from exgate import errors
 from exgate.models import Market
 from exgate.streams.kinds import StreamKind
 from exgate.streams.live import LiveView
+from exgate.venues.streaming import StreamGap
 
 log = structlog.get_logger("exgate.streams")
 
@@ -114,9 +115,13 @@ class SymbolStream:
                 self.counters.last_error = f"no message for {self.stall_ms} ms"
                 self.client.fail_sockets(self.market, StreamSilent(self.counters.last_error))
             except errors.ExgateError as exc:
-                if "sequence broken" in str(exc):
-                    self.counters.gaps += 1
+                if isinstance(exc, StreamGap) and self.kind is StreamKind.BOOK:
+                    self.counters.gaps += 1  # every stream on the failed socket sees it; the book's counts
                 self.counters.last_error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - one stream's bug must not end every stream (their TaskGroup)
+                log.error("stream_failed", venue=self.adapter.id, kind=self.kind.value, symbol=self.symbol,
+                          error=repr(exc), exc_info=True)
+                self.counters.last_error = f"internal error: {type(exc).__name__}"
             await self._withdraw()
             failures += 1
             self.counters.reconnects += 1
@@ -172,7 +177,7 @@ class SymbolStream:
 
     async def _watch(self) -> Any:
         if self.kind is StreamKind.BOOK:
-            return await self.client.watch_order_book(self.market)
+            return await self.client.watch_order_book(self.market, keep=KEPT_DEPTH)
         if self.kind is StreamKind.TRADES:
             return await self.client.watch_trades(self.market)
         if self.kind is StreamKind.TICKER:
@@ -199,8 +204,7 @@ class SymbolStream:
         venue = self.adapter.id
         ttl = self.stall_ms
         if self.kind is StreamKind.BOOK:
-            book = data.model_copy(update={"bids": data.bids[:KEPT_DEPTH], "asks": data.asks[:KEPT_DEPTH]})
-            value = book.model_dump(mode="json")
+            value = data.model_dump(mode="json")
             await self.view.push(venue, self.kind, self.symbol, {"book": value, "depth": KEPT_DEPTH}, ttl)
             beat = time.monotonic()
             if beat - self._last_book_publish >= 0.25:  # the bus gets at most 4 books a second per symbol

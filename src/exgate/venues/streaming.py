@@ -5,8 +5,8 @@ configured as the REST instance is (upstream override of every WebSocket URL, sh
 the budget for the REST snapshots ccxt fetches, the shared TLS context), with the
 :class:`~exgate.venues.sequence.SequenceGuard` on its order books. Each ``watch_*`` waits for
 the venue's next update and returns it as models; it never touches a cache (the supervisor in
-:mod:`exgate.streams` does). ccxt errors become exgate errors (:func:`exgate.venues.transport.translate`),
-a sequence break :class:`~exgate.venues.sequence.SequenceGap`'s translation, ``UpstreamUnavailable``.
+:mod:`exgate.streams` does). ccxt errors become exgate errors (:func:`exgate.venues.transport.translate`), a sequence break
+:class:`StreamGap` (an ``UpstreamUnavailable``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ from exgate.models import Candle, Market, OrderBook, Ticker, Trade
 from exgate.venues import parse
 from exgate.venues.sequence import SequenceGap, SequenceGuard
 from exgate.venues.transport import translate
+
+
+class StreamGap(errors.UpstreamUnavailable):
+    """A numbered order-book stream skipped a message (:class:`~exgate.venues.sequence.SequenceGap`
+    translated): the socket was failed so the book is rebuilt from a fresh snapshot."""
 
 
 class StreamClient:
@@ -88,16 +93,20 @@ class StreamClient:
         try:
             return await call()
         except SequenceGap as exc:
-            raise errors.UpstreamUnavailable(f"{self.id} {operation}: {exc}") from exc
+            raise StreamGap(f"{self.id} {operation}: {exc}") from exc
         except errors.ExgateError:
             raise
         except Exception as exc:  # noqa: BLE001 - ccxt's tree and parse errors, translated once here
             raise translate(exc, self.id, operation) from exc
 
-    async def watch_order_book(self, market: Market, limit: int | None = None) -> OrderBook:
-        """The venue's order book after its next update, whole as ccxt keeps it from the
-        snapshot and deltas (``limit``: levels to subscribe to where the venue offers depths)."""
-        raw = await self._watch("watch_order_book", lambda: self.exchange.watch_order_book(market.symbol, limit))
+    async def watch_order_book(self, market: Market, keep: int | None = None) -> OrderBook:
+        """The venue's order book after its next update, as ccxt keeps it from the snapshot and
+        deltas, its best ``keep`` levels a side (``None``: all). ccxt's sides are sorted, so only
+        the kept levels are converted: a Binance book holds 1000 a side."""
+        raw = await self._watch("watch_order_book", lambda: self.exchange.watch_order_book(market.symbol))
+        if keep is not None:
+            raw = {"symbol": raw.get("symbol"), "bids": raw["bids"][:keep], "asks": raw["asks"][:keep],
+                   "timestamp": raw.get("timestamp"), "nonce": raw.get("nonce")}
         return parse.parse_order_book(self.id, market.symbol, raw)
 
     async def watch_trades(self, market: Market) -> list[Trade]:

@@ -6,7 +6,10 @@
 * ``exgate_stream_messages_total{exchange,channel}``, ``exgate_stream_reconnects_total``,
   ``exgate_stream_gaps_total``, ``exgate_stream_stalls_total``: what the streams this instance
   owned did since it started;
-* ``exgate_stream_last_message_age_seconds{exchange,channel}``.
+* ``exgate_stream_last_message_age_seconds{exchange,channel}``;
+* ``exgate_stream_bus_dropped_total{exchange}`` (the bounded queue to the bus was full),
+  ``exgate_stream_bus_unpublished_total{exchange}`` (the bus refused them),
+  ``exgate_stream_bus_queue`` (events waiting).
 
 ``channel`` is the stream kind (book, trades, ticker, candle). No Redis call is made.
 """
@@ -46,6 +49,12 @@ class StreamCollector:
                     f["age"].add_metric(labels, status.last_message_age_ms / 1000)
             for vid, sockets in supervisor.sockets().items():
                 f["connections"].add_metric([vid], sockets)
+            outbox = supervisor.outbox
+            if outbox is not None:
+                for vid in supervisor.venues:
+                    f["dropped"].add_metric([vid], outbox.dropped[vid])
+                    f["unpublished"].add_metric([vid], outbox.failed[vid])
+                f["queued"].add_metric([], outbox.depth)
         yield from f.values()
 
     @staticmethod
@@ -62,6 +71,11 @@ class StreamCollector:
             "gaps": CounterMetricFamily("exgate_stream_gaps", "Order-book sequence breaks (resynced).", labels=kinds),
             "stalls": CounterMetricFamily("exgate_stream_stalls", "Streams silent past their stall time.",
                                           labels=kinds),
+            "dropped": CounterMetricFamily("exgate_stream_bus_dropped", "Stream events dropped: the bus queue was full.",
+                                           labels=["exchange"]),
+            "unpublished": CounterMetricFamily("exgate_stream_bus_unpublished",
+                                               "Stream events the bus refused (Redis down or slow).", labels=["exchange"]),
+            "queued": GaugeMetricFamily("exgate_stream_bus_queue", "Stream events waiting for the bus now."),
             "age": GaugeMetricFamily("exgate_stream_last_message_age_seconds", "Seconds since the last update.",
                                      labels=kinds),
         }

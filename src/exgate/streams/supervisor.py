@@ -25,6 +25,7 @@ from exgate import errors
 from exgate.models import Market, MarketType
 from exgate.streams.kinds import CCXT_METHOD, STALL_SCALE, StreamKind
 from exgate.streams.live import LiveView
+from exgate.streams.outbox import Outbox
 from exgate.streams.owner import OwnerLease
 from exgate.streams.status import StreamState, StreamStatus, read_status, status_key, status_of, write_status
 from exgate.streams.tiers import Demand, TierEntry, TopVolume, top_by_volume
@@ -103,6 +104,8 @@ class StreamSupervisor:
         self.market_data = market_data
         self.config = config or StreamConfig()
         self.bus = bus
+        self.outbox = Outbox(bus) if bus is not None else None
+        """The bounded queue between the workers and the bus (its ``dropped`` counts)."""
         self.control = control
         self.instance = instance or f"{socket.gethostname()}:{os.getpid()}"
         self.clock = clock or market_data.clock
@@ -115,6 +118,7 @@ class StreamSupervisor:
         self.running: set[str] = set(self.venues) if autostart else set()
         self._group: asyncio.TaskGroup | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._reconciling = asyncio.Lock()
         """Held by each venue's reconcile and by a stop: a stop arriving mid-reconcile (a control
@@ -125,12 +129,15 @@ class StreamSupervisor:
         self._group = asyncio.TaskGroup()
         await self._group.__aenter__()
         self._loop_task = self._group.create_task(self._loop())
+        self._outbox_task = self._group.create_task(self.outbox.run()) if self.outbox is not None else None
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         group, self._group = self._group, None
         if self._loop_task is not None:
             self._loop_task.cancel()
+        if self._outbox_task is not None:
+            self._outbox_task.cancel()
         for venue in self.venues.values():
             for task in venue.tasks.values():
                 task.cancel()
@@ -327,13 +334,8 @@ class StreamSupervisor:
         adapter = venue.adapter
 
         async def publish(kind: StreamKind, symbol: str, data: dict) -> None:
-            if self.bus is None:
-                return
-            try:
-                await self.bus.publish(adapter.id, kind.value, data, symbol=symbol, asset=market.base,
-                                       name=adapter.name)
-            except Exception as exc:  # noqa: BLE001 - the bus is best effort; the cache is what reads use
-                log.warning("stream_publish_failed", venue=adapter.id, kind=kind.value, error=repr(exc))
+            if self.outbox is not None:
+                self.outbox.put(adapter.id, kind.value, adapter.name, data, symbol, market.base)
 
         return SymbolStream(venue.client, adapter, market, kind, self.view, publish, counters,
                             stall_ms=self.config.stall_ms * STALL_SCALE[kind], clock=self.clock,

@@ -17,7 +17,7 @@ def stream_settings(**overrides: object):
     """Gateway settings that stream BTC on every venue (tier 1 by configuration only)."""
     from exgate.config import Settings, StreamsMode
 
-    values = {"streams": StreamsMode.ON, "stream_top_n": 0, "stream_symbols": "BTC", "stream_stall_ms": 1500,
+    values = {"streams": StreamsMode.ON, "stream_top_n": 0, "stream_symbols": "BTC", "stream_stall_ms": 3000,
               "redis_url": None}
     values.update(overrides)
     return Settings(**values)

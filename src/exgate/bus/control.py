@@ -8,8 +8,10 @@ message once; pub/sub keeps nothing, so a command sent while no instance listens
 
 - ``{"op": "start"|"stop", "exchange": "<venue id>"|null, ...}``: start or stop the streams of
   one venue (``null``: every venue); other keys (``stream``, ``autostart``...) are passed on.
-- ``{"op": "lifecycle", "instance", "venue", "stream", "state", ...}``: what a supervisor did
-  (``state``: e.g. ``starting``, ``connected``, ``stopped``, ``failed``), for the others to see.
+- ``{"op": "lifecycle", "instance", "venue", "stream", "state", "ts_ms", "detail"}``: a stream
+  kind changed state on the instance that runs it (``state``: a
+  :class:`~exgate.streams.StreamState`: ``starting``, ``live``, ``stalled``, ``reconnecting``,
+  ``stopped``), for the others to see.
 
 Without Redis, :class:`LocalControl` is the same channel inside one process.
 """

@@ -142,9 +142,11 @@ class Hub:
         assert feed.started is not None
         try:
             feed.position = (await self.bus.info(feed.stream)).last_id
-        except BusUnavailable as exc:
+        except Exception as exc:  # noqa: BLE001 - BusUnavailable or a bug: the joiners get it, the Hub lives on
             self._feeds.pop(feed.stream, None)
-            feed.started.set_exception(exc)
+            failure = exc if isinstance(exc, BusUnavailable) else BusUnavailable(
+                f"the event stream {feed.stream} could not be opened ({type(exc).__name__})")
+            feed.started.set_exception(failure)
             feed.started.exception()  # retrieved: joiners re-raise it
             return
         feed.started.set_result(None)

@@ -205,13 +205,13 @@ class Cache:
         if shared and self.l2 is not None:
             await self.l2.put(key, entry, now)
 
-    async def withdraw(self, keys: Iterable[str]) -> None:
-        """Drop pushed values here and in L2 at once (the stream behind them stopped being
-        healthy): the next read of them is an upstream read."""
+    async def withdraw(self, keys: Iterable[str], *, shared: bool = True) -> None:
+        """Drop pushed values here and (``shared``) in L2 at once (the stream behind them
+        stopped being healthy): the next read of them is an upstream read."""
         keys = list(keys)
         for key in keys:
             self.l1.drop(key)
-        if self.l2 is not None:
+        if shared and self.l2 is not None:
             await self.l2.delete(keys)
 
     async def get_or_fetch(self, key: str, fetch: Fetch, *, tags: Iterable[str] = (),

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 from starlette.responses import Response
 
+from exgate.bus import BusUnavailable
 from exgate.errors import NotSupported
 from exgate.http.openapi import problem_responses
 from exgate.http.routes import refuse_admin
@@ -36,7 +37,8 @@ class VenueStreams(BaseModel):
 
 class StreamsCommand(BaseModel):
     """``POST /v1/streams/start|stop``: the venues streamed on this instance afterwards, and how
-    many other instances the command was published to (``None``: no control channel)."""
+    many listeners the command was published to, this instance's own included (``None``: it
+    could not be published, e.g. Redis unreachable; it was applied on this instance)."""
 
     op: str
     exchange: str | None
@@ -67,7 +69,7 @@ async def venue_streams(request: Request, exchange: str) -> Response:
 
 
 async def _command(request: Request, op: str, exchange: str | None) -> Response:
-    refused = refuse_admin(request)
+    refused = refuse_admin(request, "stream control")
     if refused is not None:
         return refused
     supervisor = _supervisor(request)
@@ -79,7 +81,10 @@ async def _command(request: Request, op: str, exchange: str | None) -> Response:
     control = getattr(request.app.state, "control", None)
     published = None
     if control is not None:
-        published = await control.publish({"op": op, "exchange": exchange, "origin": supervisor.instance})
+        try:
+            published = await control.publish({"op": op, "exchange": exchange, "origin": supervisor.instance})
+        except BusUnavailable:  # applied here; the other instances did not hear it (published_to null)
+            published = None
     return Response(StreamsCommand(op=op, exchange=exchange, running=running, published_to=published)
                     .model_dump_json(), media_type=_JSON)
 

@@ -157,11 +157,12 @@ async def metrics(request: Request) -> Response:
 _TAG_KINDS = ("exchange:", "market:", "account:")
 
 
-def refuse_admin(request: Request) -> Response | None:
-    """``None`` when the request carries the operator token; else the 403 (no token set) or 401."""
+def refuse_admin(request: Request, feature: str = "cache invalidation") -> Response | None:
+    """``None`` when the request carries the operator token; else the 403 (no token set: the
+    ``feature`` is disabled) or 401."""
     token = getattr(request.app.state, "admin_token", None)
     if not token:
-        return problem(403, "Forbidden", "cache invalidation is disabled: set EXGATE_ADMIN_TOKEN to enable it",
+        return problem(403, "Forbidden", f"{feature} is disabled: set EXGATE_ADMIN_TOKEN to enable it",
                        instance=request.url.path)
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):

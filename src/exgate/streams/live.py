@@ -54,19 +54,19 @@ class LiveView:
                               Freshness(ttl_ms=ttl_ms), shared=shared)
 
     async def withdraw(self, venue: str, kind: StreamKind, symbols: Sequence[str], *,
-                       interval: str | None = None) -> None:
-        """Drop the entries of ``symbols`` at once, here and in Redis."""
-        await self.cache.withdraw([live_key(venue, kind, s, interval) for s in symbols])
+                       interval: str | None = None, shared: bool = True) -> None:
+        """Drop the entries of ``symbols`` at once, here and (``shared``) in Redis."""
+        await self.cache.withdraw([live_key(venue, kind, s, interval) for s in symbols], shared=shared)
 
-    def top_of_book(self, venue: str, symbol: str) -> tuple[str | None, str | None]:
-        """Best bid and ask prices (decimal strings) of this process's streamed book of
-        ``symbol``, or ``None`` each when not streamed here (tickers that lack them take them)."""
-        slot = self.cache.l1.get(live_key(venue, StreamKind.BOOK, symbol), self.cache.clock())
-        if slot is None:
+    async def top_of_book(self, venue: str, symbol: str) -> tuple[str | None, str | None]:
+        """Best bid and ask prices (decimal strings) of the streamed book of ``symbol`` (this
+        process's, or the owner's through Redis), ``None`` each when it is not streamed
+        (tickers that lack them take them)."""
+        got = await self._entry(live_key(venue, StreamKind.BOOK, symbol))
+        if got is None:
             return None, None
-        try:
-            book = orjson.loads(slot.entry.body)["book"]
-        except (orjson.JSONDecodeError, KeyError):
+        book = got[1].get("book")
+        if not isinstance(book, dict):
             return None, None
         bids, asks = book.get("bids") or [], book.get("asks") or []
         return (bids[0][0] if bids else None), (asks[0][0] if asks else None)
@@ -119,7 +119,8 @@ class LiveView:
 
     async def candles(self, venue: str, symbol: str, interval: str, limit: int) -> CacheResult | None:
         """The latest ``limit`` candles of ``interval`` as a candles page, when streamed and
-        the history holds that many."""
+        the history holds that many; a candle whose close time has passed is ``closed`` (the
+        venue's last update of it may have come before its end)."""
         got = await self._entry(live_key(venue, StreamKind.CANDLE, symbol, interval))
         if got is None:
             return None
@@ -127,7 +128,9 @@ class LiveView:
         candles = value["candles"]
         if len(candles) < limit:
             return None
-        page = {"exchange": venue, "symbol": symbol, "interval": interval, "candles": candles[-limit:]}
+        now = self.cache.clock()
+        cut = [c if c.get("closed") or c["close_time"] >= now else {**c, "closed": True} for c in candles[-limit:]]
+        page = {"exchange": venue, "symbol": symbol, "interval": interval, "candles": cut}
         return self._answer(found, orjson.dumps(page))
 
     async def prices(self, venue: str, symbols: Sequence[str]) -> CacheResult | None:

@@ -51,8 +51,9 @@ class OwnerLease:
 
     async def refresh(self) -> bool:
         """Take the lease if it is free, renew it if held; returns whether this instance owns
-        the stream now. Redis down: ownership is given up (another instance that still reaches
-        Redis may own it; two owners for a moment cost one duplicate socket, no wrong data)."""
+        the stream now. Redis unreachable (or its circuit open): this instance streams for
+        itself, as without Redis (fail open: every instance then opens its own socket, and the
+        reads keep coming from streams); once Redis answers again the lease decides anew."""
         if self.store is None:
             return True
         client = self.store.client
@@ -65,7 +66,10 @@ class OwnerLease:
             return bool(await client.set(self.key, self.instance, nx=True, px=self.lease_ms))
 
         result = await self.store.call(op)
-        self.held = result is True
+        if not isinstance(result, bool):  # DOWN: Redis failed, timed out or its circuit is open
+            self.held = True
+            return True
+        self.held = result
         return self.held
 
     async def owner(self) -> str | None:

@@ -18,17 +18,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import structlog
 
 from exgate import errors
-from exgate.models import Market, MarketType
+from exgate.models import Market
 from exgate.streams.kinds import CCXT_METHOD, STALL_SCALE, StreamKind
 from exgate.streams.live import LiveView
 from exgate.streams.outbox import Outbox
 from exgate.streams.owner import OwnerLease
 from exgate.streams.status import StreamState, StreamStatus, read_status, status_key, status_of, write_status
-from exgate.streams.tiers import Demand, TierEntry, TopVolume, top_by_volume
+from exgate.streams.tiers import Demand, TierEntry, TopVolume, plan_venue
 from exgate.streams.worker import Counters, SymbolStream
 from exgate.venues.streaming import StreamClient
 
@@ -49,6 +48,8 @@ class StreamConfig:
         interval: the candle interval streamed.
         kinds: the stream kinds run.
         tick_ms: how often the supervisor reconciles and heartbeats.
+        max_demand: most tier-2 symbols per venue (the most recently read first): a client
+            polling every market must not subscribe every market.
         top_refresh_ms: how often the tier-1 pool is recomputed (one tickers read per venue:
             the only REST read streams make while healthy, besides seeds and resyncs).
     """
@@ -63,6 +64,7 @@ class StreamConfig:
     kinds: tuple[StreamKind, ...] = tuple(StreamKind)
     tick_ms: int = 1_000
     top_refresh_ms: int = 300_000
+    max_demand: int = 50
 
 
 @dataclass
@@ -190,8 +192,8 @@ class StreamSupervisor:
         return sorted(self.running)
 
     async def _stop_venue(self, venue: _Venue) -> None:
-        for key in list(venue.tasks):
-            await self._cancel(venue, key)
+        # all at once, with no unsubscribe each: the sockets are closed right after
+        await self._cancel_all(venue, list(venue.tasks), unsubscribe=False)
         for lease in venue.leases.values():
             await lease.release()
         if self.store is not None:
@@ -213,16 +215,25 @@ class StreamSupervisor:
             await client.close()
 
     async def _cancel(self, venue: _Venue, key: tuple[StreamKind, str]) -> None:
-        task = venue.tasks.pop(key, None)
-        stream = venue.streams.pop(key, None)
-        if stream is not None:
-            stream.unsubscribe_on_cancel = True
-        if task is not None:
-            task.cancel()
-            try:
-                await task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - the task's end is all we need
-                pass
+        await self._cancel_all(venue, [key])
+
+    async def _cancel_all(self, venue: _Venue, keys: list[tuple[StreamKind, str]], *, unsubscribe: bool = True,
+                          lost: bool = False) -> None:
+        """End the streams of ``keys`` together (each unsubscribing at the venue, at most 2 s,
+        when ``unsubscribe``; ``lost``: another instance owns them now, so only this process's
+        copies of their entries go, not the new owner's)."""
+        tasks = []
+        for key in keys:
+            task = venue.tasks.pop(key, None)
+            stream = venue.streams.pop(key, None)
+            if stream is not None:
+                stream.unsubscribe_on_cancel = unsubscribe
+                stream.local_only = lost
+            if task is not None:
+                task.cancel()
+                tasks.append(task)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)  # their ends are all we need
 
     def streamable(self, vid: str, method: str) -> bool:
         """Whether ``vid`` is streamed here and its ccxt.pro client has ``method`` (``watchTrades``...)."""
@@ -263,39 +274,11 @@ class StreamSupervisor:
                 pass
 
     async def plan(self, vid: str) -> list[TierEntry]:
-        """The symbols ``vid`` streams now and why (tier 1, then tier 2)."""
+        """The symbols ``vid`` streams now and why (tier 1, then tier 2; see :func:`plan_venue`)."""
         venue = self.venues[vid]
-        adapter = venue.adapter
-        now = self.clock()
-        if venue.top is None or now - venue.top.computed_ms >= self.config.top_refresh_ms:
-            venue.top = TopVolume(await self._top(adapter), now)
-        entries: dict[str, TierEntry] = {}
-        for rank, symbol in enumerate(venue.top.symbols, 1):
-            entries[symbol] = TierEntry(symbol=symbol, tier=1,
-                                        reason=f"top {self.config.top_n} by 24 h quote volume (#{rank})")
-        for base in self.config.symbols:
-            market = adapter.loaded_market(base)
-            if market is not None and market.symbol not in entries:
-                entries[market.symbol] = TierEntry(symbol=market.symbol, tier=1, reason=f"configured: {base}")
-        for symbol, until in sorted((await self.demand.leases(vid)).items()):
-            if symbol not in entries and adapter.loaded_market(symbol) is not None:
-                entries[symbol] = TierEntry(symbol=symbol, tier=2, reason="demand: read over REST",
-                                            lease_expires_ms=until)
-        venue.plan = list(entries.values())
+        venue.top, venue.plan = await plan_venue(self.market_data, venue.adapter, self.config, self.demand,
+                                                 venue.top, self.clock())
         return venue.plan
-
-    async def _top(self, adapter: Any) -> list[str]:
-        if self.config.top_n <= 0:
-            return []
-        try:
-            page = await self.market_data.prices(adapter.id)
-        except errors.ExgateError as exc:
-            log.warning("stream_top_unavailable", venue=adapter.id, error=str(exc))
-            return []
-        markets = await adapter.markets()
-        perps = {m.symbol for m in markets if m.type is MarketType.PERPETUAL and m.active}
-        eligible = perps or {m.symbol for m in markets if m.active}
-        return top_by_volume(orjson.loads(page.body)["prices"], self.config.top_n, eligible)
 
     async def _reconcile(self, venue: _Venue) -> None:
         adapter = venue.adapter
@@ -316,8 +299,8 @@ class StreamSupervisor:
                                                              self.config.owner_lease_ms))
             counters = venue.counters.setdefault(kind, Counters())
             owned = await lease.refresh()
-            for key in [k for k in venue.tasks if k[0] is kind and (not owned or k[1] not in wanted)]:
-                await self._cancel(venue, key)
+            await self._cancel_all(venue, [k for k in venue.tasks if k[0] is kind and (not owned or k[1] not in wanted)],
+                                   unsubscribe=owned, lost=not owned)
             if owned and self._group is not None:
                 for symbol in sorted(wanted):
                     if (kind, symbol) not in venue.tasks:

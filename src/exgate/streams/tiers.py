@@ -12,13 +12,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
+import structlog
 from pydantic import BaseModel
+
+from exgate.errors import ExgateError
+from exgate.models import MarketType
+
+log = structlog.get_logger("exgate.streams")
 
 
 class TierEntry(BaseModel):
@@ -100,7 +108,10 @@ class Demand:
         for venue, members in pending.items():
             if members:
                 client = self.store.client
-                await self.store.call(lambda: client.zadd(demand_key(venue), members, gt=True))
+                done = await self.store.call(lambda: client.zadd(demand_key(venue), members, gt=True))
+                if not isinstance(done, int):  # Redis down: keep them for the next flush
+                    for symbol, until in members.items():
+                        self._pending[venue].setdefault(symbol, until)
 
     async def leases(self, venue: str) -> dict[str, int]:
         """Live leases of ``venue``: symbol → expiry ms (this instance's and, with Redis,
@@ -148,3 +159,44 @@ def top_by_volume(tickers: list[dict], n: int, eligible: set[str]) -> list[str]:
     rows = [r for r in tickers if r.get("symbol") in eligible]
     rows.sort(key=lambda r: (-volume(r), r["symbol"]))
     return [r["symbol"] for r in rows[:n]]
+
+
+async def plan_venue(market_data: Any, adapter: Any, config: Any, demand: Demand, top: TopVolume | None,
+                     now_ms: int) -> tuple[TopVolume | None, list[TierEntry]]:
+    """What ``adapter``'s venue streams now: tier 1 (the ``config.top_n`` pool, recomputed
+    every ``config.top_refresh_ms`` from the venue's tickers, and ``config.symbols``), then
+    tier 2 (``demand``'s leases, at most ``config.max_demand``, the most recently read first).
+    Returns the pool as kept (``top``; a failed recompute keeps the previous one) and the plan."""
+    if top is None or now_ms - top.computed_ms >= config.top_refresh_ms:
+        symbols = await _top(market_data, adapter, config.top_n)
+        if symbols is not None:
+            top = TopVolume(symbols, now_ms)
+    entries: dict[str, TierEntry] = {}
+    for rank, symbol in enumerate(top.symbols if top is not None else [], 1):
+        entries[symbol] = TierEntry(symbol=symbol, tier=1, reason=f"top {config.top_n} by 24 h quote volume (#{rank})")
+    for base in config.symbols:
+        market = adapter.loaded_market(base)
+        if market is not None and market.symbol not in entries:
+            entries[market.symbol] = TierEntry(symbol=market.symbol, tier=1, reason=f"configured: {base}")
+    leased = sorted((await demand.leases(adapter.id)).items(), key=lambda item: (-item[1], item[0]))
+    for symbol, until in leased[:config.max_demand]:
+        if symbol not in entries and adapter.loaded_market(symbol) is not None:
+            entries[symbol] = TierEntry(symbol=symbol, tier=2, reason="demand: read over REST", lease_expires_ms=until)
+    return top, list(entries.values())
+
+
+async def _top(market_data: Any, adapter: Any, n: int) -> list[str] | None:
+    """The venue's top ``n`` perpetuals (else markets) by 24 h quote volume; ``None`` when its
+    tickers could not be read within 2 s (the caller keeps the pool it has: a lapse must not
+    drop tier 1, and a slow venue must not hold up the other venues' lease renewals)."""
+    if n <= 0:
+        return []
+    try:
+        async with asyncio.timeout(2.0):
+            page = await market_data.prices(adapter.id)
+    except (ExgateError, TimeoutError) as exc:
+        log.warning("stream_top_unavailable", venue=adapter.id, error=repr(exc))
+        return None
+    markets = await adapter.markets()
+    perps = {m.symbol for m in markets if m.type is MarketType.PERPETUAL and m.active}
+    return top_by_volume(orjson.loads(page.body)["prices"], n, perps or {m.symbol for m in markets if m.active})

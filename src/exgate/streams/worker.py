@@ -95,6 +95,10 @@ class SymbolStream:
         self._candles: dict[int, dict] = {}
         self._complete = False
         self._last_book_publish = 0.0
+        self.local_only = False
+        """Set with a lost lease: the new owner writes the shared entries now; only this
+        process's copies are withdrawn."""
+        self._last_ms: int | None = None
         self.unsubscribe_on_cancel = False
         """Set by the supervisor before it cancels a stream it no longer wants (a lapsed lease,
         a stop): the venue subscription is then given up too, not only the task."""
@@ -128,14 +132,15 @@ class SymbolStream:
             first, most = self.backoff_ms
             delay = min(most, first * 2 ** min(failures - 1, 16))
             await asyncio.sleep(delay * (0.5 + random.random() / 2) / 1000)  # jitter: 50-100% of it
-            if self.counters.last_message_ms is not None and self.clock() - self.counters.last_message_ms < 1000:
-                failures = 0  # it worked again between failures: start the backoff over
+            if self._last_ms is not None and self.clock() - self._last_ms < 1000:
+                failures = 0  # this stream worked again between failures: start the backoff over
 
     async def _withdraw(self) -> None:
         self.counters.live.discard(self.symbol)
         interval = self.interval if self.kind is StreamKind.CANDLE else None
         try:
-            await self.view.withdraw(self.adapter.id, self.kind, [self.symbol], interval=interval)
+            await self.view.withdraw(self.adapter.id, self.kind, [self.symbol], interval=interval,
+                                     shared=not self.local_only)
         except Exception as exc:  # noqa: BLE001 - the TTL ends the entry anyway
             log.warning("stream_withdraw_failed", venue=self.adapter.id, kind=self.kind.value, error=repr(exc))
 
@@ -169,7 +174,7 @@ class SymbolStream:
                 self.counters.connected_since_ms = self.counters.connected_since_ms or now
                 first = False
             self.counters.messages += 1
-            self.counters.last_message_ms = now
+            self.counters.last_message_ms = self._last_ms = now
             if self.symbol not in self.counters.live:  # live again: this process's REST copies give way
                 self.counters.live.add(self.symbol)
                 self.view.forget_rest(self.adapter.id, self.symbol)
@@ -182,7 +187,7 @@ class SymbolStream:
             return await self.client.watch_trades(self.market)
         if self.kind is StreamKind.TICKER:
             return await self.client.watch_ticker(self.market)
-        return await self.client.watch_candles(self.market, self.interval, self.clock())
+        return await self.client.watch_candles(self.market, self.interval, self.clock)
 
     async def _seed_trades(self) -> None:
         self._trades = []
@@ -223,7 +228,7 @@ class SymbolStream:
         elif self.kind is StreamKind.TICKER:
             value = data.model_dump(mode="json")
             if value.get("bid") is None or value.get("ask") is None:  # e.g. Binance miniTicker, Pacifica prices
-                bid, ask = self.view.top_of_book(venue, self.symbol)
+                bid, ask = await self.view.top_of_book(venue, self.symbol)
                 value["bid"] = value.get("bid") or bid
                 value["ask"] = value.get("ask") or ask
             await self.view.push(venue, self.kind, self.symbol, {"ticker": value}, ttl)

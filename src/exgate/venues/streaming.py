@@ -24,6 +24,13 @@ from exgate.venues.sequence import SequenceGap, SequenceGuard
 from exgate.venues.transport import translate
 
 
+def _is_pong(message: Any) -> bool:
+    """An application-level pong (Hyperliquid and Pacifica ``{"channel": "pong"}``, Bybit
+    ``{"op": "pong"}`` / ``{"ret_msg": "pong"}``)."""
+    return isinstance(message, dict) and (message.get("channel") == "pong" or message.get("op") == "pong"
+                                          or message.get("ret_msg") == "pong")
+
+
 class StreamGap(errors.UpstreamUnavailable):
     """A numbered order-book stream skipped a message (:class:`~exgate.venues.sequence.SequenceGap`
     translated): the socket was failed so the book is rebuilt from a fresh snapshot."""
@@ -58,17 +65,21 @@ class StreamClient:
         handle = exchange.handle_message
 
         def heard(client: Any, message: Any) -> Any:
-            self.heard[client.url] = time.monotonic()
+            if not _is_pong(message):  # a socket that only answers pings delivers nothing
+                self.heard[client.url] = time.monotonic()
             return handle(client, message)
 
         exchange.handle_message = heard  # new sockets take it (ccxt binds it as each client is made)
 
     def sockets_of(self, market: Market) -> list[Any]:
-        """The open ccxt sockets that carry a subscription of ``market``."""
+        """The open ccxt sockets that carry a subscription of ``market`` (by its unified symbol
+        in ccxt's message hashes, or its venue id where that is a real name: Binance's
+        ``btcusdt@depth`` subscriptions; Hyperliquid's ids are bare indices, never matched)."""
+        venue_id = market.id.lower() if len(market.id) > 3 and not market.id.isdigit() else None
         out = []
         for client in list(getattr(self.exchange, "clients", {}).values()):
-            hashes = list(getattr(client, "subscriptions", {})) + list(getattr(client, "futures", {}))
-            if any(market.symbol in str(h) or market.id.lower() in str(h).lower() for h in hashes):
+            hashes = [str(h) for h in list(getattr(client, "subscriptions", {})) + list(getattr(client, "futures", {}))]
+            if any(market.symbol in h or (venue_id is not None and venue_id in h.lower()) for h in hashes):
                 out.append(client)
         return out
 
@@ -121,11 +132,12 @@ class StreamClient:
         raw = await self._watch("watch_ticker", lambda: self.exchange.watch_ticker(market.symbol))
         return parse.parse_ticker(self.id, raw, family=self.family)
 
-    async def watch_candles(self, market: Market, interval: str, now_ms: int) -> list[Candle]:
+    async def watch_candles(self, market: Market, interval: str, clock: Any) -> list[Candle]:
         """The candles of ``interval`` the venue updated (the forming one last), ``closed``
-        judged at ``now_ms``."""
+        judged by ``clock()`` (ms) when the update arrived."""
         step = int(self.exchange.parse_timeframe(interval) * 1000)
         raw = await self._watch("watch_ohlcv", lambda: self.exchange.watch_ohlcv(market.symbol, interval))
+        now_ms = clock()
         return [parse.parse_candle(row, step, now_ms) for row in raw]
 
     async def unwatch(self, kind: str, market: Market, interval: str = "1m", timeout_s: float = 2.0) -> bool:

@@ -42,7 +42,10 @@ def stream_gateway(redis_url: str | None, options: StreamOptions, bus: Any = Non
     from exgate.venues.registry import build_adapters
 
     adapters = build_adapters(VENUES, {v: f"http://127.0.0.1:9/{v}" for v in VENUES})
-    app = create_app(adapters, preload=False, settings=Settings(redis_url=redis_url, exchanges=",".join(VENUES)))
+    # a 2 s Redis timeout: these tests are about the stream protocol, and on a loaded 2-core
+    # machine a Redis call can take longer than the production default of 500 ms
+    settings = Settings(redis_url=redis_url, exchanges=",".join(VENUES), redis_timeout_ms=2_000)
+    app = create_app(adapters, preload=False, settings=settings)
     app.state.stream_options = options
     if bus is not None:
         app.state.bus = bus

@@ -1,5 +1,6 @@
-"""Helpers for the sandbox WebSocket tests: a ccxt.pro client on the sandbox, a raw socket that
-reads JSON frames, the fault switch and the WS counters."""
+"""Helpers for the Hyperliquid and Pacifica sandbox WebSocket tests: a raw socket that reads
+JSON frames and a wait on the WS counters; the ccxt.pro client, the fault switch and the
+counters are :mod:`tests.ws_harness`'s."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
-import httpx
 import orjson
 
 from tests.conftest import ServerThread
+from tests.ws_harness import fault, pro_client, ws_stats  # noqa: F401 - the tests take them from here too
 
 HANG_GUARD_S = 20
 """A hang guard for waits on a frame or a counter, not a speed assertion."""
@@ -20,18 +21,6 @@ HANG_GUARD_S = 20
 async def within(awaitable):
     """``awaitable``'s result, with a hang guard of :data:`HANG_GUARD_S` (not a speed assertion)."""
     return await asyncio.wait_for(awaitable, HANG_GUARD_S)
-
-
-def pro_client(venue: str, sandbox_url: str, config: dict | None = None):
-    """A real ``ccxt.pro`` client of ``venue`` whose REST and WebSocket URLs (``urls['api']``,
-    ``ws`` included) point at the sandbox's ``/{venue}``, as exgate's upstream override does."""
-    import ccxt.pro
-
-    from exgate.venues.upstream import rewrite_urls
-
-    exchange = getattr(ccxt.pro, venue)(dict(config or {}))
-    exchange.urls["api"] = rewrite_urls(exchange.urls["api"], f"{sandbox_url}/{venue}", exchange.hostname)
-    return exchange
 
 
 class RawSocket:
@@ -62,18 +51,6 @@ async def raw_socket(box: ServerThread, path: str) -> AsyncIterator[RawSocket]:
     """A raw socket to ``ws://sandbox{path}``."""
     async with aiohttp.ClientSession() as http, http.ws_connect(box.url.replace("http", "ws", 1) + path) as ws:
         yield RawSocket(ws)
-
-
-def fault(box: ServerThread, venue: str, kind: str, **extra: object) -> dict:
-    """``POST /__sandbox/ws?venue=&fault=``."""
-    r = httpx.post(f"{box.url}/__sandbox/ws", params={"venue": venue, "fault": kind, **extra})
-    assert r.status_code == 200, r.text
-    return r.json()
-
-
-def ws_stats(box: ServerThread, venue: str) -> dict:
-    """``venues.<venue>.ws`` of ``GET /__sandbox/stats``."""
-    return httpx.get(f"{box.url}/__sandbox/stats").json()["venues"][venue]["ws"]
 
 
 async def wait_stats(box: ServerThread, venue: str, accept: Callable[[dict], bool]) -> dict:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import httpx
 
 from tests.conftest import ServerThread
+from tests.ws_harness import ws_stats  # noqa: F401 - the stream tests take it from here
 
 WS_VENUES = ("binanceusdm", "bybit", "hyperliquid", "pacifica")
 KINDS = ("book", "trades", "ticker", "candle")
@@ -88,11 +89,6 @@ def fresh_messages(gateway: ServerThread, venue: str, since: dict[str, int], kin
 def rest_requests(sandbox: ServerThread, venue: str) -> dict[str, int]:
     """The REST requests the sandbox answered for ``venue`` since its last reset, by operation."""
     return httpx.get(f"{sandbox.url}/__sandbox/stats").json()["venues"][venue]["by_operation"]
-
-
-def ws_stats(sandbox: ServerThread, venue: str) -> dict:
-    """The sandbox's WebSocket counters of ``venue``."""
-    return httpx.get(f"{sandbox.url}/__sandbox/stats").json()["venues"][venue]["ws"]
 
 
 def read_all(gateway: ServerThread, venue: str) -> dict[str, httpx.Response]:
